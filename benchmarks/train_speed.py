@@ -1,0 +1,128 @@
+"""Training speed of the seed's DataLoader loop against this project's trainer.
+
+Runs the seed's workload (N=1000 series, T=20, L=4, hidden 5, batch 1000) three
+ways in one process, side by side, so the ratios are the figure, not the times:
+
+  (a) a re-creation of the seed notebook's loop (TensorDataset + DataLoader);
+  (b) neural_trader.train.train_trader with one replica;
+  (c) the same trainer with S = 16, 64 and 256 replicas in one batched computation.
+
+Each ratio is model-epochs per second over (a)'s. The last line printed is JSON.
+
+    python benchmarks/train_speed.py --epochs 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+from torch import nn
+
+from neural_trader.config import AR1Regime
+from neural_trader.data import Windows, generate_returns, make_generator, window_returns
+from neural_trader.models import TraderNet
+from neural_trader.train import resolve_device, train_trader
+
+N, M, T, L, HIDDEN, BATCH, LR = 1000, 100, 20, 4, 5, 1000, 0.01
+
+
+class SeedTrader(nn.Module):
+    """The notebook's model, as written there: two nn.Linear layers with sigmoids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear0, self.linear1 = nn.Linear(L, HIDDEN), nn.Linear(HIDDEN, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.linear1(torch.sigmoid(self.linear0(x)))).squeeze()
+
+
+def seed_loop(train: Windows, valid: Windows, epochs: int) -> float:
+    """The notebook's training loop; returns seconds taken."""
+    torch.manual_seed(0)  # the notebook's global RNG, on purpose: this is its loop
+    model = SeedTrader()
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(train.x, train.y), shuffle=True, batch_size=BATCH
+    )
+    optim = torch.optim.RMSprop(model.parameters(), lr=LR)
+    history = []
+    start = time.perf_counter()
+    for _ in range(epochs):
+        n_batch, stats = 0, torch.zeros(2)
+        for bx, by in loader:
+            recom = model(bx)
+            ret = recom * by
+            loss = -ret.mean()
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+            n_batch += 1
+            stats += torch.tensor([recom.detach().mean(), ret.detach().mean()])
+        stats /= n_batch
+        vrec = model(valid.x)
+        vret = vrec * valid.y
+        history.append(torch.cat([stats, torch.tensor([vrec.detach().mean(), vret.detach().mean()])]))
+    return time.perf_counter() - start
+
+
+def replica_data(replicas: int, device: torch.device) -> tuple[Windows, Windows]:
+    regime = AR1Regime(rho=0.2)
+
+    def draw(n: int, split: str) -> torch.Tensor:
+        return torch.stack(
+            [generate_returns(regime, n, T, generator=make_generator("bench", split, s)) for s in range(replicas)]
+        )
+
+    return window_returns(draw(N, "train"), L).to(device), window_returns(draw(M, "valid"), L).to(device)
+
+
+def ours(replicas: int, epochs: int, device: torch.device) -> float:
+    train, valid = replica_data(replicas, device)
+    model = TraderNet([make_generator("init", s, device=device) for s in range(replicas)], L, HIDDEN).to(device)
+    gens = [make_generator("shuffle", s, device=device) for s in range(replicas)]
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    train_trader(model, train, valid, gens, lr=LR, epochs=epochs, batch_size=BATCH, progress=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=500, help="epochs per configuration")
+    parser.add_argument("--replicas", type=int, nargs="+", default=[16, 64, 256])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (the seed loop always runs on cpu)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+
+    seed_train, seed_valid = replica_data(1, torch.device("cpu"))
+    seed_train, seed_valid = Windows(seed_train.x[0], seed_train.y[0]), Windows(seed_valid.x[0], seed_valid.y[0])
+    seed_eps = args.epochs / seed_loop(seed_train, seed_valid, args.epochs)
+    single_eps = args.epochs / ours(1, args.epochs, device)
+    batched = {s: s * args.epochs / ours(s, args.epochs, device) for s in args.replicas}
+
+    print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}, device {device}, {args.epochs} epochs each")
+    print(f"{'configuration':<28}{'model-epochs/s':>16}{'ratio':>10}")
+    print(f"{'(a) seed DataLoader loop':<28}{seed_eps:>16.1f}{1.0:>10.1f}")
+    print(f"{'(b) ours, 1 replica':<28}{single_eps:>16.1f}{single_eps / seed_eps:>10.1f}")
+    for s, eps in batched.items():
+        print(f"{f'(c) ours, {s} replicas':<28}{eps:>16.1f}{eps / seed_eps:>10.1f}")
+    print(json.dumps({
+        "seed_loop_epochs_per_s": round(seed_eps, 2),
+        "single_epochs_per_s": round(single_eps, 2),
+        "single_ratio": round(single_eps / seed_eps, 2),
+        "batched": {str(s): round(eps / seed_eps, 2) for s, eps in batched.items()},
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""Typed, validated configuration for the whole study.
+
+`params.yaml` is parsed once into `StudyConfig`. Anything unknown, mistyped or
+out of range raises `ConfigError`, naming the key path (`train.lr`) and what is
+allowed, before any work starts. This module never touches a file: it takes
+plain dicts (see `tasks.workspace.load_params` for reading YAML).
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "ConfigError",
+    "StudyConfig",
+    "RegimeConfig",
+    "IIDRegime",
+    "AR1Regime",
+    "ModelConfig",
+    "TrainConfig",
+    "parse_config",
+    "apply_overrides",
+]
+
+
+class ConfigError(ValueError):
+    """A parameter is unknown, mistyped or out of range."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- data
+class IIDRegime(_Strict):
+    """Pure noise: r_t ~ N(0, vol^2), independent over t. Nothing to learn."""
+
+    kind: Literal["iid"] = "iid"
+    vol: float = Field(1.0, gt=0, description="std of one return")
+
+
+class AR1Regime(_Strict):
+    """Momentum: r_t = rho * r_{t-1} + e_t, e_t ~ N(0, vol^2), started stationary."""
+
+    kind: Literal["ar1"] = "ar1"
+    rho: float = Field(0.2, gt=-1, lt=1, description="lag-1 autocorrelation, |rho| < 1")
+    vol: float = Field(1.0, gt=0, description="std of the innovation e_t")
+
+
+RegimeConfig = Annotated[Union[IIDRegime, AR1Regime], Field(discriminator="kind")]
+
+
+class DataConfig(_Strict):
+    n_train: int = Field(1000, ge=1, description="training series per replica (seed's N)")
+    n_valid: int = Field(100, ge=1, description="validation series per replica (seed's M)")
+    n_test: int = Field(20000, ge=1, description="held-out test series per regime, shared by all replicas")
+    length: int = Field(20, ge=2, description="time steps per series (seed's T)")
+    lag: int = Field(4, ge=1, description="returns the trader sees (seed's L); must be < length")
+    regimes: dict[str, RegimeConfig] = Field(
+        default_factory=lambda: {"random": IIDRegime(), "momentum": AR1Regime(rho=0.2)}
+    )
+
+    @field_validator("regimes")
+    @classmethod
+    def _names_ok(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_names(v, "regime")
+
+
+# -------------------------------------------------------------------------- models
+class ModelConfig(_Strict):
+    """One trader variant: lag -> hidden (sigmoid) -> dropout -> 1 (sigmoid)."""
+
+    hidden: int = Field(5, ge=1, le=4096, description="hidden units")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout probability on the hidden layer, [0, 1)")
+
+
+class TrainConfig(_Strict):
+    optimizer: Literal["rmsprop"] = "rmsprop"
+    lr: float = Field(0.01, gt=0, le=10, description="learning rate")
+    epochs: int = Field(250, ge=1, le=100_000, description="passes over the training windows")
+    batch_size: int = Field(1000, ge=1, description="windows per step")
+
+
+class SeedsConfig(_Strict):
+    count: int = Field(16, ge=2, le=4096, description="independent replicas per variant (batched)")
+    base: int = Field(0, ge=0, lt=2**63, description="root of every generator seed")
+
+
+class CompareConfig(_Strict):
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="two-sided CI level")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="family-wise error rate (Holm)")
+    power: float = Field(0.8, gt=0.5, lt=1, description="power for the minimum detectable effect")
+
+
+class RuntimeConfig(_Strict):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    task_runner: Literal["threads", "dask", "sequential"] = "threads"
+    max_workers: int = Field(2, ge=1, le=256, description="concurrent tasks under the thread runner")
+    dask_address: str | None = Field(None, description="scheduler address for task_runner=dask; None starts a local cluster")
+    torch_threads: int = Field(1, ge=1, le=256, description="intra-op threads per process (1 keeps CPU numbers identical)")
+    progress: bool = Field(False, description="tqdm bar per training task")
+
+
+class RegressionConfig(_Strict):
+    n: int = Field(10000, ge=10)
+    beta0: float = 1.0
+    beta1: float = 2.0
+    sigma: float = Field(0.5, gt=0)
+    lr: float = Field(0.01, gt=0)
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(1000, ge=1)
+
+
+class ClassifierConfig(_Strict):
+    n: int = Field(10000, ge=10)
+    n_test: int = Field(10000, ge=10)
+    dim: int = Field(100, ge=1)
+    hidden: int = Field(2, ge=1)
+    lr: float = Field(0.01, gt=0)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(1000, ge=1)
+    bayes_draws: int = Field(1_000_000, ge=1000, description="Monte Carlo draws for the Bayes rate")
+
+
+class WarmupsConfig(_Strict):
+    regression: RegressionConfig = Field(default_factory=RegressionConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+
+
+class StudyConfig(_Strict):
+    seeds: SeedsConfig = Field(default_factory=SeedsConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    models: dict[str, ModelConfig] = Field(
+        default_factory=lambda: {"base": ModelConfig(), "dropout": ModelConfig(dropout=0.5)}
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    warmups: WarmupsConfig = Field(default_factory=WarmupsConfig)
+
+    @field_validator("models")
+    @classmethod
+    def _models_ok(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _check_names(v, "model")
+
+    @model_validator(mode="after")
+    def _lag_fits(self) -> "StudyConfig":
+        if self.data.lag >= self.data.length:
+            raise ValueError(
+                f"data.lag: must be < data.length ({self.data.length}), got {self.data.lag}"
+            )
+        return self
+
+    @property
+    def cells(self) -> list[tuple[str, str]]:
+        """Every (regime, model) pair of the grid, in params order."""
+        return [(r, m) for r in self.data.regimes for m in self.models]
+
+    def section(self, path: str) -> Any:
+        """The JSON-ready value at a dotted key path, e.g. `data.regimes.momentum`."""
+        node: Any = self.model_dump(mode="json")
+        for part in path.split("."):
+            node = node[part]
+        return node
+
+
+def _check_names(v: dict[str, Any], what: str) -> dict[str, Any]:
+    if not v:
+        raise ValueError(f"at least one {what} is required")
+    for name in v:
+        if not name or not all(c.isalnum() or c == "_" for c in name):
+            raise ValueError(f"{what} name {name!r} must be letters, digits and '_' only")
+    return v
+
+
+# ------------------------------------------------------------------------ parsing
+def parse_config(raw: dict[str, Any] | None) -> StudyConfig:
+    """Validate a params dict; raise ConfigError naming the first bad key path."""
+    try:
+        return StudyConfig.model_validate(raw or {})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        # discriminated unions put the tag in the location ("ar1"); drop it
+        loc = [str(p) for p in err["loc"] if p not in ("iid", "ar1")]
+        key = ".".join(loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        if not key:  # cross-field checks name their own keys
+            lines.append(msg)
+            continue
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif "input" in err and err["type"] != "missing" and not err["type"].startswith("value_error"):
+            msg = f"{msg}, got {err['input']!r}"
+        if (hint := _field_hint(loc)) and err["type"] != "extra_forbidden":
+            msg = f"{msg} (allowed: {hint})"
+        elif loc and loc[-1] == "rho":
+            msg = f"{msg} (allowed: > -1 and < 1)"
+        lines.append(f"{key}: {msg}")
+    return "; ".join(lines)
+
+
+def _field_hint(loc: list[str]) -> str | None:
+    """The allowed range of the field at `loc`, from its constraints, e.g. '> 0 and <= 10'."""
+    model: Any = StudyConfig
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if fields and part in fields:
+            info = fields[part]
+            model = info.annotation
+        elif typing.get_origin(model) is dict:
+            model = typing.get_args(model)[1]  # the key is a user-chosen name
+            if typing.get_origin(model) is typing.Annotated:  # a union of regimes
+                model = None
+            info = None
+        else:
+            return None
+    if info is None:
+        return None
+    ops = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    bounds = [
+        f"{sym} {getattr(m, op)}" for m in info.metadata for op, sym in ops.items() if hasattr(m, op)
+    ]
+    return " and ".join(bounds) or None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `raw` with `key.path=value` overrides applied.
+
+    Values are parsed as JSON when they parse (numbers, true/false, null, lists,
+    objects) and kept as strings otherwise.
+    """
+    out = json.loads(json.dumps(raw or {}))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key.path=value")
+        path, text = item.split("=", 1)
+        parts = path.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: empty key in {path!r}")
+        try:
+            value: Any = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        node = out
+        for part in parts[:-1]:
+            nxt = node.setdefault(part, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out

@@ -1,0 +1,114 @@
+"""Synthetic return series, windowing and generator seeding.
+
+Shapes: returns are (N, T) for one replica or (S, N, T) for S replicas; windows
+are (..., N*(T-L), L) with targets (..., N*(T-L)). Every random draw takes an
+explicit `torch.Generator`: tasks run in threads, so the global RNG is off limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.signal import lfilter
+
+from .config import AR1Regime, IIDRegime
+
+__all__ = [
+    "seed_from",
+    "make_generator",
+    "iid_returns",
+    "ar1_returns",
+    "generate_returns",
+    "window_returns",
+    "Windows",
+    "check_positive",
+]
+
+
+def check_positive(**sizes: int) -> None:
+    """Raise ValueError naming the first size that is not a positive integer."""
+    for name, value in sizes.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def seed_from(*keys: object) -> int:
+    """A 63-bit seed derived from any printable keys; the same keys give the same seed."""
+    digest = hashlib.blake2b("\x1f".join(map(str, keys)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def make_generator(*keys: object, device: str | torch.device = "cpu") -> torch.Generator:
+    """A fresh generator on `device`, seeded from `keys` (see `seed_from`)."""
+    return torch.Generator(device=device).manual_seed(seed_from(*keys))
+
+
+def iid_returns(n: int, length: int, *, generator: torch.Generator, vol: float = 1.0) -> torch.Tensor:
+    """(n, length) i.i.d. N(0, vol^2) returns: the 'random' regime."""
+    check_positive(n=n, length=length)
+    if not vol > 0:
+        raise ValueError(f"vol must be > 0, got {vol!r}")
+    return vol * torch.randn(n, length, generator=generator)
+
+
+def ar1_returns(
+    n: int, length: int, *, rho: float, generator: torch.Generator, vol: float = 1.0
+) -> torch.Tensor:
+    """(n, length) AR(1) returns r_t = rho * r_{t-1} + e_t, e_t ~ N(0, vol^2).
+
+    Each series starts from the stationary law, r_0 ~ N(0, vol^2 / (1 - rho^2)),
+    so every t has the same distribution. The recursion runs exactly in float64
+    (a linear filter over t, vectorised over series) and is finite for any length.
+    """
+    check_positive(n=n, length=length)
+    if not -1 < rho < 1:
+        raise ValueError(f"rho must satisfy |rho| < 1 (allowed: > -1 and < 1), got {rho!r}")
+    if not vol > 0:
+        raise ValueError(f"vol must be > 0, got {vol!r}")
+    shocks = torch.randn(n, length, generator=generator, dtype=torch.float64).numpy()
+    shocks[:, 0] /= math.sqrt(1.0 - rho * rho)
+    values = lfilter([1.0], [1.0, -rho], shocks, axis=1)
+    return torch.from_numpy(vol * values).to(torch.float32)
+
+
+def generate_returns(
+    regime: IIDRegime | AR1Regime, n: int, length: int, *, generator: torch.Generator
+) -> torch.Tensor:
+    """(n, length) returns of the given regime."""
+    if isinstance(regime, AR1Regime):
+        return ar1_returns(n, length, rho=regime.rho, vol=regime.vol, generator=generator)
+    return iid_returns(n, length, vol=regime.vol, generator=generator)
+
+
+@dataclass(frozen=True)
+class Windows:
+    """History/outcome pairs: x (..., n, lag) past returns, y (..., n) the next return."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def to(self, device: str | torch.device) -> "Windows":
+        return Windows(self.x.to(device), self.y.to(device))
+
+
+def window_returns(returns: torch.Tensor, lag: int) -> Windows:
+    """Cut (..., N, T) returns into N*(T-lag) windows of `lag` returns and their next return.
+
+    Windows never cross from one series into another. Window k of series i sits
+    at row i*(T-lag) + k and holds returns[i, k:k+lag]; its target is returns[i, k+lag].
+    """
+    if returns.dim() < 2:
+        raise ValueError(f"returns must be (..., N, T), got shape {tuple(returns.shape)}")
+    length = returns.shape[-1]
+    check_positive(lag=lag)
+    if lag >= length:
+        raise ValueError(f"lag must be < series length T={length} (allowed: 1..{length - 1}), got {lag}")
+    lead = returns.shape[:-2]
+    n, k = returns.shape[-2], length - lag
+    x = returns[..., :-1].unfold(-1, lag, 1)  # (..., N, K, lag)
+    y = returns[..., lag:]  # (..., N, K)
+    return Windows(x.reshape(*lead, n * k, lag).contiguous(), y.reshape(*lead, n * k).contiguous())

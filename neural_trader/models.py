@@ -1,0 +1,110 @@
+"""The study's models, each holding S independent replicas in stacked weights.
+
+Replica s of every model is initialised from its own generator, so S replicas
+trained together equal S models trained one at a time. Shapes use S for
+replicas, B for rows in a batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["ReplicaLinear", "TraderNet", "LinearRegression1D", "Classifier"]
+
+
+def _uniform(shape: tuple[int, ...], bound: float, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    """(S, *shape) draws from U(-bound, bound), replica s from generators[s]."""
+    return torch.stack(
+        [(torch.rand(shape, generator=g, device=g.device) * 2 - 1) * bound for g in generators]
+    )
+
+
+class ReplicaLinear(nn.Module):
+    """S independent `nn.Linear(fan_in, fan_out)` layers applied in one batched matmul.
+
+    Initialised like nn.Linear: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    """
+
+    def __init__(self, fan_in: int, fan_out: int, generators: Sequence[torch.Generator]):
+        super().__init__()
+        bound = 1.0 / math.sqrt(fan_in)
+        self.weight = nn.Parameter(_uniform((fan_in, fan_out), bound, generators))  # (S, in, out)
+        self.bias = nn.Parameter(_uniform((1, fan_out), bound, generators))  # (S, 1, out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (S, B, in) -> (S, B, out)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+def _check_generators(generators: Sequence[torch.Generator]) -> None:
+    if len(generators) < 1:
+        raise ValueError("generators must hold one torch.Generator per replica (>= 1)")
+
+
+class TraderNet(nn.Module):
+    """The seed's neural trader: lag returns -> hidden sigmoid -> dropout -> position in [0, 1].
+
+    dropout=0 is the seed's NeuralTrader, dropout=0.5 its DropoutTrader. Dropout
+    masks come from `sample_noise` (drawn per replica from the training
+    generators) so that batched and one-at-a-time training draw the same masks.
+    """
+
+    def __init__(self, generators: Sequence[torch.Generator], lag: int = 4, hidden: int = 5, dropout: float = 0.0):
+        super().__init__()
+        _check_generators(generators)
+        for name, value in (("lag", lag), ("hidden", hidden)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.lag, self.hidden, self.dropout = lag, hidden, float(dropout)
+        self.layer0 = ReplicaLinear(lag, hidden, generators)
+        self.layer1 = ReplicaLinear(hidden, 1, generators)
+
+    @property
+    def replicas(self) -> int:
+        return self.layer0.weight.shape[0]
+
+    def sample_noise(self, n: int, generators: Sequence[torch.Generator]) -> torch.Tensor | None:
+        """(S, n, hidden) uniforms for n rows of dropout masks, or None without dropout."""
+        if not (self.training and self.dropout > 0):
+            return None
+        return torch.stack([torch.rand(n, self.hidden, generator=g, device=g.device) for g in generators])
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """(S, B, lag) past returns -> (S, B) positions; `noise` (S, B, hidden) drives dropout."""
+        h = torch.sigmoid(self.layer0(x))  # (S, B, hidden)
+        if noise is not None:
+            keep = 1.0 - self.dropout
+            h = h * (noise < keep) / keep  # inverted dropout, as nn.Dropout
+        return torch.sigmoid(self.layer1(h)).squeeze(-1)
+
+
+class LinearRegression1D(nn.Module):
+    """The seed's warm-up: y = beta0 + beta1 * x, both starting at 0."""
+
+    def __init__(self, replicas: int = 1):
+        super().__init__()
+        if replicas < 1:
+            raise ValueError(f"replicas must be >= 1, got {replicas}")
+        self.beta0 = nn.Parameter(torch.zeros(replicas, 1))  # (S, 1)
+        self.beta1 = nn.Parameter(torch.zeros(replicas, 1))
+
+    def forward(self, x: torch.Tensor, noise: None = None) -> torch.Tensor:  # (S, B) -> (S, B)
+        return self.beta0 + self.beta1 * x
+
+
+class Classifier(nn.Module):
+    """The seed's two-class network: dim -> hidden (sigmoid) -> 2 logits."""
+
+    def __init__(self, generators: Sequence[torch.Generator], dim: int = 100, hidden: int = 2):
+        super().__init__()
+        _check_generators(generators)
+        self.layer0 = ReplicaLinear(dim, hidden, generators)
+        self.layer1 = ReplicaLinear(hidden, 2, generators)
+
+    def forward(self, x: torch.Tensor, noise: None = None) -> torch.Tensor:  # (S, B, dim) -> (S, B, 2)
+        return self.layer1(torch.sigmoid(self.layer0(x)))
