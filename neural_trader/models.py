@@ -74,13 +74,58 @@ class TraderNet(nn.Module):
             return None
         return torch.stack([torch.rand(n, self.hidden, generator=g, device=g.device) for g in generators])
 
+    def dropout_mask(self, noise: torch.Tensor) -> torch.Tensor:
+        """Inverted-dropout multipliers from uniforms: 1/keep where noise < keep, else 0 (as nn.Dropout)."""
+        keep = 1.0 - self.dropout
+        return (noise < keep).to(noise.dtype).mul_(1.0 / keep)
+
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """(S, B, lag) past returns -> (S, B) positions; `noise` (S, B, hidden) drives dropout."""
         h = torch.sigmoid(self.layer0(x))  # (S, B, hidden)
         if noise is not None:
-            keep = 1.0 - self.dropout
-            h = h * (noise < keep) / keep  # inverted dropout, as nn.Dropout
+            h = h * self.dropout_mask(noise)
         return torch.sigmoid(self.layer1(h)).squeeze(-1)
+
+    def objective_grads(
+        self, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Positions and, by hand, the gradient of the trading objective, without autograd.
+
+        The objective is sum over replicas of -mean_b(position * y), the loss of
+        `train.trader_loss` summed as the trainer sums it, so replica s only gets
+        its own gradient. x (S, B, lag), y (S, B), noise (S, B, hidden) or None,
+        exactly as `forward` takes them. Returns positions (S, B) (what
+        `forward(x, noise)` returns) and the gradients for (layer0.weight,
+        layer0.bias, layer1.weight, layer1.bias), shaped like those parameters.
+        """
+        mask_t = None if noise is None else self.dropout_mask(noise).transpose(1, 2)
+        return self.objective_grads_t(x.transpose(1, 2), y, mask_t)
+
+    def objective_grads_t(
+        self, x_t: torch.Tensor, y: torch.Tensor, mask_t: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """`objective_grads` on the transposed layout the trainer keeps its data in.
+
+        x_t (S, lag, B) and mask_t (S, hidden, B) (from `dropout_mask`, or None):
+        every elementwise step then runs along the contiguous batch axis, with
+        hidden units in rows, and the four gradients come from two small batched
+        matmuls and two row sums. Nothing here records an autograd graph.
+        """
+        w0, b0 = self.layer0.weight.detach(), self.layer0.bias.detach()  # (S, lag, H), (S, 1, H)
+        w1, b1 = self.layer1.weight.detach(), self.layer1.bias.detach()  # (S, H, 1), (S, 1, 1)
+        h = torch.baddbmm(b0.transpose(1, 2), w0.transpose(1, 2), x_t).sigmoid_()  # (S, H, B)
+        hd = h if mask_t is None else h * mask_t  # hidden layer after dropout
+        pos = torch.baddbmm(b1, w1.transpose(1, 2), hd).sigmoid_()  # (S, 1, B)
+        py = pos * y.unsqueeze(1)
+        # d/dz1 of -mean(pos * y), z1 the output pre-activation: -y * pos * (1 - pos) / B
+        g1 = torch.addcmul(py, py, pos, value=-1.0).mul_(-1.0 / x_t.shape[-1])  # (S, 1, B)
+        dw1 = torch.bmm(hd, g1.transpose(1, 2))  # (S, H, 1)
+        db1 = g1.sum(dim=2, keepdim=True)  # (S, 1, 1)
+        # d/dz0 = w1 * g1 * mask * h * (1 - h), and mask * h * (1 - h) = hd - hd * h
+        g0 = torch.addcmul(hd, hd, h, value=-1.0).mul_(w1).mul_(g1)  # (S, H, B)
+        dw0 = torch.bmm(x_t, g0.transpose(1, 2))  # (S, lag, H)
+        db0 = g0.sum(dim=2).unsqueeze(1)  # (S, 1, H)
+        return pos.squeeze(1), (dw0, db0, dw1, db1)
 
 
 class LinearRegression1D(nn.Module):

@@ -94,12 +94,20 @@ def fit(
 
     Returns:
         The history and, with `keep_best`, each replica's best-epoch state dict.
+
+    With `loss_fn` = `trader_loss` and a model that offers `objective_grads_t`
+    (TraderNet), each step computes the gradient by hand (see
+    `TraderNet.objective_grads`) and applies the same RMSprop update with
+    foreach ops; any other model or loss goes through autograd and
+    `torch.optim.RMSprop`. Both draw the same permutations and noise.
     """
     replicas, n = x.shape[0], x.shape[1]
     _check_fit_args(lr, epochs, batch_size, n, replicas, len(generators))
-    optim = torch.optim.RMSprop(model.parameters(), lr=lr)
-    rows = torch.arange(replicas, device=x.device).unsqueeze(1)  # (S, 1)
-    starts = range(0, n, batch_size)
+    if loss_fn is trader_loss and callable(getattr(model, "objective_grads_t", None)) and x.dim() == 3 and y.dim() == 2:
+        stepper: _Stepper = _TraderStepper(model, x, y, lr)
+    else:
+        stepper = _AutogradStepper(model, loss_fn, x, y, lr)
+    bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
     sample_noise = getattr(model, "sample_noise", None)
     history: list[torch.Tensor] = []
     best_score = best_state = None
@@ -107,20 +115,15 @@ def fit(
     for _ in tqdm(range(epochs), desc=desc, disable=not show, leave=False):
         model.train()
         perm = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in generators])  # (S, n)
-        xs, ys = x[rows, perm], y[rows, perm]  # contiguous, shuffled per replica
         noise = sample_noise(n, generators) if sample_noise else None
+        stepper.shuffle(perm, noise)
         totals = None
-        for lo in starts:
-            hi = lo + batch_size
-            out = model(xs[:, lo:hi], None if noise is None else noise[:, lo:hi])
-            loss = loss_fn(out, ys[:, lo:hi])  # (S,)
-            optim.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            optim.step()
+        for lo, hi in bounds:
+            out, yb = stepper.step(lo, hi)
             if batch_stats is not None:
-                step = batch_stats(out.detach(), ys[:, lo:hi])
-                totals = step if totals is None else totals + step
-        parts = [] if totals is None else [totals / len(starts)]
+                step = batch_stats(out, yb)
+                totals = step if totals is None else totals.add_(step)
+        parts = [] if totals is None else [totals / len(bounds)]
         if valid_stats is not None:
             model.eval()
             with torch.no_grad():
@@ -141,6 +144,82 @@ def fit(
     model.eval()
     values = torch.stack(history, dim=1).cpu()  # (S, epochs, k + m)
     return History(values, tuple(columns)), best_state
+
+
+class _Stepper:
+    """One epoch's shuffled data and the minibatch update of every replica."""
+
+    def shuffle(self, perm: torch.Tensor, noise: torch.Tensor | None) -> None:
+        """Reorder each replica's rows by its permutation perm (S, n); noise (S, n, ...) or None."""
+        raise NotImplementedError
+
+    def step(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Update on shuffled rows lo:hi; return the detached train-mode output and targets."""
+        raise NotImplementedError
+
+
+class _AutogradStepper(_Stepper):
+    """Any model and loss: autograd on the summed per-replica losses, torch.optim.RMSprop."""
+
+    def __init__(self, model: nn.Module, loss_fn: Stats, x: torch.Tensor, y: torch.Tensor, lr: float):
+        self.model, self.loss_fn = model, loss_fn
+        self.optim = torch.optim.RMSprop(model.parameters(), lr=lr)
+        replicas, n = x.shape[0], x.shape[1]
+        # rows of all replicas stacked, so one index_select shuffles every replica
+        self.x_flat, self.y_flat = x.reshape(replicas * n, *x.shape[2:]), y.reshape(replicas * n, *y.shape[2:])
+        self.offset = torch.arange(0, replicas * n, n, device=x.device).unsqueeze(1)  # (S, 1)
+        self.x_shape, self.y_shape = x.shape, y.shape
+
+    def shuffle(self, perm: torch.Tensor, noise: torch.Tensor | None) -> None:
+        index = (perm + self.offset).view(-1)
+        self.xs = self.x_flat.index_select(0, index).view(self.x_shape)
+        self.ys = self.y_flat.index_select(0, index).view(self.y_shape)
+        self.noise = noise
+
+    def step(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        yb = self.ys[:, lo:hi]
+        out = self.model(self.xs[:, lo:hi], None if self.noise is None else self.noise[:, lo:hi])
+        loss = self.loss_fn(out, yb)  # (S,)
+        self.optim.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        self.optim.step()
+        return out.detach(), yb
+
+
+class _TraderStepper(_Stepper):
+    """TraderNet under trader_loss: hand-written gradients on a transposed layout.
+
+    The data sit as (S, lag + 1, n): the lag inputs in rows 0..lag-1 and the
+    target in row lag, so one gather along the contiguous last axis shuffles
+    inputs and targets together, and every elementwise step of the gradient
+    runs along the batch axis. The RMSprop update is torch's (alpha 0.99,
+    eps 1e-8, no momentum or weight decay), written with foreach ops.
+    """
+
+    ALPHA, EPS = 0.99, 1e-8
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float):
+        self.model, self.lr = model, lr
+        self.data = torch.cat([x, y.unsqueeze(-1)], dim=-1).transpose(1, 2).contiguous()  # (S, lag + 1, n)
+        self.lag = x.shape[-1]
+        self.params = [p.detach() for p in (model.layer0.weight, model.layer0.bias, model.layer1.weight, model.layer1.bias)]
+        self.square_avg = [torch.zeros_like(p) for p in self.params]
+
+    def shuffle(self, perm: torch.Tensor, noise: torch.Tensor | None) -> None:
+        self.shuffled = torch.gather(self.data, 2, perm.unsqueeze(1).expand(-1, self.data.shape[1], -1))
+        self.mask_t = None if noise is None else self.model.dropout_mask(noise).transpose(1, 2).contiguous()
+
+    def step(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x_t, yb = self.shuffled[:, : self.lag, lo:hi], self.shuffled[:, self.lag, lo:hi]
+        mask_t = None if self.mask_t is None else self.mask_t[:, :, lo:hi]
+        out, grads = self.model.objective_grads_t(x_t, yb, mask_t)
+        sq = self.square_avg
+        torch._foreach_mul_(sq, self.ALPHA)
+        torch._foreach_addcmul_(sq, grads, grads, value=1.0 - self.ALPHA)
+        avg = torch._foreach_sqrt(sq)
+        torch._foreach_add_(avg, self.EPS)
+        torch._foreach_addcdiv_(self.params, grads, avg, value=-self.lr)
+        return out, yb
 
 
 # ------------------------------------------------------------------------ trader

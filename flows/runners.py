@@ -1,0 +1,32 @@
+"""Task runners for the flows: threads by default, Dask to scale out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from neural_trader.config import RuntimeConfig
+
+
+def make_task_runner(runtime: RuntimeConfig) -> Any:
+    """The runner `runtime.task_runner` names.
+
+    threads: a thread pool of `max_workers` (torch releases the GIL in its kernels).
+    sequential: one task at a time.
+    dask: prefect-dask's DaskTaskRunner on `dask_address`, or a local cluster
+    of `max_workers` single-threaded worker processes when no address is given.
+    """
+    if runtime.task_runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=runtime.max_workers)
+    if runtime.task_runner == "sequential":
+        return ThreadPoolTaskRunner(max_workers=1)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "runtime.task_runner=dask needs the scale-out extra: pip install 'neural-trader[scale]'"
+        ) from exc
+    if runtime.dask_address:
+        return DaskTaskRunner(address=runtime.dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": runtime.max_workers, "threads_per_worker": 1, "processes": True})

@@ -1,0 +1,231 @@
+"""Policy evaluation on held-out test windows, baselines and the Bayes oracle.
+
+A policy holds `position` in [0, 1] of one unit (0 = cash, 1 = fully long)
+over the next step and earns position * next return. Shapes: test windows x
+are (n, lag) past returns shared by every replica, `ret` (n,) their next
+returns; a trained model gives positions (S, n), one row per replica.
+
+The oracle is the Bayes-optimal long-only policy given the regime's true law:
+it goes long exactly when the conditional mean of the next return is positive.
+For AR(1) returns that is E[r_next | r_last] = rho * r_last > 0. For i.i.d.
+returns every policy has expected return 0, and the oracle holds cash.
+
+Nothing here reads or writes a file; inputs may be numpy arrays or torch
+tensors (copied to the CPU), outputs are numpy arrays and floats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import AR1Regime, IIDRegime
+
+__all__ = [
+    "policy_metrics",
+    "cash_position",
+    "buy_and_hold_position",
+    "oracle_position",
+    "baseline_positions",
+    "oracle_expected_return",
+    "oracle_fraction",
+    "position_curve",
+    "oracle_curve",
+    "METRICS",
+]
+
+#: the keys of `policy_metrics`
+METRICS = ("mean_return", "mean_position", "sharpe", "hit_rate")
+
+
+def _array(values: Any, name: str) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=np.float64)
+
+
+def _regime(regime: Any) -> tuple[str, float, float]:
+    """(kind, rho, vol) of an IIDRegime / AR1Regime or an equivalent mapping."""
+    if isinstance(regime, AR1Regime):
+        return "ar1", float(regime.rho), float(regime.vol)
+    if isinstance(regime, IIDRegime):
+        return "iid", 0.0, float(regime.vol)
+    if isinstance(regime, Mapping) and regime.get("kind") in ("iid", "ar1"):
+        cls = AR1Regime if regime["kind"] == "ar1" else IIDRegime
+        return _regime(cls(**regime))  # validates, fills defaults
+    raise ValueError(f"regime must be an IIDRegime or AR1Regime (kind 'iid' or 'ar1'), got {regime!r}")
+
+
+def _last_return(x: Any) -> np.ndarray:
+    x = _array(x, "x")
+    if x.ndim < 2 or x.shape[-1] < 1:
+        raise ValueError(f"x must hold windows (..., n, lag) with lag >= 1, got shape {x.shape}")
+    return x[..., -1]
+
+
+# ------------------------------------------------------------------ metrics
+def policy_metrics(position: Any, ret: Any) -> dict[str, np.ndarray]:
+    """Per-replica performance of positions against the realised next returns.
+
+    Args:
+        position: (S, n) positions in [0, 1], one row per replica; a (n,) vector
+            is one replica (S = 1).
+        ret: (n,) next returns shared by all replicas, or (S, n).
+
+    Returns a dict of float64 arrays of shape (S,):
+        mean_return: mean over steps of the per-step P&L position * ret.
+        mean_position: mean position (0 = always cash, 1 = always long).
+        sharpe: per-step Sharpe ratio, mean / std of the per-step P&L (population
+            std, ddof=0, not annualised); 0 when the P&L does not vary (e.g. cash).
+        hit_rate: directional accuracy, the fraction of steps where
+            sign(position - 0.5) equals sign(ret), i.e. more than half long (> 0.5)
+            before a rise or less than half long (< 0.5) before a fall. Ties
+            (position exactly 0.5, or ret exactly 0) count as misses. Always
+            defined; a policy that ignores the data scores about the fraction of
+            steps whose return has its favoured sign (~0.5 for symmetric returns).
+
+    Raises ValueError for empty inputs, mismatched shapes, or a position outside
+    [0, 1] (NaN included).
+    """
+    pos = _array(position, "position")
+    r = _array(ret, "ret")
+    if pos.ndim == 1:
+        pos = pos[None, :]
+    if pos.ndim != 2 or pos.shape[1] == 0:
+        raise ValueError(f"position must be (S, n) with n >= 1, got shape {pos.shape}")
+    if r.ndim not in (1, 2) or r.shape[-1] != pos.shape[1] or (r.ndim == 2 and r.shape[0] != pos.shape[0]):
+        raise ValueError(f"ret must be (n,) or (S, n) matching position {pos.shape}, got shape {r.shape}")
+    if not np.all((pos >= 0) & (pos <= 1)):
+        bad = pos[~((pos >= 0) & (pos <= 1))]
+        raise ValueError(f"positions must lie in [0, 1], found e.g. {bad.flat[0]!r}")
+    r = np.broadcast_to(r, pos.shape)
+    pnl = pos * r
+    mean = pnl.mean(axis=1)
+    std = pnl.std(axis=1)
+    # a constant P&L leaves rounding-level std; treat it as exactly flat
+    scale = np.sqrt((pnl**2).mean(axis=1))
+    flat = std <= 1e-12 * scale
+    sharpe = np.where(flat, 0.0, mean / np.where(flat, 1.0, std))
+    hit = (np.sign(pos - 0.5) * np.sign(r)) > 0
+    return {
+        "mean_return": mean,
+        "mean_position": pos.mean(axis=1),
+        "sharpe": sharpe,
+        "hit_rate": hit.mean(axis=1),
+    }
+
+
+# ---------------------------------------------------------------- baselines
+def cash_position(x: Any) -> np.ndarray:
+    """Never invest: position 0 on every window of x (..., n, lag) -> (..., n)."""
+    return np.zeros_like(_last_return(x))
+
+
+def buy_and_hold_position(x: Any) -> np.ndarray:
+    """Always fully long: position 1 on every window of x (..., n, lag) -> (..., n)."""
+    return np.ones_like(_last_return(x))
+
+
+def oracle_position(x: Any, regime: Any) -> np.ndarray:
+    """The Bayes-optimal long-only position on each window of x (..., n, lag) -> (..., n).
+
+    AR(1): 1 where rho * x[..., -1] > 0 (the conditional mean of the next return
+    is positive), else 0. i.i.d.: 0 everywhere, since no position has positive
+    expected return (cash ties with every other policy; it is the zero-risk choice).
+    """
+    kind, rho, _ = _regime(regime)
+    last = _last_return(x)
+    if kind == "iid":
+        return np.zeros_like(last)
+    return (rho * last > 0).astype(np.float64)
+
+
+def baseline_positions(x: Any, regime: Any) -> dict[str, np.ndarray]:
+    """{'cash', 'buy_and_hold', 'oracle'}: each baseline's (n,) positions on x."""
+    return {
+        "cash": cash_position(x),
+        "buy_and_hold": buy_and_hold_position(x),
+        "oracle": oracle_position(x, regime),
+    }
+
+
+def oracle_expected_return(regime: Any) -> float:
+    """The oracle's expected return per step, E[max(rho * r_last, 0)], in closed form.
+
+    For the stationary AR(1) with innovation std vol, r_last ~ N(0, s^2) with
+    s = vol / sqrt(1 - rho^2), so rho * r_last ~ N(0, (rho s)^2) and
+    E[max(rho r_last, 0)] = |rho| * s / sqrt(2 pi). For i.i.d. returns it is 0.
+    """
+    kind, rho, vol = _regime(regime)
+    if kind == "iid":
+        return 0.0
+    return abs(rho) * vol / math.sqrt(1.0 - rho * rho) / math.sqrt(2.0 * math.pi)
+
+
+def oracle_fraction(variant_return: Any, oracle_return: float, *, tol: float = 1e-12) -> Any:
+    """The share of the oracle's return a variant captures: variant_return / oracle_return.
+
+    `variant_return` may be a scalar (returns a float) or per-seed values
+    (returns an array). Returns None when |oracle_return| <= tol or it is not
+    finite: in the i.i.d. regime the oracle earns 0 and the ratio is meaningless.
+    """
+    oracle = float(oracle_return)
+    if not math.isfinite(oracle) or abs(oracle) <= tol:
+        return None
+    value = _array(variant_return, "variant_return") / oracle
+    return float(value) if value.ndim == 0 else value
+
+
+# ------------------------------------------------------------------- curves
+def _grid(grid: Any) -> np.ndarray:
+    g = _array(grid, "grid")
+    if g.ndim != 1 or g.size == 0:
+        raise ValueError(f"grid must be a non-empty 1-D array, got shape {g.shape}")
+    return g
+
+
+def position_curve(
+    model_fn: Callable[[torch.Tensor], torch.Tensor],
+    lag: int,
+    grid: Any,
+    *,
+    replicas: int | None = None,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """The learned position as a function of the last return, other lags held at 0.
+
+    Builds inputs (G, lag), G = len(grid), whose last column is the grid and
+    other columns 0, and returns model_fn(inputs) as a float64 array, evaluated
+    without gradients. With `replicas` = S the inputs are expanded to
+    (S, G, lag), the shape a TraderNet takes, so
+    `position_curve(net, lag, grid, replicas=net.replicas)` gives (S, G).
+    The inputs are float32 on `device`; None uses the device of model_fn's
+    first parameter when it has one, else the CPU. Put an nn.Module in eval
+    mode first if it behaves differently in training.
+    """
+    if not isinstance(lag, int) or lag < 1:
+        raise ValueError(f"lag must be an integer >= 1, got {lag!r}")
+    g = _grid(grid)
+    if device is None:
+        params = getattr(model_fn, "parameters", None)
+        first = next(iter(params()), None) if callable(params) else None
+        device = first.device if first is not None else "cpu"
+    inputs = torch.zeros(g.size, lag, dtype=torch.float32, device=device)
+    inputs[:, -1] = torch.as_tensor(g, dtype=torch.float32, device=device)
+    if replicas is not None:
+        if not isinstance(replicas, int) or replicas < 1:
+            raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
+        inputs = inputs.unsqueeze(0).expand(replicas, -1, -1)
+    with torch.no_grad():
+        out = model_fn(inputs)
+    return _array(out, "model output")
+
+
+def oracle_curve(regime: Any, grid: Any) -> np.ndarray:
+    """The oracle's position at each last return in grid: a 0/1 step at 0 (all 0 for i.i.d.)."""
+    g = _grid(grid)
+    return oracle_position(g[:, None], regime)

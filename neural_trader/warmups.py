@@ -1,0 +1,350 @@
+"""The seed's two warm-ups, framework-free: a 1-D linear regression and a noisy-hyperplane classifier.
+
+Both train with the study's generic `train.fit` (RMSprop, minibatches reshuffled
+every epoch), so the warm-ups exercise the same trainer as the trader. Every
+function takes explicit `torch.Generator`s (see `data.make_generator`); nothing
+here touches the global RNG, a file or an orchestration framework.
+
+Replicas: the `fit_*` functions take either one generator (one replica, S=1) or
+a sequence of S generators (S replicas trained in one batched run, replica s
+initialised and shuffled by generators[s]). The data are shared by all replicas.
+The reports describe one replica, chosen with `replica=` (default 0).
+
+Regression (seed section "Linear Regression"):
+    y = beta0 + beta1 * x + sigma * eps,   x, eps ~ N(0, 1)
+fitted by minimising mean squared error; sigma is backed out afterwards from
+the residuals (the Gaussian likelihood's maximiser in sigma given the betas).
+
+Classifier (seed section "Neural Networks"):
+    label = 1{beta0 + x @ beta1 + e > 0},   x ~ N(0, I_dim),  e ~ Logistic(0, 1)
+with beta0 = 0 and beta1 = ones(dim), learnt by a dim -> hidden -> 2-logit
+network under cross-entropy. Since P(label = 1 | x) = sigmoid(z), z = beta0 + x @ beta1,
+the Bayes classifier predicts 1 when z > 0 and is right with probability
+sigmoid(|z|); its accuracy is E[sigmoid(|z|)] with z ~ N(beta0, |beta1|^2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from scipy import integrate
+from scipy.special import expit
+from torch import nn
+
+from .config import ClassifierConfig, RegressionConfig
+from .models import Classifier, LinearRegression1D
+from .train import History, fit
+
+__all__ = [
+    "REGRESSION_COLUMNS",
+    "CLASSIFIER_COLUMNS",
+    "TEST_COLUMNS",
+    "CLASSIFIER_BETA0",
+    "classifier_beta1",
+    "regression_data",
+    "fit_regression",
+    "regression_report",
+    "classifier_data",
+    "classifier_loss",
+    "classifier_stats",
+    "fit_classifier",
+    "bayes_rate",
+    "bayes_rate_integral",
+    "classifier_report",
+]
+
+REGRESSION_COLUMNS = ("beta0", "beta1", "loss")
+CLASSIFIER_COLUMNS = ("accuracy", "false_pos", "false_neg")
+TEST_COLUMNS = tuple(f"test_{c}" for c in CLASSIFIER_COLUMNS)
+
+CLASSIFIER_BETA0 = 0.0  # the seed's hyperplane offset
+
+Generators = torch.Generator | Sequence[torch.Generator]
+
+
+def classifier_beta1(dim: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """The seed's hyperplane normal: ones(dim)."""
+    return torch.ones(dim, device=device)
+
+
+def _as_generators(generator: Generators) -> list[torch.Generator]:
+    gens = [generator] if isinstance(generator, torch.Generator) else list(generator)
+    if not gens or not all(isinstance(g, torch.Generator) for g in gens):
+        raise ValueError("generator must be a torch.Generator or a non-empty sequence of them (one per replica)")
+    device = gens[0].device
+    if any(g.device != device for g in gens):
+        raise ValueError("all generators must live on the same device")
+    return gens
+
+
+def _replicate(t: torch.Tensor, replicas: int, device: torch.device) -> torch.Tensor:
+    """(n, ...) -> (S, n, ...) on `device`, one shared copy seen by every replica."""
+    t = t.to(device)
+    return t.unsqueeze(0).expand(replicas, *t.shape)
+
+
+# ---------------------------------------------------------------------- regression
+def regression_data(cfg: RegressionConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x (n,), y (n,)) with y = beta0 + beta1 * x + sigma * eps; x then eps drawn from `generator`."""
+    dev = generator.device
+    x = torch.randn(cfg.n, generator=generator, device=dev)
+    eps = torch.randn(cfg.n, generator=generator, device=dev)
+    return x, cfg.beta0 + cfg.beta1 * x + cfg.sigma * eps
+
+
+def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (S, B), (S, B) -> (S,)
+    return ((out - y) ** 2).mean(dim=1)
+
+
+def fit_regression(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: RegressionConfig,
+    generator: Generators,
+    progress: bool = False,
+) -> tuple[LinearRegression1D, History]:
+    """Fit y ~ beta0 + beta1 * x by minibatch RMSprop on the MSE, both betas starting at 0.
+
+    Uses cfg.lr, cfg.epochs and cfg.batch_size; `generator` (or one per replica)
+    drives the epoch shuffles. History columns REGRESSION_COLUMNS: beta0 and beta1
+    at the end of each epoch, and loss, the mean over the epoch's batches of the
+    batch MSE (each taken before that batch's update).
+    """
+    gens = _as_generators(generator)
+    if x.dim() != 1 or y.shape != x.shape:
+        raise ValueError(f"x and y must be (n,) of equal length, got {tuple(x.shape)} and {tuple(y.shape)}")
+    dev, s = gens[0].device, len(gens)
+    model = LinearRegression1D(replicas=s).to(dev)
+    hist, _ = fit(
+        model,
+        _mse,
+        _replicate(x, s, dev),
+        _replicate(y, s, dev),
+        gens,
+        lr=cfg.lr,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        batch_stats=lambda out, yb: _mse(out, yb).unsqueeze(1),
+        valid_stats=lambda m: torch.cat([m.beta0, m.beta1], dim=1),  # (S, 2)
+        columns=("loss", "beta0", "beta1"),
+        progress=progress,
+        desc="regression",
+    )
+    order = [hist.columns.index(c) for c in REGRESSION_COLUMNS]
+    return model, dataclasses.replace(hist, values=hist.values[..., order], columns=REGRESSION_COLUMNS)
+
+
+def regression_report(
+    model: LinearRegression1D,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: RegressionConfig,
+    *,
+    ddof: int = 0,
+    replica: int = 0,
+) -> dict[str, float]:
+    """Recovered beta0, beta1 and sigma of one replica next to the truth, with absolute errors.
+
+    sigma is backed out from the residuals r = y - beta0 - beta1 * x as
+    sqrt(sum(r^2) / (n - ddof)). The default ddof=0 is the Gaussian maximum
+    likelihood estimate given the fitted betas (sqrt of the mean squared
+    residual); ddof=2 gives the usual unbiased-variance version for a
+    two-parameter fit. At the seed's n=10000 they differ by 1e-4 relative.
+    """
+    n = x.shape[0]
+    if not 0 <= ddof < n:
+        raise ValueError(f"ddof must be in [0, n), got {ddof}")
+    with torch.no_grad():
+        b0 = float(model.beta0[replica, 0])
+        b1 = float(model.beta1[replica, 0])
+        resid = y.double().cpu() - b0 - b1 * x.double().cpu()
+        sigma = math.sqrt(float((resid**2).sum()) / (n - ddof))
+    out: dict[str, float] = {}
+    for name, got, true in (("beta0", b0, cfg.beta0), ("beta1", b1, cfg.beta1), ("sigma", sigma, cfg.sigma)):
+        out[name] = got
+        out[f"{name}_true"] = float(true)
+        out[f"{name}_error"] = abs(got - true)
+    return out
+
+
+# ---------------------------------------------------------------------- classifier
+def _logistic(n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n,) float64 standard logistic draws, log(u) - log(1 - u) for u ~ U(0, 1)."""
+    u = torch.rand(n, generator=generator, device=generator.device, dtype=torch.float64)
+    u = u.clamp_min(torch.finfo(torch.float64).tiny)  # rand is [0, 1): keep log(u) finite
+    return torch.log(u) - torch.log1p(-u)
+
+
+def classifier_data(
+    cfg: ClassifierConfig, n: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x (n, dim) float32, label (n,) int64): label = 1{beta0 + x @ beta1 + logistic noise > 0}.
+
+    x ~ N(0, I_dim) is drawn first, then the noise, both from `generator`.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    dev = generator.device
+    x = torch.randn(n, cfg.dim, generator=generator, device=dev)
+    z = CLASSIFIER_BETA0 + (x @ classifier_beta1(cfg.dim, dev)).double()
+    label = (z + _logistic(n, generator) > 0).long()
+    return x, label
+
+
+def classifier_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per replica: (S, B, 2), (S, B) -> (S,)."""
+    s, b = label.shape
+    return F.cross_entropy(logits.reshape(s * b, 2), label.reshape(s * b), reduction="none").view(s, b).mean(dim=1)
+
+
+def classifier_stats(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """(S, 3) accuracy, false_pos, false_neg: the seed's stats, shares of all rows.
+
+    predict = logit1 >= logit0; false_pos = mean(predict & ~target), false_neg =
+    mean(~predict & target), so accuracy + false_pos + false_neg = 1.
+    """
+    predict = logits[..., 1] >= logits[..., 0]
+    target = label == 1
+    return torch.stack(
+        [
+            (predict == target).float().mean(dim=1),
+            (predict & ~target).float().mean(dim=1),
+            (~predict & target).float().mean(dim=1),
+        ],
+        dim=1,
+    )
+
+
+def fit_classifier(
+    x: torch.Tensor,
+    label: torch.Tensor,
+    cfg: ClassifierConfig,
+    generator: Generators,
+    valid: tuple[torch.Tensor, torch.Tensor] | None = None,
+    progress: bool = False,
+) -> tuple[Classifier, History]:
+    """Train the seed's dim -> cfg.hidden -> 2 classifier with cross-entropy and minibatch RMSprop.
+
+    `generator` (or one per replica) first initialises the replica's weights, then
+    drives its epoch shuffles. History columns: CLASSIFIER_COLUMNS, each the mean
+    over the epoch's batches of the batch statistic (taken before that batch's
+    update, as in the seed), then, when `valid` = (x_test, label_test) is given,
+    TEST_COLUMNS on that set after the epoch.
+    """
+    gens = _as_generators(generator)
+    if x.dim() != 2 or x.shape[1] != cfg.dim or label.shape != x.shape[:1]:
+        raise ValueError(
+            f"x must be (n, {cfg.dim}) and label (n,), got {tuple(x.shape)} and {tuple(label.shape)}"
+        )
+    dev, s = gens[0].device, len(gens)
+    model = Classifier(gens, dim=cfg.dim, hidden=cfg.hidden).to(dev)
+    columns = CLASSIFIER_COLUMNS
+    valid_stats = None
+    if valid is not None:
+        vx, vy = _replicate(valid[0], s, dev), _replicate(valid[1], s, dev)
+
+        def valid_stats(m: nn.Module) -> torch.Tensor:
+            return classifier_stats(m(vx), vy)
+
+        columns = CLASSIFIER_COLUMNS + TEST_COLUMNS
+    hist, _ = fit(
+        model,
+        classifier_loss,
+        _replicate(x, s, dev),
+        _replicate(label, s, dev),
+        gens,
+        lr=cfg.lr,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        batch_stats=classifier_stats,
+        valid_stats=valid_stats,
+        columns=columns,
+        progress=progress,
+        desc="classifier",
+    )
+    return model, hist
+
+
+def bayes_rate(cfg: ClassifierConfig, draws: int, generator: torch.Generator, chunk: int = 100_000) -> float:
+    """Monte Carlo accuracy of the Bayes classifier (predict 1 iff beta0 + x @ beta1 > 0).
+
+    Simulates `draws` fresh rows with `classifier_data` (in chunks of `chunk` rows
+    to bound memory) and scores the Bayes rule against their labels. The
+    standard error is about sqrt(p (1 - p) / draws): 2e-4 at 10^6 draws.
+    """
+    if not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be an integer >= 1, got {draws!r}")
+    beta1 = classifier_beta1(cfg.dim, generator.device)
+    correct, left = 0, draws
+    while left > 0:
+        n = min(chunk, left)
+        x, label = classifier_data(cfg, n, generator)
+        predict = (CLASSIFIER_BETA0 + x @ beta1 > 0).long()
+        correct += int((predict == label).sum())
+        left -= n
+    return correct / draws
+
+
+def bayes_rate_integral(cfg: ClassifierConfig) -> float:
+    """The Bayes accuracy E[sigmoid(|z|)], z ~ N(beta0, |beta1|^2), by numerical quadrature.
+
+    With u ~ N(0, 1) and z = beta0 + s u (s = |beta1| = sqrt(dim) here) this is
+    the integral of sigmoid(|beta0 + s u|) phi(u) du, split at the kink u = -beta0 / s.
+    """
+    s = math.sqrt(float((classifier_beta1(cfg.dim) ** 2).sum()))
+    m = CLASSIFIER_BETA0
+    kink = -m / s
+
+    def f(u: float) -> float:
+        return expit(abs(m + s * u)) * math.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
+
+    lo, _ = integrate.quad(f, -math.inf, kink, epsabs=1e-12, epsrel=1e-10)
+    hi, _ = integrate.quad(f, kink, math.inf, epsabs=1e-12, epsrel=1e-10)
+    return lo + hi
+
+
+def classifier_report(
+    model: Classifier,
+    x_test: torch.Tensor,
+    label_test: torch.Tensor,
+    cfg: ClassifierConfig,
+    bayes: float,
+    *,
+    replica: int = 0,
+) -> dict[str, Any]:
+    """Test accuracy, false_pos and false_neg of one replica, the Bayes rate and the gap to it.
+
+    gap = bayes - accuracy: how much accuracy the network leaves on the table
+    relative to the best possible classifier. `bayes` is the population rate
+    (`bayes_rate` or `bayes_rate_integral`), so the gap carries the test set's
+    sampling noise (std about 0.002 at 10^4 rows) and can be slightly negative.
+    bayes_test, the Bayes rule's accuracy on this very test set, and gap_test =
+    bayes_test - accuracy remove most of that noise: both rules face the same rows.
+    """
+    dev = next(model.parameters()).device
+    s = model.layer0.weight.shape[0]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        stats = classifier_stats(model(_replicate(x_test, s, dev)), _replicate(label_test, s, dev))
+    model.train(was_training)
+    acc, fp, fn = (float(v) for v in stats[replica])
+    z = CLASSIFIER_BETA0 + x_test @ classifier_beta1(cfg.dim, x_test.device)
+    bayes_test = float(((z > 0).long() == label_test).double().mean())
+    return {
+        "accuracy": acc,
+        "false_pos": fp,
+        "false_neg": fn,
+        "bayes": float(bayes),
+        "gap": float(bayes) - acc,
+        "bayes_test": bayes_test,
+        "gap_test": bayes_test - acc,
+        "n_test": int(x_test.shape[0]),
+        "dim": cfg.dim,
+        "hidden": cfg.hidden,
+    }

@@ -1,0 +1,56 @@
+"""A Prefect cache policy keyed on what determines a stage's output.
+
+Prefect's INPUTS policy cannot hash tensors stably and hashes a Path by its
+name, so it is not used. `StageCache` keys a task run on `tasks.steps.stage_key`:
+the stage's params sections, the content of its input files and its code.
+
+A cached record is only trusted while the stage's outputs on disk are the ones
+it recorded. If an output was deleted or altered, the record for that key is
+evicted before Prefect looks it up, so the task runs again instead of
+returning a stale hit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
+
+from .steps import outputs_valid, stage_key
+from .workspace import Workspace
+
+log = logging.getLogger("neural_trader")
+
+
+@dataclass
+class StageCache(CachePolicy):
+    stage: str = ""
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        cfg, ws = inputs["cfg"], Workspace(Path(inputs["workspace"]))
+        item = {k: inputs[k] for k in ("regime", "model") if k in inputs}
+        key = f"{self.stage}-{stage_key(self.stage, cfg, ws, item)}"
+        if outputs_valid(self.stage, cfg, ws, item, key.split("-", 1)[1]) is None:
+            _evict(task_ctx, key)
+        return key
+
+
+def _evict(task_ctx: TaskRunContext, key: str) -> None:
+    """Drop the persisted record for `key`, if any, so the lookup misses."""
+    store = task_ctx.result_store
+    resolve = getattr(store.result_storage, "_resolve_path", None)
+    if store.result_storage_block_id is None and resolve is not None:
+        path = Path(resolve(key))
+        if path.exists():
+            path.unlink()
+            log.info("evicted cached result %s: its outputs changed on disk", key)

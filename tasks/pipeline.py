@@ -1,0 +1,91 @@
+"""Prefect tasks: one per stage, each a thin wrapper around `tasks.steps.run_stage`.
+
+What a task adds is orchestration: a content-keyed cache (`StageCache`), a
+JSON result (never pickle), retries on I/O errors only, a log line and, for the
+comparison, artifacts. Task name = stage name = DVC stage name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from neural_trader.config import StudyConfig
+
+from .caching import StageCache
+from .steps import run_stage
+from .workspace import Workspace
+
+
+def _io_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what a retry can fix: file-system and transfer errors."""
+    try:
+        state.result()
+    except OSError as exc:
+        return not isinstance(exc, FileNotFoundError)
+    except BaseException:
+        return False
+    return False
+
+
+def _options(stage: str) -> dict[str, Any]:
+    return dict(
+        name=stage,
+        cache_policy=StageCache(stage=stage),
+        persist_result=True,
+        result_serializer="json",
+        retries=3,
+        retry_delay_seconds=[1, 4, 16],
+        retry_condition_fn=_io_error,
+    )
+
+
+def _done(stage: str, summary: dict[str, Any]) -> dict[str, Any]:
+    verb = "reused" if summary.get("reused") else "ran"
+    get_run_logger().info("%s %s: %s", verb, stage, {k: v for k, v in summary.items() if k != "reused"})
+    return summary
+
+
+@task(**_options("generate"))
+def generate(cfg: StudyConfig, workspace: str, regime: str) -> dict[str, Any]:
+    """Draw one regime's train/valid/test returns."""
+    return _done("generate", run_stage("generate", cfg, workspace, regime=regime))
+
+
+@task(**_options("window"))
+def window(cfg: StudyConfig, workspace: str, regime: str) -> dict[str, Any]:
+    """Cut one regime's returns into lagged windows."""
+    return _done("window", run_stage("window", cfg, workspace, regime=regime))
+
+
+@task(**_options("train"))
+def train(cfg: StudyConfig, workspace: str, regime: str, model: str) -> dict[str, Any]:
+    """Train one variant's S replicas on one regime, batched, on the configured device."""
+    return _done("train", run_stage("train", cfg, workspace, regime=regime, model=model))
+
+
+@task(**_options("evaluate"))
+def evaluate(cfg: StudyConfig, workspace: str, regime: str, model: str) -> dict[str, Any]:
+    """Test-split metrics, baselines and learned curve of one cell."""
+    return _done("evaluate", run_stage("evaluate", cfg, workspace, regime=regime, model=model))
+
+
+@task(**_options("plot"))
+def plot(cfg: StudyConfig, workspace: str, regime: str, model: str) -> dict[str, Any]:
+    """The 2x2 training-history figure of one cell."""
+    return _done("plot", run_stage("plot", cfg, workspace, regime=regime, model=model))
+
+
+@task(**_options("compare"))
+def compare(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
+    """Contrasts across seeds; publishes the verdict table and the report as artifacts."""
+    summary = _done("compare", run_stage("compare", cfg, workspace))
+    ws = Workspace(workspace)
+    create_table_artifact(
+        key="verdicts", table=summary["table"], description="Contrasts across seeds (Holm-adjusted)"
+    )
+    create_markdown_artifact(key="comparison-report", markdown=ws.comparison_report.read_text(),
+                             description="The comparison study's report")
+    return summary

@@ -1,0 +1,183 @@
+"""The compare stage: per-cell summaries, the contrast family, the report and its figures.
+
+`metrics/comparison.json` schema (version 1), every number of the report:
+
+    schema: 1
+    replicas: S seeds per cell;  confidence, alpha, power: from params `compare`
+    cells: [ {regime, model,
+              test_return: {mean, ci_lo, ci_hi},        # last-epoch weights, held-out test split
+              test_return_best: {mean, ci_lo, ci_hi},   # weights of each seed's best validation epoch
+              gap: {mean, ci_lo, ci_hi},                # final train return - test return
+              train_return, sharpe, hit_rate, mean_position, best_epoch: mean over seeds,
+              oracle_return, buy_and_hold_return,       # on the same test draws
+              oracle_expected_return,                   # analytic, from the regime's law
+              oracle_fraction}, ... ]                   # test_return.mean / oracle_return (null for i.i.d.)
+    contrasts: [ {name, kind, a, b, within, metric, mean_a, mean_b, diff, ci_lo, ci_hi,
+                  t, p, p_adj, significant, mde, n, verdict}, ... ]   # see neural_trader.stats.contrasts
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neural_trader import plots, stats
+from neural_trader.config import IIDRegime, StudyConfig
+from neural_trader.evaluate import oracle_curve
+from neural_trader.train import TRADER_COLUMNS
+
+from .workspace import Workspace, atomic_write_bytes, load_tensors, read_json, write_json
+
+SCHEMA = 1
+FIGURES = ("test_return", "gap", "learned_position", "valid_return")
+
+
+def comparison_outputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
+    return [ws.comparison_json, ws.comparison_report] + [ws.comparison_plots / f"{f}.png" for f in FIGURES]
+
+
+def _cell(regime: str, model: str) -> str:
+    return f"{regime}-{model}"
+
+
+def _ci(values: list[float], confidence: float) -> dict[str, float]:
+    mean, lo, hi = stats.mean_ci(np.asarray(values), confidence)
+    return {"mean": mean, "ci_lo": lo, "ci_hi": hi}
+
+
+def _summarise(ev: dict[str, Any], confidence: float) -> dict[str, Any]:
+    ps = ev["per_seed"]
+    oracle = ev["baselines"]["oracle"]["mean_return"]
+    test = _ci(ps["test_mean_return"], confidence)
+    return {
+        "regime": ev["regime"],
+        "model": ev["model"],
+        "test_return": test,
+        "test_return_best": _ci(ps["test_mean_return_best"], confidence),
+        "gap": _ci(ps["gap"], confidence),
+        "train_return": float(np.mean(ps["train_return"])),
+        "sharpe": float(np.mean(ps["test_sharpe"])),
+        "hit_rate": float(np.mean(ps["test_hit_rate"])),
+        "mean_position": float(np.mean(ps["test_mean_position"])),
+        "best_epoch": float(np.mean(ps["best_epoch"])),
+        "oracle_return": oracle,
+        "buy_and_hold_return": ev["baselines"]["buy_and_hold"]["mean_return"],
+        "oracle_expected_return": ev["oracle_expected_return"],
+        "oracle_fraction": ev["oracle_fraction"],
+    }
+
+
+def build_comparison(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
+    """Read every cell's evaluation, run the contrasts, write JSON, report and figures."""
+    c = cfg.compare
+    evals = {(r, m): read_json(ws.eval_metrics(_cell(r, m))) for r, m in cfg.cells}
+    cells = [_summarise(evals[key], c.confidence) for key in cfg.cells]
+    per_seed = {
+        key: {"test_return": ev["per_seed"]["test_mean_return"], "gap": ev["per_seed"]["gap"]}
+        for key, ev in evals.items()
+    }
+    regimes, models = list(cfg.data.regimes), list(cfg.models)
+    null = next((r for r, reg in cfg.data.regimes.items() if isinstance(reg, IIDRegime)), None)
+    family = stats.contrasts(per_seed, regimes, models, null_regime=null, **c.model_dump())
+    result = {"schema": SCHEMA, "replicas": cfg.seeds.count, **c.model_dump(), "cells": cells, "contrasts": family}
+    write_json(ws.comparison_json, result)
+    _figures(cfg, ws, evals, cells)
+    atomic_write_bytes(ws.comparison_report, _markdown(cfg, ws, cells, family).encode())
+    table = [
+        {"contrast": r["name"], "diff": r["diff"], "ci_lo": r["ci_lo"], "ci_hi": r["ci_hi"],
+         "p_adj": r["p_adj"], "significant": r["significant"], "verdict": r["verdict"]}
+        for r in family
+    ]
+    return {"table": table, "cells": {_cell(x["regime"], x["model"]): x["test_return"]["mean"] for x in cells}}
+
+
+# ---------------------------------------------------------------------- figures
+def _figures(cfg: StudyConfig, ws: Workspace, evals: dict, cells: list[dict[str, Any]]) -> None:
+    out = ws.comparison_plots
+    labels = [_cell(x["regime"], x["model"]) for x in cells]
+    atomic_write_bytes(out / "test_return.png", plots.intervals_png(
+        labels, [x["test_return"]["mean"] for x in cells], [x["test_return"]["ci_lo"] for x in cells],
+        [x["test_return"]["ci_hi"] for x in cells], title="Test return per step (mean over seeds, CI)",
+        ylabel="mean position x next return",
+        markers={"oracle": [x["oracle_return"] for x in cells],
+                 "buy and hold": [x["buy_and_hold_return"] for x in cells]}))
+    atomic_write_bytes(out / "gap.png", plots.intervals_png(
+        labels, [x["gap"]["mean"] for x in cells], [x["gap"]["ci_lo"] for x in cells],
+        [x["gap"]["ci_hi"] for x in cells], title="Overfitting gap: final train return - test return",
+        ylabel="return per step"))
+    panels, refs = {}, {}
+    for regime, reg in cfg.data.regimes.items():
+        grid = np.asarray(evals[(regime, next(iter(cfg.models)))]["curve"]["last_return"])
+        panels[regime] = {m: np.asarray(evals[(regime, m)]["curve"]["position"]) for m in cfg.models}
+        refs[regime] = oracle_curve(reg, grid)
+    atomic_write_bytes(out / "learned_position.png", plots.panels_png(
+        panels, grid, refs, title="Learned position vs last return (other lags 0), band 10-90% over seeds",
+        xlabel="last return", ylabel="position", ref_label="oracle"))
+    valid = {}
+    for regime, model in cfg.cells:
+        values = load_tensors(ws.model_dir(_cell(regime, model)) / "history.safetensors")["values"].numpy()
+        valid[_cell(regime, model)] = values[..., TRADER_COLUMNS.index("valid_return")]
+    epochs = np.arange(1, cfg.train.epochs + 1)
+    atomic_write_bytes(out / "valid_return.png", plots.lines_png(
+        valid, epochs, title="Validation return per epoch, every cell", xlabel="epoch", ylabel="return per step"))
+
+
+# ---------------------------------------------------------------------- report
+def _fmt(x: float | None, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def _markdown(cfg: StudyConfig, ws: Workspace, cells: list[dict[str, Any]], family: list[dict[str, Any]]) -> str:
+    pct = f"{cfg.compare.confidence:.0%}"
+    lines = [
+        "# Comparison study",
+        "",
+        f"{cfg.seeds.count} seeds per cell (base seed {cfg.seeds.base}), {cfg.train.epochs} epochs, "
+        f"{cfg.data.n_train} training series of length {cfg.data.length}, lag {cfg.data.lag}; "
+        f"test split: {cfg.data.n_test} fresh series per regime. Intervals are {pct} t-intervals over seeds; "
+        f"p-values are paired t-tests, Holm-adjusted across all {len(family)} contrasts "
+        f"(family-wise alpha {cfg.compare.alpha}).",
+        "",
+        "## Verdicts",
+        "",
+    ]
+    lines += [f"- {'**' if r['significant'] else ''}{r['verdict']}{'**' if r['significant'] else ''}" for r in family]
+    lines += [
+        "",
+        "## Cells",
+        "",
+        f"| cell | test return ({pct} CI) | best-epoch weights | oracle | oracle fraction | buy & hold "
+        "| gap (train - test) | Sharpe/step | hit rate | mean position | best epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for x in cells:
+        t, b, g = x["test_return"], x["test_return_best"], x["gap"]
+        lines.append(
+            f"| {x['regime']}-{x['model']} | {_fmt(t['mean'])} ({_fmt(t['ci_lo'])} to {_fmt(t['ci_hi'])}) "
+            f"| {_fmt(b['mean'])} | {_fmt(x['oracle_return'])} | {_fmt(x['oracle_fraction'], 2)} "
+            f"| {_fmt(x['buy_and_hold_return'])} | {_fmt(g['mean'])} ({_fmt(g['ci_lo'])} to {_fmt(g['ci_hi'])}) "
+            f"| {_fmt(x['sharpe'], 3)} | {_fmt(x['hit_rate'], 3)} | {_fmt(x['mean_position'], 3)} "
+            f"| {x['best_epoch']:.0f} |"
+        )
+    lines += [
+        "",
+        "## Contrasts",
+        "",
+        "| contrast | diff | CI | p | adjusted p | detectable at "
+        f"{cfg.compare.power:.0%} power | significant |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in family:
+        lines.append(
+            f"| {r['name']} | {_fmt(r['diff'])} | {_fmt(r['ci_lo'])} to {_fmt(r['ci_hi'])} "
+            f"| {stats.format_p(r['p'])} | {stats.format_p(r['p_adj'])} | {_fmt(r['mde'])} "
+            f"| {'yes' if r['significant'] else 'no'} |"
+        )
+    rel = Path("..") / ws.rel(ws.comparison_plots)
+    lines += ["", "## Figures", ""]
+    lines += [f"![{f}]({(rel / f'{f}.png').as_posix()})" for f in FIGURES]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,211 @@
+"""The catalog: where every file of the study lives, and how it is read and written.
+
+This is the only place that builds a path or reads `params.yaml`. Writes are
+atomic (a temporary file in the same folder, then `os.replace`), so a failed or
+interrupted run never leaves a half-written file behind. Tensors are stored as
+safetensors and everything else as JSON/TSV/PNG: nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from neural_trader.config import ConfigError, StudyConfig, apply_overrides, parse_config
+
+log = logging.getLogger("neural_trader")
+
+__all__ = [
+    "Workspace",
+    "WorkspaceBusy",
+    "load_params",
+    "atomic_write_bytes",
+    "write_json",
+    "read_json",
+    "save_tensors",
+    "load_tensors",
+    "file_digest",
+]
+
+
+class WorkspaceBusy(RuntimeError):
+    """Another run holds the workspace."""
+
+
+def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
+    """Read, override and validate a params file; ConfigError names the file and key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) if path.exists() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
+    if not path.exists():
+        raise ConfigError(f"{path}: params file not found")
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    try:
+        return parse_config(apply_overrides(raw or {}, list(overrides)))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+# ---------------------------------------------------------------------- atomic io
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary sibling and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Deterministic JSON (sorted keys, fixed float repr) written atomically."""
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n").encode())
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def save_tensors(path: str | Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> Path:
+    """Save CPU tensors as safetensors (byte-stable for equal tensors), atomically."""
+    from safetensors.torch import save
+
+    data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    return atomic_write_bytes(path, save(data, metadata=metadata))
+
+
+def load_tensors(path: str | Path, device: str = "cpu") -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path), device=device)
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes, or 'missing'."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------ layout
+@dataclass(frozen=True)
+class Workspace:
+    """The study's file layout under one root folder (the DVC/git workspace).
+
+    data/generate/<regime>/returns.safetensors     generate
+    data/window/<regime>/windows.safetensors       window
+    models/<regime>-<model>/{last,best}.safetensors   train
+    metrics/train/<regime>-<model>/{summary.json,history.tsv}   train
+    metrics/evaluate/<regime>-<model>.json         evaluate
+    plots/history/<regime>-<model>.png             plot
+    metrics/comparison.json, reports/comparison.md, plots/comparison/*.png, metrics/comparison/*.tsv   compare
+    .nt/                                           private: stamps, locks, result store
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).resolve())
+
+    def returns(self, regime: str) -> Path:
+        return self.root / "data" / "generate" / regime / "returns.safetensors"
+
+    def windows(self, regime: str) -> Path:
+        return self.root / "data" / "window" / regime / "windows.safetensors"
+
+    def model_dir(self, cell: str) -> Path:
+        return self.root / "models" / cell
+
+    def weights(self, cell: str, which: str = "last") -> Path:
+        return self.model_dir(cell) / f"{which}.safetensors"
+
+    def train_metrics(self, cell: str) -> Path:
+        return self.root / "metrics" / "train" / cell
+
+    def eval_metrics(self, cell: str) -> Path:
+        return self.root / "metrics" / "evaluate" / f"{cell}.json"
+
+    def history_plot(self, cell: str) -> Path:
+        return self.root / "plots" / "history" / f"{cell}.png"
+
+    @property
+    def comparison_json(self) -> Path:
+        return self.root / "metrics" / "comparison.json"
+
+    @property
+    def comparison_tables(self) -> Path:
+        return self.root / "metrics" / "comparison"
+
+    @property
+    def comparison_report(self) -> Path:
+        return self.root / "reports" / "comparison.md"
+
+    @property
+    def comparison_plots(self) -> Path:
+        return self.root / "plots" / "comparison"
+
+    @property
+    def private(self) -> Path:
+        return self.root / ".nt"
+
+    def stamp(self, stage: str, item: str) -> Path:
+        return self.private / "stamps" / f"{stage}@{item}.json" if item else self.private / "stamps" / f"{stage}.json"
+
+    @contextlib.contextmanager
+    def lock(self, what: str = "run", wait: bool = True) -> Iterator[None]:
+        """Hold the workspace's lock: runs on one workspace are serialised, never interleaved.
+
+        The lock is an flock on .nt/lock, so the OS frees it when a holder dies:
+        a crash never leaves a stale lock behind.
+        """
+        path = self.private / "lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                if not wait:
+                    raise WorkspaceBusy(f"{self.root} is busy: {holder}") from None
+                log.warning("%s is busy (%s); waiting for it to finish", self.root, holder)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{what} pid {os.getpid()}\n")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def rel(self, path: Path) -> str:
+        return Path(path).relative_to(self.root).as_posix()
