@@ -87,12 +87,17 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def save_tensors(path: str | Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> Path:
-    """Save CPU tensors as safetensors (byte-stable for equal tensors), atomically."""
+def save_tensors(path: str | Path, tensors: dict[str, Any], metadata: dict[str, Any] | None = None) -> Path:
+    """Save CPU tensors as safetensors, atomically; equal inputs give equal bytes.
+
+    The metadata goes in as one JSON string: safetensors writes a map of several
+    metadata keys in hash order, which changes from call to call.
+    """
     from safetensors.torch import save
 
     data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    return atomic_write_bytes(path, save(data, metadata=metadata))
+    meta = {"meta": json.dumps(metadata, sort_keys=True)} if metadata else None
+    return atomic_write_bytes(path, save(data, metadata=meta))
 
 
 def load_tensors(path: str | Path, device: str = "cpu") -> dict[str, Any]:
