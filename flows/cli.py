@@ -17,8 +17,6 @@ from pathlib import Path
 
 from neural_trader.config import ConfigError
 
-STAGES_WITH_ITEMS = {"generate": ("regime",), "window": ("regime",), "train": ("regime", "model"),
-                     "evaluate": ("regime", "model"), "plot": ("regime", "model"), "compare": ()}
 
 
 def _prefect_env() -> None:
@@ -38,10 +36,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="override one parameter, e.g. --set train.epochs=50 (repeatable)")
         p.add_argument("--workspace", default=".", help="folder for data/, models/, metrics/, plots/, reports/")
 
-    run = sub.add_parser("run", help="run the whole study as a Prefect flow")
+    run = sub.add_parser("run", help="run the whole study (or the seed's warm-ups) as a Prefect flow")
+    run.add_argument("flow", nargs="?", default="experiment",
+                     choices=("experiment", "warmups", "regression", "classifier"),
+                     help="experiment (default): the study; warmups: both of the seed's warm-ups; or one of them")
     common(run)
     stage = sub.add_parser("stage", help="run one stage in-process, without Prefect (dvc.yaml calls this)")
-    stage.add_argument("name", choices=sorted(STAGES_WITH_ITEMS))
+    stage.add_argument("name", help="a stage of dvc.yaml: generate, window, train, evaluate, plot, compare, ...")
     stage.add_argument("--regime")
     stage.add_argument("--model")
     common(stage)
@@ -70,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         return _stage(args, cfg)
 
     _prefect_env()
+    if args.flow != "experiment":
+        from flows.warmups import format_reports, run_warmups
+
+        print(format_reports(run_warmups(args.flow, args.params, args.overrides, args.workspace)))
+        return 0
     from flows.experiment import run_experiment
 
     summary = run_experiment(args.params, args.overrides, args.workspace)
@@ -80,10 +86,14 @@ def main(argv: list[str] | None = None) -> int:
 def _stage(args: argparse.Namespace, cfg) -> int:
     import torch
 
-    from tasks.steps import run_stage
+    import tasks.warmup_steps  # noqa: F401  registers the warm-up stages
+    from tasks.steps import STAGES, run_stage
 
+    if args.name not in STAGES:
+        print(f"neural-trader: error: unknown stage {args.name!r}; one of {', '.join(STAGES)}", file=sys.stderr)
+        return 2
     item = {}
-    for key in STAGES_WITH_ITEMS[args.name]:
+    for key in STAGES[args.name].items:
         value = getattr(args, key)
         names = cfg.data.regimes if key == "regime" else cfg.models
         if value not in names:
@@ -91,7 +101,6 @@ def _stage(args: argparse.Namespace, cfg) -> int:
                   file=sys.stderr)
             return 2
         item[key] = value
-    torch.set_num_threads(cfg.runtime.torch_threads)
     run_stage(args.name, cfg, args.workspace, **item)
     return 0
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from prefect import flow, get_run_logger
 from prefect.futures import wait
 
@@ -29,7 +28,6 @@ def experiment(params: str = "params.yaml", overrides: list[str] | None = None, 
     """Run the whole study described by `params` (with `key.path=value` overrides) in `workspace`."""
     cfg = load_params(params, overrides or [])
     ws = str(Workspace(Path(workspace)).root)
-    torch.set_num_threads(cfg.runtime.torch_threads)
     get_run_logger().info("study: %d regimes x %d models x %d seeds in %s",
                           len(cfg.data.regimes), len(cfg.models), cfg.seeds.count, ws)
 

@@ -105,3 +105,26 @@ def panels_png(
     fig.suptitle(title)
     fig.tight_layout()
     return figure_png(fig)
+
+
+def epochs_png(
+    panels: Mapping[str, Mapping[str, np.ndarray]], refs: Mapping[str, tuple[str, float]], *, title: str,
+) -> bytes:
+    """One panel per key: (epochs,) series against epoch 1..E, plus that panel's reference line.
+
+    The warm-ups' pictures: the regression's beta0, beta1 and loss next to the
+    truth, the classifier's three rates next to the Bayes rate. refs maps a
+    panel to (label, value) of a horizontal line.
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    for ax, (name, series) in zip(axes[0], panels.items()):
+        for label, values in series.items():
+            ax.plot(np.arange(1, len(values) + 1), values, label=label, linewidth=1.5)
+        if name in refs:
+            label, value = refs[name]
+            ax.axhline(value, color="black", linestyle="--", linewidth=1.0, label=label)
+        ax.set(title=name, xlabel="epoch")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return figure_png(fig)

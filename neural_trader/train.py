@@ -109,12 +109,14 @@ def fit(
         stepper = _AutogradStepper(model, loss_fn, x, y, lr)
     bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
     sample_noise = getattr(model, "sample_noise", None)
+    perm = torch.empty(replicas, n, dtype=torch.int32 if n < 2**31 else torch.int64, device=x.device)
     history: list[torch.Tensor] = []
     best_score = best_state = None
     show = sys.stderr.isatty() if progress is None else progress
     for _ in tqdm(range(epochs), desc=desc, disable=not show, leave=False):
         model.train()
-        perm = torch.stack([torch.randperm(n, generator=g, device=g.device) for g in generators])  # (S, n)
+        for g, row in zip(generators, perm):
+            torch.randperm(n, generator=g, out=row)
         noise = sample_noise(n, generators) if sample_noise else None
         stepper.shuffle(perm, noise)
         totals = None
@@ -171,7 +173,7 @@ class _AutogradStepper(_Stepper):
         self.x_shape, self.y_shape = x.shape, y.shape
 
     def shuffle(self, perm: torch.Tensor, noise: torch.Tensor | None) -> None:
-        index = (perm + self.offset).view(-1)
+        index = (perm + self.offset).view(-1)  # int64: replicas * n may pass 2**31
         self.xs = self.x_flat.index_select(0, index).view(self.x_shape)
         self.ys = self.y_flat.index_select(0, index).view(self.y_shape)
         self.noise = noise
@@ -206,7 +208,8 @@ class _TraderStepper(_Stepper):
         self.square_avg = [torch.zeros_like(p) for p in self.params]
 
     def shuffle(self, perm: torch.Tensor, noise: torch.Tensor | None) -> None:
-        self.shuffled = torch.gather(self.data, 2, perm.unsqueeze(1).expand(-1, self.data.shape[1], -1))
+        index = perm.to(torch.int64).unsqueeze(1).expand(-1, self.data.shape[1], -1)  # gather wants int64
+        self.shuffled = torch.gather(self.data, 2, index)
         self.mask_t = None if noise is None else self.model.dropout_mask(noise).transpose(1, 2).contiguous()
 
     def step(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ from typing import Any
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
-from .steps import outputs_valid, stage_key
+from .stages import outputs_valid, stage_key
 from .workspace import Workspace
 
 log = logging.getLogger("neural_trader")

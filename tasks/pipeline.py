@@ -7,15 +7,17 @@ comparison, artifacts. Task name = stage name = DVC stage name.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.exceptions import MissingContextError
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from neural_trader.config import StudyConfig
 
 from .caching import StageCache
-from .steps import run_stage
+from .stages import run_stage
 from .workspace import Workspace
 
 
@@ -42,43 +44,51 @@ def _options(stage: str) -> dict[str, Any]:
     )
 
 
+def _logger() -> Any:
+    """The run logger inside a run; the package logger when called through `.fn`."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("neural_trader")
+
+
 def _done(stage: str, summary: dict[str, Any]) -> dict[str, Any]:
     verb = "reused" if summary.get("reused") else "ran"
-    get_run_logger().info("%s %s: %s", verb, stage, {k: v for k, v in summary.items() if k != "reused"})
+    _logger().info("%s %s: %s", verb, stage, {k: v for k, v in summary.items() if k != "reused"})
     return summary
 
 
-@task(**_options("generate"))
+@task(**_options("generate"), task_run_name="generate[{regime}]")
 def generate(cfg: StudyConfig, workspace: str, regime: str) -> dict[str, Any]:
     """Draw one regime's train/valid/test returns."""
     return _done("generate", run_stage("generate", cfg, workspace, regime=regime))
 
 
-@task(**_options("window"))
+@task(**_options("window"), task_run_name="window[{regime}]")
 def window(cfg: StudyConfig, workspace: str, regime: str) -> dict[str, Any]:
     """Cut one regime's returns into lagged windows."""
     return _done("window", run_stage("window", cfg, workspace, regime=regime))
 
 
-@task(**_options("train"))
+@task(**_options("train"), task_run_name="train[{regime}-{model}]")
 def train(cfg: StudyConfig, workspace: str, regime: str, model: str) -> dict[str, Any]:
     """Train one variant's S replicas on one regime, batched, on the configured device."""
     return _done("train", run_stage("train", cfg, workspace, regime=regime, model=model))
 
 
-@task(**_options("evaluate"))
+@task(**_options("evaluate"), task_run_name="evaluate[{regime}-{model}]")
 def evaluate(cfg: StudyConfig, workspace: str, regime: str, model: str) -> dict[str, Any]:
     """Test-split metrics, baselines and learned curve of one cell."""
     return _done("evaluate", run_stage("evaluate", cfg, workspace, regime=regime, model=model))
 
 
-@task(**_options("plot"))
+@task(**_options("plot"), task_run_name="plot[{regime}-{model}]")
 def plot(cfg: StudyConfig, workspace: str, regime: str, model: str) -> dict[str, Any]:
     """The 2x2 training-history figure of one cell."""
     return _done("plot", run_stage("plot", cfg, workspace, regime=regime, model=model))
 
 
-@task(**_options("compare"))
+@task(**_options("compare"), task_run_name="compare")
 def compare(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
     """Contrasts across seeds; publishes the verdict table and the report as artifacts."""
     summary = _done("compare", run_stage("compare", cfg, workspace))

@@ -14,6 +14,15 @@
               oracle_fraction}, ... ]                   # test_return.mean / oracle_return (null for i.i.d.)
     contrasts: [ {name, kind, a, b, within, metric, mean_a, mean_b, diff, ci_lo, ci_hi,
                   t, p, p_adj, significant, mde, n, verdict}, ... ]   # see neural_trader.stats.contrasts
+
+`metrics/comparison/headline.json` repeats the headline numbers as flat maps, the
+shape `dvc metrics show/diff` and `dvc exp show` can display (they skip lists):
+
+    test_return: {cell: mean}    gap: {cell: mean}
+    diff: {"<metric>:<a>-<b>@<within>": diff}    p_adj: {same keys: Holm-adjusted p}
+
+`metrics/comparison/valid_return.tsv` (epoch, cell, valid_return: mean over seeds)
+is the long-format table behind dvc.yaml's overlay of every cell's validation curve.
 """
 
 from __future__ import annotations
@@ -28,14 +37,11 @@ from neural_trader.config import IIDRegime, StudyConfig
 from neural_trader.evaluate import oracle_curve
 from neural_trader.train import TRADER_COLUMNS
 
+from .stages import COMPARISON_FIGURES, comparison_outputs  # noqa: F401 (the registry owns the layout)
 from .workspace import Workspace, atomic_write_bytes, load_tensors, read_json, write_json
 
 SCHEMA = 1
-FIGURES = ("test_return", "gap", "learned_position", "valid_return")
-
-
-def comparison_outputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
-    return [ws.comparison_json, ws.comparison_report] + [ws.comparison_plots / f"{f}.png" for f in FIGURES]
+FIGURES = COMPARISON_FIGURES
 
 
 def _cell(regime: str, model: str) -> str:
@@ -83,6 +89,7 @@ def build_comparison(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     family = stats.contrasts(per_seed, regimes, models, null_regime=null, **c.model_dump())
     result = {"schema": SCHEMA, "replicas": cfg.seeds.count, **c.model_dump(), "cells": cells, "contrasts": family}
     write_json(ws.comparison_json, result)
+    write_json(ws.comparison_tables / "headline.json", _headline(cells, family))
     _figures(cfg, ws, evals, cells)
     atomic_write_bytes(ws.comparison_report, _markdown(cfg, ws, cells, family).encode())
     table = [
@@ -91,6 +98,17 @@ def build_comparison(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
         for r in family
     ]
     return {"table": table, "cells": {_cell(x["regime"], x["model"]): x["test_return"]["mean"] for x in cells}}
+
+
+def _headline(cells: list[dict[str, Any]], family: list[dict[str, Any]]) -> dict[str, Any]:
+    """The numbers `dvc exp show` lists: flat maps, no lists."""
+    keys = [f"{r['metric']}:{r['a']}-{r['b']}@{r['within']}" for r in family]
+    return {
+        "test_return": {_cell(x["regime"], x["model"]): x["test_return"]["mean"] for x in cells},
+        "gap": {_cell(x["regime"], x["model"]): x["gap"]["mean"] for x in cells},
+        "diff": {k: r["diff"] for k, r in zip(keys, family)},
+        "p_adj": {k: r["p_adj"] for k, r in zip(keys, family)},
+    }
 
 
 # ---------------------------------------------------------------------- figures
@@ -120,6 +138,10 @@ def _figures(cfg: StudyConfig, ws: Workspace, evals: dict, cells: list[dict[str,
         values = load_tensors(ws.model_dir(_cell(regime, model)) / "history.safetensors")["values"].numpy()
         valid[_cell(regime, model)] = values[..., TRADER_COLUMNS.index("valid_return")]
     epochs = np.arange(1, cfg.train.epochs + 1)
+    rows = ["epoch\tcell\tvalid_return"] + [
+        f"{e}\t{cell}\t{v:.6g}" for cell, values in valid.items() for e, v in zip(epochs, values.mean(axis=0))
+    ]
+    atomic_write_bytes(ws.comparison_tables / "valid_return.tsv", ("\n".join(rows) + "\n").encode())
     atomic_write_bytes(out / "valid_return.png", plots.lines_png(
         valid, epochs, title="Validation return per epoch, every cell", xlabel="epoch", ylabel="return per step"))
 

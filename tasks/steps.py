@@ -1,27 +1,16 @@
-"""The study's stages as plain functions: read inputs from the workspace, call the core, write outputs.
+"""The study's stage bodies: read inputs from the workspace, call the core, write outputs.
 
-A stage is identified by its name and item (a regime, or a regime-model cell).
-Both front doors run these same functions: the Prefect tasks in
-`tasks.pipeline` and the DVC stage commands (`neural-trader stage ...`), so
-both produce the same bytes.
-
-`run_stage` makes every stage resumable. Its key hashes what determines the
-output: the stage's params sections, the content of its input files and the
-source of its code. After a successful step a stamp records the key and the
-digest of every output; a later call with the same key and intact outputs
-returns the recorded summary without recomputing.
+Both front doors run these same functions through `tasks.stages.run_stage`:
+the Prefect tasks in `tasks.pipeline` and the DVC stage commands
+(`neural-trader stage ...`), so both produce the same bytes. The registry of
+what each stage reads and writes is `tasks.stages.STAGES`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,28 +23,10 @@ from neural_trader.data import generate_returns, make_generator, window_returns,
 from neural_trader.models import TraderNet
 from neural_trader.train import TRADER_COLUMNS, resolve_device, train_trader
 
-from .workspace import (
-    Workspace,
-    atomic_write_bytes,
-    file_digest,
-    load_tensors,
-    read_json,
-    save_tensors,
-    write_json,
-)
+from .stages import STAGES, Stage, cell_name, item_id, outputs_valid, run_stage, stage_key  # noqa: F401 (re-exported)
+from .workspace import Workspace, atomic_write_bytes, load_tensors, save_tensors, write_json
 
 log = logging.getLogger("neural_trader")
-
-Item = dict[str, str]
-
-
-def cell_name(regime: str, model: str) -> str:
-    return f"{regime}-{model}"
-
-
-def item_id(item: Item) -> str:
-    return "-".join(item[k] for k in ("regime", "model") if k in item)
-
 
 # ----------------------------------------------------------------------- stages
 def generate(cfg: StudyConfig, ws: Workspace, regime: str) -> dict[str, Any]:
@@ -98,6 +69,7 @@ def train(cfg: StudyConfig, ws: Workspace, regime: str, model: str, device: str 
     """
     mcfg, t, s = cfg.models[model], cfg.train, cfg.seeds
     dev = resolve_device(device or cfg.runtime.device)
+    torch.set_num_threads(cfg.runtime.torch_threads)  # process-wide; every stage sets the same value
     windows = load_tensors(ws.windows(regime))
     init = [make_generator(s.base, "init", r, device=dev) for r in range(s.count)]
     gens = [make_generator(s.base, "train", r, device=dev) for r in range(s.count)]
@@ -159,6 +131,7 @@ CURVE_GRID = np.linspace(-3.0, 3.0, 61)
 def evaluate(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dict[str, Any]:
     """Held-out test metrics per replica, the baselines on the same draws, and the learned curve."""
     cell, reg = cell_name(regime, model), cfg.data.regimes[regime]
+    torch.set_num_threads(cfg.runtime.torch_threads)
     windows = load_tensors(ws.windows(regime))
     test = _split(windows, "test")
     history = load_tensors(ws.model_dir(cell) / "history.safetensors")["values"].numpy()
@@ -223,126 +196,3 @@ def compare(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     return build_comparison(cfg, ws)
 
 
-# --------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class Stage:
-    """What a stage reads, writes and depends on; dvc.yaml declares the same."""
-
-    name: str
-    fn: Callable[..., dict[str, Any]]
-    params: Callable[[StudyConfig, Item], list[str]]
-    code: tuple[str, ...]  # modules whose source is part of the key
-    inputs: Callable[[StudyConfig, Workspace, Item], list[Path]]
-    outputs: Callable[[StudyConfig, Workspace, Item], list[Path]]
-
-
-def _cells_eval(cfg: StudyConfig, ws: Workspace) -> list[Path]:
-    return [p for r, m in cfg.cells
-            for p in (ws.eval_metrics(cell_name(r, m)), ws.model_dir(cell_name(r, m)) / "history.safetensors")]
-
-
-STAGES: dict[str, Stage] = {
-    s.name: s
-    for s in (
-        Stage("generate", generate,
-              lambda c, i: ["seeds", "data.n_train", "data.n_valid", "data.n_test", "data.length",
-                            f"data.regimes.{i['regime']}"],
-              ("neural_trader.data", "neural_trader.config"),
-              lambda c, w, i: [],
-              lambda c, w, i: [w.returns(i["regime"])]),
-        Stage("window", window,
-              lambda c, i: ["data.lag"],
-              ("neural_trader.data",),
-              lambda c, w, i: [w.returns(i["regime"])],
-              lambda c, w, i: [w.windows(i["regime"])]),
-        Stage("train", train,
-              lambda c, i: ["seeds", "data.lag", "train", f"models.{i['model']}"],
-              ("neural_trader.models", "neural_trader.train", "neural_trader.data"),
-              lambda c, w, i: [w.windows(i["regime"])],
-              lambda c, w, i: [w.weights(cell_name(**i), "last"), w.weights(cell_name(**i), "best"),
-                               w.model_dir(cell_name(**i)) / "history.safetensors",
-                               w.train_metrics(cell_name(**i)) / "summary.json",
-                               w.train_metrics(cell_name(**i)) / "history.tsv"]),
-        Stage("evaluate", evaluate,
-              lambda c, i: ["seeds.count", "data.lag", f"models.{i['model']}", f"data.regimes.{i['regime']}"],
-              ("neural_trader.evaluate", "neural_trader.models"),
-              lambda c, w, i: [w.windows(i["regime"]), w.weights(cell_name(**i), "last"),
-                               w.weights(cell_name(**i), "best"), w.model_dir(cell_name(**i)) / "history.safetensors"],
-              lambda c, w, i: [w.eval_metrics(cell_name(**i))]),
-        Stage("plot", plot,
-              lambda c, i: [],
-              ("neural_trader.plots",),
-              lambda c, w, i: [w.model_dir(cell_name(**i)) / "history.safetensors"],
-              lambda c, w, i: [w.history_plot(cell_name(**i))]),
-        Stage("compare", compare,
-              lambda c, i: ["compare", "data", "models", "seeds", "train"],
-              ("neural_trader.stats", "neural_trader.plots", "tasks.report"),
-              lambda c, w, i: _cells_eval(c, w),
-              lambda c, w, i: _comparison_outputs(c, w)),
-    )
-}
-
-
-def _comparison_outputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
-    from .report import comparison_outputs
-
-    return comparison_outputs(cfg, ws)
-
-
-def _code_digest(modules: tuple[str, ...]) -> str:
-    h = hashlib.sha256()
-    for name in sorted({*modules, __name__}):
-        path = importlib.import_module(name).__file__
-        h.update(name.encode() + b"\0" + Path(path).read_bytes())
-    return h.hexdigest()
-
-
-def stage_key(stage: str, cfg: StudyConfig, ws: Workspace, item: Item) -> str:
-    """Hash of everything that determines a stage's outputs (not the workspace's history)."""
-    spec = STAGES[stage]
-    payload = {
-        "stage": stage,
-        "item": item,
-        "params": {k: cfg.section(k) for k in spec.params(cfg, item)},
-        "inputs": {ws.rel(p): file_digest(p) for p in spec.inputs(cfg, ws, item)},
-        "code": _code_digest(spec.code),
-        "workspace": str(ws.root),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def outputs_valid(stage: str, cfg: StudyConfig, ws: Workspace, item: Item, key: str) -> dict[str, Any] | None:
-    """The recorded summary if the stamp matches `key` and every output is intact, else None."""
-    stamp_path = ws.stamp(stage, item_id(item))
-    try:
-        stamp = read_json(stamp_path)
-    except (OSError, ValueError):
-        return None
-    if stamp.get("key") != key:
-        return None
-    outputs = STAGES[stage].outputs(cfg, ws, item)
-    recorded = stamp.get("outputs", {})
-    if set(recorded) != {ws.rel(p) for p in outputs}:
-        return None
-    if any(file_digest(p) != recorded[ws.rel(p)] for p in outputs):
-        return None
-    return stamp.get("summary")
-
-
-def run_stage(stage: str, cfg: StudyConfig, ws: Workspace | str | Path, **item: str) -> dict[str, Any]:
-    """Run one stage unless its outputs are already up to date; return its summary."""
-    ws = ws if isinstance(ws, Workspace) else Workspace(Path(ws))
-    spec = STAGES[stage]
-    missing = [ws.rel(p) for p in spec.inputs(cfg, ws, item) if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"stage {stage}@{item_id(item) or '-'} needs {', '.join(missing)}: run the upstream stages first")
-    key = stage_key(stage, cfg, ws, item)
-    if (summary := outputs_valid(stage, cfg, ws, item, key)) is not None:
-        log.info("%s@%s is up to date", stage, item_id(item) or "-")
-        return {**summary, "reused": True}
-    summary = spec.fn(cfg, ws, **item)
-    outputs = {ws.rel(p): file_digest(p) for p in spec.outputs(cfg, ws, item)}
-    if missing_out := [p for p, d in outputs.items() if d == "missing"]:
-        raise RuntimeError(f"stage {stage} did not write {missing_out}")
-    write_json(ws.stamp(stage, item_id(item)), {"key": key, "outputs": outputs, "summary": summary})
-    return {**summary, "reused": False}

@@ -214,3 +214,24 @@ class Workspace:
 
     def rel(self, path: Path) -> str:
         return Path(path).relative_to(self.root).as_posix()
+
+    # the warm-ups (tasks.warmup_steps), <exp> = regression | classifier:
+    #   data/warmups/<exp>/data.safetensors       <exp>_generate
+    #   models/warmups/<exp>.safetensors          <exp>_train
+    #   metrics/warmups/<exp>/history.tsv         <exp>_train (per-epoch curves)
+    #   metrics/warmups/<exp>/report.json         <exp>_evaluate
+    #   plots/warmups/<exp>.png                   <exp>_plot
+    def warmup_data(self, exp: str) -> Path:
+        return self.root / "data" / "warmups" / exp / "data.safetensors"
+
+    def warmup_model(self, exp: str) -> Path:
+        return self.root / "models" / "warmups" / f"{exp}.safetensors"
+
+    def warmup_history(self, exp: str) -> Path:
+        return self.root / "metrics" / "warmups" / exp / "history.tsv"
+
+    def warmup_report(self, exp: str) -> Path:
+        return self.root / "metrics" / "warmups" / exp / "report.json"
+
+    def warmup_plot(self, exp: str) -> Path:
+        return self.root / "plots" / "warmups" / f"{exp}.png"

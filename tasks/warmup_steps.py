@@ -1,0 +1,226 @@
+"""The seed's two warm-ups as stages: <exp>_generate -> <exp>_train -> <exp>_evaluate -> <exp>_plot.
+
+<exp> is `regression` or `classifier`. Importing this module registers the
+eight stages into `tasks.steps.STAGES`, so they share everything the trader's
+stages have: `run_stage` and its content-keyed stamps, the Prefect cache policy
+(`tasks.caching.StageCache`) and the `neural-trader stage <name>` command that
+dvc.yaml calls. Stage name = Prefect task name = DVC stage name; each stage
+reads only its keys of `warmups.<exp>`, plus `seeds.base`, the root of every seed.
+
+The warm-ups train one replica on the CPU whatever `runtime.device` says: they
+take seconds, and CPU draws keep their numbers identical on every machine.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from neural_trader import plots
+from neural_trader import warmups as W
+from neural_trader.config import StudyConfig
+from neural_trader.data import make_generator
+from neural_trader.models import Classifier, LinearRegression1D
+from neural_trader.train import History
+
+from .steps import STAGES, Stage
+from .workspace import Workspace, atomic_write_bytes, load_tensors, read_json, save_tensors, write_json
+
+__all__ = [
+    "WARMUPS",
+    "WARMUP_STAGES",
+    "regression_generate",
+    "regression_train",
+    "regression_evaluate",
+    "regression_plot",
+    "classifier_generate",
+    "classifier_train",
+    "classifier_evaluate",
+    "classifier_plot",
+]
+
+WARMUPS = ("regression", "classifier")
+
+
+def _generator(cfg: StudyConfig, exp: str, purpose: str) -> torch.Generator:
+    return make_generator(cfg.seeds.base, "warmups", exp, purpose)
+
+
+def _save_fit(ws: Workspace, exp: str, model: torch.nn.Module, history: History) -> None:
+    """The weights, and the per-epoch history as the TSV that DVC plots (the warm-ups train one replica)."""
+    save_tensors(ws.warmup_model(exp), model.state_dict())
+    lines = ["\t".join(("epoch", *history.columns))]
+    for e, row in enumerate(history.values[0].tolist()):  # (epochs, columns)
+        lines.append("\t".join((str(e + 1), *(f"{v:.6g}" for v in row))))
+    atomic_write_bytes(ws.warmup_history(exp), ("\n".join(lines) + "\n").encode())
+
+
+def _read_history(ws: Workspace, exp: str) -> dict[str, np.ndarray]:
+    """The history TSV as column name -> (epochs,) array."""
+    header, *rows = ws.warmup_history(exp).read_text().splitlines()
+    values = np.array([[float(v) for v in row.split("\t")] for row in rows])  # (epochs, 1 + columns)
+    return {c: values[:, j] for j, c in enumerate(header.split("\t"))}
+
+
+def _final(history: History) -> dict[str, float]:
+    return {c: float(v) for c, v in zip(history.columns, history.values[0, -1].tolist())}
+
+
+# ------------------------------------------------------------------- regression
+def regression_generate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
+    """Draw (x, y), y = beta0 + beta1 x + sigma e, n rows."""
+    rc = cfg.warmups.regression
+    x, y = W.regression_data(rc, _generator(cfg, "regression", "data"))
+    save_tensors(ws.warmup_data("regression"), {"x": x, "y": y})
+    return {"n": rc.n, "y_mean": float(y.mean()), "y_std": float(y.std())}
+
+
+def regression_train(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
+    """Fit beta0 and beta1 by minibatch RMSprop on the MSE (the core's trainer)."""
+    rc = cfg.warmups.regression
+    data = load_tensors(ws.warmup_data("regression"))
+    model, history = W.fit_regression(data["x"], data["y"], rc, _generator(cfg, "regression", "train"))
+    _save_fit(ws, "regression", model, history)
+    return {"epochs": rc.epochs, "steps": rc.epochs * math.ceil(rc.n / rc.batch_size), "final": _final(history)}
+
+
+def regression_evaluate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
+    """Recovered beta0, beta1 and sigma (backed out from the residuals) against the truth."""
+    data = load_tensors(ws.warmup_data("regression"))
+    model = LinearRegression1D()
+    model.load_state_dict(load_tensors(ws.warmup_model("regression")))
+    report = W.regression_report(model, data["x"], data["y"], cfg.warmups.regression)
+    write_json(ws.warmup_report("regression"), report)
+    return report
+
+
+def regression_plot(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
+    """The seed's picture: beta0, beta1 and loss per epoch, each against its true value."""
+    h, rep = _read_history(ws, "regression"), read_json(ws.warmup_report("regression"))
+    png = plots.epochs_png(
+        {c: {"fit": h[c]} for c in W.REGRESSION_COLUMNS},
+        {"beta0": ("true", rep["beta0_true"]), "beta1": ("true", rep["beta1_true"]),
+         "loss": ("true sigma^2", rep["sigma_true"] ** 2)},  # the MSE of the true line
+        title=f"regression: beta0 {rep['beta0']:.3f}, beta1 {rep['beta1']:.3f}, sigma {rep['sigma']:.3f}",
+    )
+    atomic_write_bytes(ws.warmup_plot("regression"), png)
+    return {"plot": ws.rel(ws.warmup_plot("regression"))}
+
+
+# ------------------------------------------------------------------- classifier
+def classifier_generate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
+    """Draw n training and n_test test rows of the noisy-hyperplane model, independently."""
+    cc = cfg.warmups.classifier
+    x, label = W.classifier_data(cc, cc.n, _generator(cfg, "classifier", "data-train"))
+    xt, lt = W.classifier_data(cc, cc.n_test, _generator(cfg, "classifier", "data-test"))
+    save_tensors(ws.warmup_data("classifier"), {"train_x": x, "train_label": label, "test_x": xt, "test_label": lt})
+    return {"train": list(x.shape), "test": list(xt.shape), "positive_share": float(label.double().mean())}
+
+
+def classifier_train(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
+    """Train the dim -> hidden -> 2 network by minibatch RMSprop on cross-entropy (the core's trainer).
+
+    The test set is scored after every epoch for the history only: nothing is
+    selected on it, so the final test accuracy stays an honest estimate.
+    """
+    cc = cfg.warmups.classifier
+    d = load_tensors(ws.warmup_data("classifier"))
+    model, history = W.fit_classifier(d["train_x"], d["train_label"], cc, _generator(cfg, "classifier", "train"),
+                                      valid=(d["test_x"], d["test_label"]))
+    _save_fit(ws, "classifier", model, history)
+    return {"epochs": cc.epochs, "steps": cc.epochs * math.ceil(cc.n / cc.batch_size), "final": _final(history)}
+
+
+def classifier_evaluate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
+    """Test accuracy against the Bayes rate, simulated from the generating model on fresh draws."""
+    cc = cfg.warmups.classifier
+    d = load_tensors(ws.warmup_data("classifier"))
+    model = Classifier([torch.Generator()], dim=cc.dim, hidden=cc.hidden)  # weights are overwritten below
+    model.load_state_dict(load_tensors(ws.warmup_model("classifier")))
+    bayes = W.bayes_rate(cc, cc.bayes_draws, _generator(cfg, "classifier", "bayes"))
+    report = W.classifier_report(model, d["test_x"], d["test_label"], cc, bayes)
+    report.update(
+        bayes_draws=cc.bayes_draws,
+        bayes_se=math.sqrt(bayes * (1 - bayes) / cc.bayes_draws),  # Monte Carlo standard error
+        bayes_exact=W.bayes_rate_integral(cc),  # quadrature, a check on the simulation
+    )
+    write_json(ws.warmup_report("classifier"), report)
+    return report
+
+
+def classifier_plot(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
+    """The seed's three rates per epoch (train batches and test set), accuracy against the Bayes rate."""
+    h, rep = _read_history(ws, "classifier"), read_json(ws.warmup_report("classifier"))
+    png = plots.epochs_png(
+        {c: {"train (mean over batches)": h[c], "test": h[f"test_{c}"]} for c in W.CLASSIFIER_COLUMNS},
+        {"accuracy": ("Bayes rate", rep["bayes"])},
+        title=f"classifier: test accuracy {rep['accuracy']:.4f}, Bayes rate {rep['bayes']:.4f}",
+    )
+    atomic_write_bytes(ws.warmup_plot("classifier"), png)
+    return {"plot": ws.rel(ws.warmup_plot("classifier"))}
+
+
+# --------------------------------------------------------------------- registry
+def _keys(exp: str, *names: str, seeded: bool = True) -> list[str]:
+    """The params keys a stage reads; `seeds.base` when it draws random numbers."""
+    return ["seeds.base"] * seeded + [f"warmups.{exp}.{n}" for n in names]
+
+
+def _fit_files(ws: Workspace, exp: str) -> list[Path]:
+    return [ws.warmup_model(exp), ws.warmup_history(exp)]
+
+
+_GEN = ("neural_trader.warmups", "neural_trader.data", __name__)
+_FIT = ("neural_trader.warmups", "neural_trader.data", "neural_trader.models", "neural_trader.train", __name__)
+_EVAL = ("neural_trader.warmups", "neural_trader.models", __name__)
+_PLOT = ("neural_trader.plots", __name__)
+
+WARMUP_STAGES: tuple[Stage, ...] = (
+    Stage("regression_generate", regression_generate, (),
+          lambda c, i: _keys("regression", "n", "beta0", "beta1", "sigma"), _GEN,
+          lambda c, w, i: [],
+          lambda c, w, i: [w.warmup_data("regression")]),
+    Stage("regression_train", regression_train, (),
+          lambda c, i: _keys("regression", "lr", "epochs", "batch_size"), _FIT,
+          lambda c, w, i: [w.warmup_data("regression")],
+          lambda c, w, i: _fit_files(w, "regression")),
+    Stage("regression_evaluate", regression_evaluate, (),
+          lambda c, i: _keys("regression", "beta0", "beta1", "sigma", seeded=False), _EVAL,
+          lambda c, w, i: [w.warmup_data("regression"), w.warmup_model("regression")],
+          lambda c, w, i: [w.warmup_report("regression")]),
+    Stage("regression_plot", regression_plot, (),
+          lambda c, i: [], _PLOT,
+          lambda c, w, i: [w.warmup_history("regression"), w.warmup_report("regression")],
+          lambda c, w, i: [w.warmup_plot("regression")]),
+    Stage("classifier_generate", classifier_generate, (),
+          lambda c, i: _keys("classifier", "n", "n_test", "dim"), _GEN,
+          lambda c, w, i: [],
+          lambda c, w, i: [w.warmup_data("classifier")]),
+    Stage("classifier_train", classifier_train, (),
+          lambda c, i: _keys("classifier", "dim", "hidden", "lr", "epochs", "batch_size"), _FIT,
+          lambda c, w, i: [w.warmup_data("classifier")],
+          lambda c, w, i: _fit_files(w, "classifier")),
+    Stage("classifier_evaluate", classifier_evaluate, (),
+          lambda c, i: _keys("classifier", "dim", "hidden", "bayes_draws"), _EVAL + ("neural_trader.data",),
+          lambda c, w, i: [w.warmup_data("classifier"), w.warmup_model("classifier")],
+          lambda c, w, i: [w.warmup_report("classifier")]),
+    Stage("classifier_plot", classifier_plot, (),
+          lambda c, i: [], _PLOT,
+          lambda c, w, i: [w.warmup_history("classifier"), w.warmup_report("classifier")],
+          lambda c, w, i: [w.warmup_plot("classifier")]),
+)
+
+
+def _register() -> None:
+    for stage in WARMUP_STAGES:
+        known = STAGES.get(stage.name)
+        if known is not None and known.fn.__module__ != __name__:
+            raise RuntimeError(f"stage name {stage.name!r} is already taken by {known.fn.__module__}")
+        STAGES[stage.name] = stage
+
+
+_register()

@@ -1,0 +1,120 @@
+"""Shared fixtures: shrunk params, temporary workspaces, one real Prefect server per session.
+
+Prefect state lives in a throwaway PREFECT_HOME set before Prefect is
+imported, so tests never read or write the user's ~/.prefect or its result
+cache.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="nt-test-prefect-")
+os.environ["PREFECT_HOME"] = _PREFECT_HOME
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "120"
+os.environ["PREFECT_LOGGING_EXTRA_LOGGERS"] = "neural_trader"
+os.environ.pop("PREFECT_API_URL", None)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: small enough that a whole study runs in seconds, large enough to learn momentum
+SHRUNK = {
+    "seeds": {"count": 4, "base": 7},
+    "data": {"n_train": 300, "n_valid": 50, "n_test": 2000},
+    "train": {"epochs": 15},
+    "runtime": {"device": "cpu", "torch_threads": 1},
+}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture
+def shrunk_params(tmp_path: Path) -> Path:
+    """params.yaml of the project with SHRUNK applied, written in tmp_path."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(_merge(raw, SHRUNK), sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def shrunk_cfg(shrunk_params: Path):
+    from tasks.workspace import load_params
+
+    return load_params(shrunk_params)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A real `prefect server start` on 127.0.0.1, stopped by its pid at the end.
+
+    Sets PREFECT_API_URL for this process (and the subprocesses it starts);
+    yields the API URL.
+    """
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    log = open(Path(_PREFECT_HOME) / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PREFECT_HOME": _PREFECT_HOME},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not _healthy(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"prefect server did not start: see {log.name}:\n{Path(log.name).read_text()[-2000:]}")
+        time.sleep(0.5)
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    os.environ["PREFECT_API_URL"] = url  # for subprocesses
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):  # this process read its settings at import
+            yield url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler.flush()  # ship buffered run logs while the server is still up
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_PREFECT_HOME, ignore_errors=True)

@@ -1,0 +1,203 @@
+"""Replica models (neural_trader.models), and TraderNet's hand-written gradient against autograd."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neural_trader.data import make_generator
+from neural_trader.models import Classifier, LinearRegression1D, ReplicaLinear, TraderNet
+
+
+def gens(n: int, tag: str = "init") -> list[torch.Generator]:
+    return [make_generator("test_models", tag, s) for s in range(n)]
+
+
+# ------------------------------------------------------------------ shapes
+@pytest.mark.parametrize("s,lag,hidden", [(1, 4, 5), (3, 2, 7), (5, 1, 1)])
+def test_trader_shapes(s, lag, hidden):
+    model = TraderNet(gens(s), lag, hidden)
+    assert model.replicas == s
+    assert model.layer0.weight.shape == (s, lag, hidden)
+    assert model.layer0.bias.shape == (s, 1, hidden)
+    assert model.layer1.weight.shape == (s, hidden, 1)
+    assert model.layer1.bias.shape == (s, 1, 1)
+    x = torch.randn(s, 11, lag, generator=make_generator("x"))
+    out = model(x)
+    assert out.shape == (s, 11)
+    assert ((out > 0) & (out < 1)).all()
+
+
+def test_trader_replica_is_an_independent_network():
+    """Replica s maps its rows exactly as the seed's Linear-sigmoid-Linear-sigmoid with its own weights."""
+    model = TraderNet(gens(3), 4, 5)
+    x = torch.randn(3, 9, 4, generator=make_generator("x"))
+    out = model(x)
+    for s in range(3):
+        h = torch.sigmoid(x[s] @ model.layer0.weight[s] + model.layer0.bias[s])
+        ref = torch.sigmoid(h @ model.layer1.weight[s] + model.layer1.bias[s]).squeeze(-1)
+        assert torch.allclose(out[s], ref, atol=1e-6)
+
+
+def test_warmup_model_shapes():
+    reg = LinearRegression1D(replicas=3)
+    assert reg(torch.ones(3, 7)).shape == (3, 7)
+    assert torch.equal(reg(torch.ones(3, 7)), torch.zeros(3, 7))  # both betas start at 0
+    clf = Classifier(gens(2), dim=6, hidden=3)
+    assert clf(torch.randn(2, 5, 6)).shape == (2, 5, 2)
+
+
+# -------------------------------------------------------------------- init
+@pytest.mark.parametrize("fan_in,fan_out", [(4, 5), (5, 1), (100, 50)])
+def test_init_bounds_like_nn_linear(fan_in, fan_out):
+    layer = ReplicaLinear(fan_in, fan_out, gens(8))
+    bound = 1 / math.sqrt(fan_in)
+    for p in (layer.weight, layer.bias):
+        assert p.abs().max() <= bound
+    # U(-bound, bound), not something narrower: with this many draws the extremes come close
+    w = layer.weight.detach()
+    if w.numel() >= 1000:
+        assert w.max() > 0.95 * bound and w.min() < -0.95 * bound
+        assert abs(float(w.mean())) < 0.05 * bound
+        assert abs(float(w.var()) / (bound * bound / 3) - 1) < 0.1
+
+
+def test_same_generator_same_init_and_replicas_match_single_models():
+    a, b = TraderNet(gens(3), 4, 5), TraderNet(gens(3), 4, 5)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+    # replica s of a 3-replica model is the 1-replica model built from generator s alone
+    for s in range(3):
+        single = TraderNet([gens(3)[s]], 4, 5)
+        for pa, p1 in zip(a.parameters(), single.parameters()):
+            assert torch.equal(pa[s], p1[0])
+    # and different generators give different weights, replicas differ from each other
+    c = TraderNet(gens(3, "other"), 4, 5)
+    assert not torch.equal(a.layer0.weight, c.layer0.weight)
+    assert not torch.equal(a.layer0.weight[0], a.layer0.weight[1])
+
+
+# ----------------------------------------------------------------- dropout
+@pytest.mark.parametrize("dropout", [-0.1, 1.0, 1.5])
+def test_dropout_outside_unit_interval_raises(dropout):
+    with pytest.raises(ValueError, match="dropout"):
+        TraderNet(gens(1), 4, 5, dropout)
+
+
+@pytest.mark.parametrize("name,kwargs", [("lag", {"lag": 0}), ("hidden", {"hidden": 0}), ("hidden", {"hidden": 2.5})])
+def test_bad_sizes_raise(name, kwargs):
+    with pytest.raises(ValueError, match=name):
+        TraderNet(gens(1), **kwargs)
+
+
+def test_no_generators_raises():
+    with pytest.raises(ValueError, match="generator"):
+        TraderNet([], 4, 5)
+
+
+def test_eval_mode_has_no_dropout():
+    model = TraderNet(gens(2), 4, 5, dropout=0.5)
+    x = torch.randn(2, 50, 4, generator=make_generator("x"))
+    noise_gens = gens(2, "noise")
+    model.train()
+    noise = model.sample_noise(50, noise_gens)
+    assert noise is not None and noise.shape == (2, 50, 5)
+    assert not torch.allclose(model(x, noise), model(x))  # dropout acts in train mode
+    model.eval()
+    assert model.sample_noise(50, noise_gens) is None
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))  # deterministic
+    without = TraderNet(gens(2), 4, 5, dropout=0.0)
+    without.train()
+    assert without.sample_noise(50, noise_gens) is None  # nothing to drop
+
+
+def test_dropout_mask_is_inverted_dropout():
+    model = TraderNet(gens(1), 4, 5, dropout=0.3)
+    noise = model.sample_noise(20_000, gens(1, "noise"))
+    mask = model.dropout_mask(noise)
+    assert mask.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
+    assert abs(float((mask == 0).float().mean()) - 0.3) < 0.01
+    assert abs(float(mask.mean()) - 1.0) < 0.02  # the expected hidden activation is unchanged
+
+
+def test_sample_noise_draws_each_replica_from_its_own_generator():
+    model = TraderNet(gens(3), 4, 5, dropout=0.5)
+    batched = model.sample_noise(7, gens(3, "noise"))
+    for s in range(3):
+        alone = torch.rand(7, 5, generator=gens(3, "noise")[s])
+        assert torch.equal(batched[s], alone)
+
+
+# ------------------------------------------------- hand-written gradient
+def autograd_grads(model: TraderNet, x, y, noise):
+    model.zero_grad(set_to_none=True)
+    out = model(x, noise)
+    (-(out * y).mean(dim=1)).sum().backward()
+    params = (model.layer0.weight, model.layer0.bias, model.layer1.weight, model.layer1.bias)
+    return out.detach(), [p.grad.clone() for p in params]
+
+
+@given(
+    s=st.integers(1, 4),
+    b=st.integers(1, 60),
+    lag=st.integers(1, 6),
+    hidden=st.integers(1, 8),
+    dropout=st.sampled_from([0.0, 0.2, 0.5]),
+    seed=st.integers(0, 2**31),
+)
+@settings(max_examples=60, deadline=None)
+def test_objective_grads_match_autograd(s, b, lag, hidden, dropout, seed):
+    g = torch.Generator().manual_seed(seed)
+    model = TraderNet([make_generator("grad", seed, r) for r in range(s)], lag, hidden, dropout)
+    with torch.no_grad():  # spread the weights beyond the init range, so sigmoids saturate some
+        for p in model.parameters():
+            p.mul_(3.0)
+    model.train()
+    x = torch.randn(s, b, lag, generator=g)
+    y = torch.randn(s, b, generator=g)
+    noise = model.sample_noise(b, [make_generator("noise", seed, r) for r in range(s)])
+    assert (noise is None) == (dropout == 0.0)
+    out_ref, grads_ref = autograd_grads(model, x, y, noise)
+    out, grads = model.objective_grads(x, y, noise)
+    assert torch.allclose(out, out_ref, atol=1e-6)
+    assert len(grads) == 4
+    for got, ref in zip(grads, grads_ref):
+        assert got.shape == ref.shape
+        assert torch.allclose(got, ref, rtol=1e-4, atol=1e-6), (got - ref).abs().max()
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_objective_grads_on_the_transposed_layout(dropout):
+    """objective_grads_t on (S, lag, B) data equals objective_grads on the same rows, and records no graph."""
+    model = TraderNet(gens(3), 4, 5, dropout)
+    x = torch.randn(3, 40, 4, generator=make_generator("xt"))
+    y = torch.randn(3, 40, generator=make_generator("yt"))
+    noise = model.sample_noise(40, gens(3, "noise"))
+    out, grads = model.objective_grads(x, y, noise)
+    mask_t = None if noise is None else model.dropout_mask(noise).transpose(1, 2).contiguous()
+    out_t, grads_t = model.objective_grads_t(x.transpose(1, 2).contiguous(), y, mask_t)
+    assert torch.allclose(out, out_t, atol=1e-7)
+    for a, b in zip(grads, grads_t):
+        assert torch.allclose(a, b, atol=1e-7)
+        assert not a.requires_grad
+    _, grads_ref = autograd_grads(model, x, y, noise)
+    assert not torch.allclose(grads_ref[0], torch.zeros_like(grads_ref[0]))
+    for a, b in zip(grads, grads_ref):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
+def test_objective_grads_drops_the_same_units_as_forward():
+    """A unit dropped for a row gives its input weights no gradient from that row."""
+    model = TraderNet(gens(1), 3, 4, dropout=0.5)
+    x = torch.randn(1, 1, 3, generator=make_generator("one-row"))
+    y = torch.ones(1, 1)
+    noise = torch.tensor([[[0.1, 0.9, 0.2, 0.7]]])  # keep units 0 and 2 (noise < 0.5)
+    _, (dw0, db0, dw1, _) = model.objective_grads(x, y, noise)
+    assert torch.all(dw0[0, :, [1, 3]] == 0) and torch.all(db0[0, 0, [1, 3]] == 0)
+    assert torch.all(dw1[0, [1, 3], 0] == 0)
+    assert torch.all(db0[0, 0, [0, 2]] != 0) and torch.all(dw1[0, [0, 2], 0] != 0)

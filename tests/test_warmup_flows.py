@@ -1,0 +1,310 @@
+"""The warm-up flows: stages through run_stage, tasks through .fn, both flows end to end, and dvc repro.
+
+Tolerances, checked on the stages' own outputs with the params.yaml defaults (the
+seed's values) and seeds.base = 0:
+- regression: |recovered - true| < 0.05 for beta0, beta1 and sigma (sigma backed
+  out from the residuals). Measured at seeds.base = 0: errors 0.0089, 0.0060,
+  0.0016; over seeds.base = 0..9 the largest was 0.010. Constant-lr RMSprop
+  keeps jittering around the optimum by about lr, hence the room.
+- classifier: gap = Bayes rate - test accuracy < 0.02, with the Bayes rate
+  simulated from the generating model (10^6 draws, se 0.0002). Measured at
+  seeds.base = 0: accuracy 0.9374 against 0.9453, gap 0.0079; over seeds.base =
+  0..9 the gap was -0.0004..0.0080. Against the Bayes rule scored on the same
+  test rows (gap_test, free of the test set's sampling noise, std ~0.002) the
+  largest was 0.0058, held to 0.01.
+The end-to-end and DVC tests run on shrunk params and check wiring, not accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from flows.cli import main
+from neural_trader import warmups as W
+from neural_trader.config import apply_overrides
+from neural_trader.models import Classifier, LinearRegression1D
+from tasks import warmup_tasks
+from tasks.steps import STAGES, run_stage
+from tasks.warmup_steps import WARMUP_STAGES, WARMUPS
+from tasks.workspace import Workspace, load_params, load_tensors, read_json
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params.yaml"
+STEPS = ("generate", "train", "evaluate", "plot")
+NAMES = [f"{exp}_{step}" for exp in WARMUPS for step in STEPS]
+
+TOL_REG = 0.05
+TOL_BAYES_GAP = 0.02
+TOL_BAYES_GAP_TEST = 0.01
+
+# a few seconds in all, on 2 cores; the regression still takes the seed's 500 steps
+SHRUNK = [
+    "warmups.regression.n=2000", "warmups.regression.batch_size=100", "warmups.regression.epochs=25",
+    "warmups.classifier.n=2000", "warmups.classifier.n_test=1000", "warmups.classifier.dim=10",
+    "warmups.classifier.epochs=3", "warmups.classifier.batch_size=500", "warmups.classifier.bayes_draws=20000",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():  # module scope: set before the module-scoped runs; 1 thread keeps numbers identical
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _run_all(cfg, ws: Workspace) -> dict[str, dict]:
+    return {name: run_stage(name, cfg, ws) for name in NAMES}
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """Every warm-up stage once, on the params.yaml defaults (about 3 s)."""
+    cfg = load_params(PARAMS)
+    ws = Workspace(tmp_path_factory.mktemp("warmups-full"))
+    return cfg, ws, _run_all(cfg, ws)
+
+
+@pytest.fixture
+def shrunk():
+    return load_params(PARAMS, SHRUNK)
+
+
+# ------------------------------------------------------------------ the numbers
+def test_params_defaults_are_the_seeds():
+    w = load_params(PARAMS).warmups
+    assert (w.regression.n, w.regression.beta0, w.regression.beta1, w.regression.sigma) == (10000, 1.0, 2.0, 0.5)
+    assert (w.regression.lr, w.regression.epochs * w.regression.n // w.regression.batch_size) == (0.01, 500)
+    assert (w.classifier.n, w.classifier.dim, w.classifier.hidden) == (10000, 100, 2)
+    assert (w.classifier.lr, w.classifier.epochs, w.classifier.batch_size) == (0.01, 10, 1000)
+
+
+def test_regression_recovers_truth(full_run):
+    _, ws, runs = full_run
+    report = read_json(ws.warmup_report("regression"))
+    assert report == {k: v for k, v in runs["regression_evaluate"].items() if k != "reused"}
+    for name, true in (("beta0", 1.0), ("beta1", 2.0), ("sigma", 0.5)):
+        assert report[f"{name}_true"] == true
+        assert abs(report[name] - true) < TOL_REG, report
+
+
+def test_classifier_near_bayes_rate(full_run):
+    _, ws, _ = full_run
+    report = read_json(ws.warmup_report("classifier"))
+    assert report["bayes_draws"] == 1_000_000
+    # the simulated Bayes rate agrees with quadrature within 4 standard errors
+    assert abs(report["bayes"] - report["bayes_exact"]) < 4 * report["bayes_se"]
+    assert report["gap"] == pytest.approx(report["bayes"] - report["accuracy"])
+    assert report["accuracy"] > 0.9
+    assert report["gap"] < TOL_BAYES_GAP, report
+    assert report["gap_test"] < TOL_BAYES_GAP_TEST, report
+
+
+# ------------------------------------------------------------------ the files
+def test_outputs_and_formats(full_run):
+    cfg, ws, _ = full_run
+    for exp, columns in (("regression", W.REGRESSION_COLUMNS), ("classifier", W.CLASSIFIER_COLUMNS + W.TEST_COLUMNS)):
+        header, *rows = ws.warmup_history(exp).read_text().splitlines()
+        assert header.split("\t") == ["epoch", *columns]
+        assert len(rows) == getattr(cfg.warmups, exp).epochs
+        assert [r.split("\t")[0] for r in rows] == [str(e + 1) for e in range(len(rows))]
+        assert ws.warmup_plot(exp).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the weights load back into the core's models and reproduce the report
+    reg = LinearRegression1D()
+    reg.load_state_dict(load_tensors(ws.warmup_model("regression")))
+    assert reg.beta1[0, 0].item() == read_json(ws.warmup_report("regression"))["beta1"]
+    cc = cfg.warmups.classifier
+    net = Classifier([torch.Generator()], dim=cc.dim, hidden=cc.hidden)
+    net.load_state_dict(load_tensors(ws.warmup_model("classifier")))
+    data = load_tensors(ws.warmup_data("classifier"))
+    again = W.classifier_report(net, data["test_x"], data["test_label"], cc, bayes=0.0)
+    assert again["accuracy"] == read_json(ws.warmup_report("classifier"))["accuracy"]
+
+
+def test_rerun_is_reused_and_changes_rerun_only_downstream(shrunk, tmp_path):
+    ws = Workspace(tmp_path)
+    assert not any(r["reused"] for r in _run_all(shrunk, ws).values())
+    assert all(r["reused"] for r in _run_all(shrunk, ws).values())
+    # a classifier training key: its generate and every regression stage stay put
+    longer = load_params(PARAMS, [*SHRUNK, "warmups.classifier.epochs=4"])
+    reused = {name: r["reused"] for name, r in _run_all(longer, ws).items()}
+    assert reused == {name: not name.startswith("classifier_") or name == "classifier_generate" for name in NAMES}
+    # a damaged output is redone
+    ws.warmup_plot("regression").write_bytes(b"not a png")
+    assert run_stage("regression_plot", longer, ws)["reused"] is False
+    assert ws.warmup_plot("regression").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_stage_needs_its_inputs(shrunk, tmp_path):
+    with pytest.raises(FileNotFoundError, match="data/warmups/classifier/data.safetensors"):
+        run_stage("classifier_train", shrunk, tmp_path)
+
+
+# ------------------------------------------------------------------ the wiring
+def test_stages_registered_with_their_own_params(shrunk):
+    assert [s.name for s in WARMUP_STAGES] == NAMES
+    for stage in WARMUP_STAGES:
+        assert STAGES[stage.name] is stage and stage.items == ()
+        exp = stage.name.split("_")[0]
+        for key in stage.params(shrunk, {}):
+            assert key == "seeds.base" or key.startswith(f"warmups.{exp}."), (stage.name, key)
+            shrunk.section(key)  # exists
+        task = getattr(warmup_tasks, stage.name)
+        assert task.name == stage.name  # task name = stage name = DVC stage name
+
+
+def _dvc_stages() -> dict:
+    """docs/warmups-dvc.yaml, as it will read once appended under `stages:`."""
+    return yaml.safe_load("stages:\n" + (ROOT / "docs" / "warmups-dvc.yaml").read_text())["stages"]
+
+
+def _paths(entries: list) -> list[str]:
+    return [e if isinstance(e, str) else next(iter(e)) for e in entries]
+
+
+def test_dvc_yaml_agrees_with_the_registry(shrunk, tmp_path):
+    stages, ws = _dvc_stages(), Workspace(tmp_path)
+    assert list(stages) == NAMES
+    for stage in WARMUP_STAGES:
+        spec = stages[stage.name]
+        assert spec["cmd"] == f"neural-trader stage {stage.name}"
+        assert spec.get("params", []) == stage.params(shrunk, {})
+        outs = _paths(spec.get("outs", []) + spec.get("metrics", []) + spec.get("plots", []))
+        assert sorted(outs) == sorted(ws.rel(p) for p in stage.outputs(shrunk, ws, {}))
+        code = [m.replace(".", "/") + ".py" for m in stage.code]
+        assert set(spec["deps"]) == {ws.rel(p) for p in stage.inputs(shrunk, ws, {})} | set(code)
+        for entry in spec.get("metrics", []) + [e for e in spec.get("plots", []) if isinstance(e, dict)]:
+            (props,) = entry.values()
+            assert props["cache"] is False
+            if "x" in props:
+                assert props["x"] == "epoch"
+
+
+def test_tasks_through_fn(shrunk, tmp_path, monkeypatch):
+    tables = {}
+    monkeypatch.setattr(warmup_tasks, "create_table_artifact",
+                        lambda key, table, description: tables.setdefault(key, table))
+    ws = str(tmp_path)
+    for name in NAMES:
+        summary = getattr(warmup_tasks, name).fn(shrunk, ws)
+        assert summary["reused"] is False
+    assert [row["parameter"] for row in tables["regression-report"]] == ["beta0", "beta1", "sigma"]
+    rows = {row["quantity"]: row["value"] for row in tables["classifier-report"]}
+    assert rows["gap"] == pytest.approx(rows["bayes"] - rows["accuracy"])
+
+
+def test_cli_stage_runs_warmup_stages(tmp_path, capsys):
+    common = ["--params", str(PARAMS), "--workspace", str(tmp_path), *[a for s in SHRUNK for a in ("--set", s)]]
+    assert main(["stage", "regression_generate", *common]) == 0
+    assert main(["stage", "regression_train", *common]) == 0
+    assert Workspace(tmp_path).warmup_history("regression").is_file()
+    assert main(["stage", "regression_nope", *common]) == 2
+    assert "unknown stage 'regression_nope'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ end to end
+def _task_states(flow_run_id, expected: int) -> list[str]:
+    """Task-run state names of a flow run, as the server recorded them (it records them asynchronously)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            states = sorted(r.state.name for r in runs if r.state)
+            if len(states) >= expected and all(s in ("Completed", "Cached", "Failed") for s in states):
+                return states
+            if time.monotonic() > deadline:
+                return states
+            time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_flows_end_to_end(prefect_server, tmp_path, capsys):
+    """`neural-trader run warmups` on shrunk params, then each flow again: every task a cache hit."""
+    from prefect.settings import get_current_settings, temporary_settings
+
+    from flows.warmups import classifier, regression
+
+    assert get_current_settings().api.url, "prefect_server should point Prefect at a running server"
+    ws = tmp_path / "ws"
+    with temporary_settings(updates={"results.local_storage_path": str(tmp_path / "results")}):
+        args = ["run", "warmups", "--params", str(PARAMS), "--workspace", str(ws)]
+        assert main(args + [a for s in SHRUNK for a in ("--set", s)]) == 0
+        out = capsys.readouterr().out
+        assert "beta0" in out and "Bayes rate" in out
+        for exp in WARMUPS:
+            for path in (ws / "plots" / "warmups" / f"{exp}.png", ws / "metrics" / "warmups" / exp / "report.json"):
+                assert path.is_file(), path
+        reg = json.loads((ws / "metrics" / "warmups" / "regression" / "report.json").read_text())
+        assert abs(reg["beta1"] - 2.0) < 0.1  # 500 steps on 2000 rows: close, though not the test's tolerance
+
+        for flow in (regression, classifier):
+            state = flow(params=str(PARAMS), overrides=SHRUNK, workspace=str(ws), return_state=True)
+            assert state.is_completed()
+            assert _task_states(state.state_details.flow_run_id, 4) == ["Cached"] * 4
+
+
+# ------------------------------------------------------------------ dvc repro
+def _git_dvc_repo(path: Path) -> None:
+    """A temporary git + DVC repo holding only the warm-up stages, the code they depend on and shrunk params."""
+    stages = _dvc_stages()
+    for dep in {d for s in stages.values() for d in s["deps"]}:
+        if (ROOT / dep).is_file():
+            (path / dep).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / dep, path / dep)
+    shutil.copy2(ROOT / ".gitignore", path / ".gitignore")
+    raw = apply_overrides(yaml.safe_load(PARAMS.read_text()), SHRUNK)
+    (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    (path / "dvc.yaml").write_text("stages:\n" + (ROOT / "docs" / "warmups-dvc.yaml").read_text())
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "warm-ups"]):
+        subprocess.run(cmd, cwd=path, check=True, env=_env())
+
+
+def _env() -> dict[str, str]:
+    bin_dir = str(Path(sys.executable).parent)  # neural-trader and dvc of this environment
+    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "DVC_NO_ANALYTICS": "1"}
+
+
+def _dvc(path: Path, *args: str) -> str:
+    done = subprocess.run(["dvc", *args], cwd=path, env=_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_dvc_repro(tmp_path):
+    """dvc repro runs the eight stages; metrics and plots show; a training key reruns only its warm-up."""
+    _git_dvc_repo(tmp_path)
+    _dvc(tmp_path, "repro")
+    assert "up to date" in _dvc(tmp_path, "status")
+    metrics = json.loads(_dvc(tmp_path, "metrics", "show", "--json"))
+    shown = next(iter(metrics.values()))["data"]
+    assert {"metrics/warmups/regression/report.json", "metrics/warmups/classifier/report.json"} <= set(shown)
+    assert "gap" in shown["metrics/warmups/classifier/report.json"]["data"]
+    plots = json.loads(_dvc(tmp_path, "plots", "show", "--json"))["data"]
+    for exp in WARMUPS:
+        assert {f"metrics/warmups/{exp}/history.tsv", f"plots/warmups/{exp}.png"} <= set(plots)
+
+    regression_report = (tmp_path / "metrics" / "warmups" / "regression" / "report.json").read_bytes()
+    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    raw["warmups"]["classifier"]["epochs"] += 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert set(json.loads(_dvc(tmp_path, "status", "--json"))) == {"classifier_train"}
+    _dvc(tmp_path, "repro")
+    assert "up to date" in _dvc(tmp_path, "status")
+    header, *rows = (tmp_path / "metrics" / "warmups" / "classifier" / "history.tsv").read_text().splitlines()
+    assert len(rows) == raw["warmups"]["classifier"]["epochs"]
+    assert (tmp_path / "metrics" / "warmups" / "regression" / "report.json").read_bytes() == regression_report
