@@ -105,9 +105,9 @@ def prefect_server():
             yield url
     finally:
         os.environ.pop("PREFECT_API_URL", None)
-        from prefect.logging.handlers import APILogHandler
+        from prefect.logging.handlers import APILogWorker
 
-        APILogHandler.flush()  # ship buffered run logs while the server is still up
+        APILogWorker.drain_all(timeout=5)  # ship buffered run logs while the server is still up
         os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=20)
