@@ -57,7 +57,7 @@ RegimeConfig = Annotated[Union[IIDRegime, AR1Regime], Field(discriminator="kind"
 class DataConfig(_Strict):
     n_train: int = Field(1000, ge=1, description="training series per replica (seed's N)")
     n_valid: int = Field(100, ge=1, description="validation series per replica (seed's M)")
-    n_test: int = Field(20000, ge=1, description="held-out test series per regime, shared by all replicas")
+    n_test: int = Field(4000, ge=1, description="held-out test series per replica, an independent draw for each")
     length: int = Field(20, ge=2, description="time steps per series (seed's T)")
     lag: int = Field(4, ge=1, description="returns the trader sees (seed's L); must be < length")
     regimes: dict[str, RegimeConfig] = Field(

@@ -383,5 +383,6 @@ def contrasts(
     for rec, p_adj in zip(records, adjusted):
         rec["p_adj"] = float(p_adj)
         rec["significant"] = bool(p_adj < alpha)  # NaN compares False
-        rec["verdict"] = _verdict(rec["a"], rec["b"], rec["metric"], rec, confidence, power)
+        where = f"with {rec['within']}" if rec["kind"] == "regime" else f"on {rec['within']}"
+        rec["verdict"] = f"{where}: " + _verdict(rec["a"], rec["b"], rec["metric"], rec, confidence, power)
     return records

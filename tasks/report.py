@@ -9,7 +9,7 @@
               test_return_best: {mean, ci_lo, ci_hi},   # weights of each seed's best validation epoch
               gap: {mean, ci_lo, ci_hi},                # final train return - test return
               train_return, sharpe, hit_rate, mean_position, best_epoch: mean over seeds,
-              oracle_return, buy_and_hold_return,       # on the same test draws
+              oracle_return, buy_and_hold_return,       # on the same test draws, mean over seeds
               oracle_expected_return,                   # analytic, from the regime's law
               oracle_fraction}, ... ]                   # test_return.mean / oracle_return (null for i.i.d.)
     contrasts: [ {name, kind, a, b, within, metric, mean_a, mean_b, diff, ci_lo, ci_hi,
@@ -160,7 +160,8 @@ def _markdown(cfg: StudyConfig, ws: Workspace, cells: list[dict[str, Any]], fami
         "",
         f"{cfg.seeds.count} seeds per cell (base seed {cfg.seeds.base}), {cfg.train.epochs} epochs, "
         f"{cfg.data.n_train} training series of length {cfg.data.length}, lag {cfg.data.lag}; "
-        f"test split: {cfg.data.n_test} fresh series per regime. Intervals are {pct} t-intervals over seeds; "
+        f"test split: {cfg.data.n_test} fresh series per seed, drawn independently for each seed, "
+        f"so test noise is part of the spread across seeds. Intervals are {pct} t-intervals over seeds; "
         f"p-values are paired t-tests, Holm-adjusted across all {len(family)} contrasts "
         f"(family-wise alpha {cfg.compare.alpha}).",
         "",

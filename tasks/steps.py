@@ -30,19 +30,23 @@ log = logging.getLogger("neural_trader")
 
 # ----------------------------------------------------------------------- stages
 def generate(cfg: StudyConfig, ws: Workspace, regime: str) -> dict[str, Any]:
-    """Draw train/valid returns per replica and one large shared test set, for one regime."""
+    """Draw train, validation and test returns for every replica of one regime.
+
+    Each replica gets its own independent test draw, so test-set noise enters
+    the spread across seeds and the paired tests over seeds stay honest.
+    """
     reg, d, s = cfg.data.regimes[regime], cfg.data, cfg.seeds
 
-    def draw(n: int, split: str, replica: int | None) -> torch.Tensor:
-        gen = make_generator(s.base, "data", regime, split, "shared" if replica is None else replica)
+    def draw(n: int, split: str, replica: int) -> torch.Tensor:
+        gen = make_generator(s.base, "data", regime, split, replica)
         return generate_returns(reg, n, d.length, generator=gen)
 
     train = torch.stack([draw(d.n_train, "train", r) for r in range(s.count)])  # (S, N, T)
     valid = torch.stack([draw(d.n_valid, "valid", r) for r in range(s.count)])  # (S, M, T)
-    test = draw(d.n_test, "test", None)  # (n_test, T)
+    test = torch.stack([draw(d.n_test, "test", r) for r in range(s.count)])  # (S, n_test, T)
     save_tensors(ws.returns(regime), {"train": train, "valid": valid, "test": test},
                  metadata={"regime": json.dumps(reg.model_dump(mode="json"))})
-    lag1 = float(np.corrcoef(test[:, 1:].reshape(-1).numpy(), test[:, :-1].reshape(-1).numpy())[0, 1])
+    lag1 = float(np.corrcoef(test[..., 1:].reshape(-1).numpy(), test[..., :-1].reshape(-1).numpy())[0, 1])
     return {"regime": regime, "train": list(train.shape), "test": list(test.shape), "test_lag1_autocorr": lag1}
 
 
@@ -117,12 +121,8 @@ def _load_net(cfg: StudyConfig, ws: Workspace, cell: str, model: str, which: str
 
 @torch.no_grad()
 def _positions(net: TraderNet, x: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    """(n, lag) shared test windows -> (S, n) positions of every replica."""
-    parts = []
-    for lo in range(0, x.shape[0], chunk):
-        xb = x[lo:lo + chunk].unsqueeze(0).expand(net.replicas, -1, -1)
-        parts.append(net(xb))
-    return torch.cat(parts, dim=1)
+    """(S, n, lag) windows, replica s on its own rows -> (S, n) positions (eval mode, chunked)."""
+    return torch.cat([net(x[:, lo:lo + chunk]) for lo in range(0, x.shape[1], chunk)], dim=1)
 
 
 CURVE_GRID = np.linspace(-3.0, 3.0, 61)
@@ -143,8 +143,8 @@ def evaluate(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dict[s
         for k, v in metrics.items():
             per_seed[f"test_{k}{suffix}"] = np.asarray(v, dtype=float).tolist()
     last_net = _load_net(cfg, ws, cell, model, "last")
-    curve_x = torch.zeros(len(CURVE_GRID), cfg.data.lag)
-    curve_x[:, -1] = torch.as_tensor(CURVE_GRID, dtype=torch.float32)
+    curve_x = torch.zeros(cfg.seeds.count, len(CURVE_GRID), cfg.data.lag)
+    curve_x[..., -1] = torch.as_tensor(CURVE_GRID, dtype=torch.float32)
     curve = _positions(last_net, curve_x).numpy()  # (S, grid)
     # In-sample return of the final weights in eval mode (no dropout), so the gap
     # compares like with like; the history's train_return is taken with dropout on.
@@ -158,18 +158,18 @@ def evaluate(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dict[s
     per_seed["best_epoch"] = (valid.argmax(axis=1) + 1).astype(float).tolist()
     per_seed["valid_return_last"] = valid[:, -1].tolist()
     per_seed["valid_return_best"] = valid.max(axis=1).tolist()
-    baselines = {}
-    for name, pos in (("cash", ev.cash_position(test.x)), ("buy_and_hold", ev.buy_and_hold_position(test.x)),
-                      ("oracle", ev.oracle_position(test.x, reg))):
-        m = ev.policy_metrics(torch.as_tensor(pos).reshape(1, -1), test.y)
-        baselines[name] = {k: float(np.asarray(v).reshape(-1)[0]) for k, v in m.items()}
+    baselines = {}  # the same test draws, per seed
+    for name, pos in ev.baseline_positions(test.x, reg).items():
+        m = ev.policy_metrics(pos, test.y)
+        baselines[name] = {k: float(np.mean(v)) for k, v in m.items()}
+        per_seed[f"{name}_return"] = np.asarray(m["mean_return"], dtype=float).tolist()
     oracle_expected = ev.oracle_expected_return(reg)
     mean_test = float(np.mean(per_seed["test_mean_return"]))
     result = {
         "regime": regime,
         "model": model,
         "replicas": cfg.seeds.count,
-        "test_windows": int(test.x.shape[0]),
+        "test_windows_per_seed": int(test.x.shape[1]),
         "per_seed": per_seed,
         "baselines": baselines,
         "oracle_expected_return": oracle_expected,

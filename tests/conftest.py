@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: small enough that a whole study runs in seconds, large enough to learn momentum
 SHRUNK = {
     "seeds": {"count": 4, "base": 7},
-    "data": {"n_train": 300, "n_valid": 50, "n_test": 2000},
+    "data": {"n_train": 300, "n_valid": 50, "n_test": 500},
     "train": {"epochs": 15},
     "runtime": {"device": "cpu", "torch_threads": 1},
 }

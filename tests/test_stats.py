@@ -273,14 +273,14 @@ def test_contrasts_detect_strong_effect_with_verdicts():
     by = {r["name"]: r for r in fam}
     mom = by["momentum - random | base"]
     assert mom["significant"] and mom["diff"] == pytest.approx(0.07, abs=0.01)
-    assert mom["verdict"].startswith("momentum beats random by ")
+    assert mom["verdict"].startswith("with base: momentum beats random by ")
     assert "per step (95% CI " in mom["verdict"]
     assert "adjusted p < 1e-6" in mom["verdict"]
     for text in (mom["diff"], mom["ci_lo"], mom["ci_hi"]):
         assert format_number(text) in mom["verdict"]
     gap = by["dropout - base | momentum | gap"]
     assert gap["significant"] and gap["diff"] < 0
-    assert gap["verdict"].startswith("dropout has a smaller overfitting gap than base by ")
+    assert gap["verdict"].startswith("on momentum: dropout has a smaller overfitting gap than base by ")
     # the interval in the verdict is that of the effect's size, positive here
     numbers = [float(x) for x in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", gap["verdict"].split("CI ")[1])[:2]]
     assert numbers == pytest.approx([-gap["ci_hi"], -gap["ci_lo"]], rel=0.01)
@@ -291,7 +291,7 @@ def test_contrasts_non_significant_verdict():
     fam = contrasts(results, ["random", "momentum"], ["base", "dropout"], confidence=0.9, power=0.9)
     rec = next(r for r in fam if not r["significant"] and r["metric"] == "gap")
     v = rec["verdict"]
-    assert v.startswith("no significant difference between dropout and base on overfitting gap (diff ")
+    assert v.startswith("on random: no significant difference between dropout and base on overfitting gap (diff ")
     assert f"diff {format_number(rec['diff'])}, 90% CI {format_number(rec['ci_lo'])} to {format_number(rec['ci_hi'])}" in v
     assert f"adjusted p {format_p(rec['p_adj'])}" in v
     assert f"detectable at 90% power: {format_number(rec['mde'])})" in v
