@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
 def _stage(args: argparse.Namespace, cfg) -> int:
     import torch
 
-    import tasks.warmup_steps  # noqa: F401  registers the warm-up stages
+    import tasks.warmup_stages  # noqa: F401  registers the warm-up stages
     from tasks.steps import STAGES, run_stage
 
     if args.name not in STAGES:

@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
 from prefect import flow
 
+from neural_trader.config import StudyConfig
 from tasks.warmup_tasks import (
     classifier_evaluate,
     classifier_generate,
@@ -31,10 +31,8 @@ from tasks.workspace import Workspace, load_params
 __all__ = ["regression", "classifier", "warmups", "run_warmups", "format_reports"]
 
 
-def _setup(params: str, overrides: list[str] | None, workspace: str) -> tuple[Any, str]:
-    cfg = load_params(params, overrides or [])
-    torch.set_num_threads(cfg.runtime.torch_threads)
-    return cfg, str(Workspace(Path(workspace)).root)
+def _setup(params: str, overrides: list[str] | None, workspace: str) -> tuple[StudyConfig, str]:
+    return load_params(params, overrides or []), str(Workspace(Path(workspace)).root)
 
 
 @flow(name="regression", persist_result=True, result_serializer="json")

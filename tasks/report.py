@@ -128,8 +128,10 @@ def _figures(cfg: StudyConfig, ws: Workspace, evals: dict, cells: list[dict[str,
     panels, refs = {}, {}
     for regime, reg in cfg.data.regimes.items():
         grid = np.asarray(evals[(regime, next(iter(cfg.models)))]["curve"]["last_return"])
-        panels[regime] = {m: np.asarray(evals[(regime, m)]["curve"]["position"]) for m in cfg.models}
-        refs[regime] = oracle_curve(reg, grid)
+        title = f"{regime} (i.i.d.: every position earns 0)" if isinstance(reg, IIDRegime) else regime
+        panels[title] = {m: np.asarray(evals[(regime, m)]["curve"]["position"]) for m in cfg.models}
+        if not isinstance(reg, IIDRegime):  # under i.i.d. returns no position is better than another
+            refs[title] = oracle_curve(reg, grid)
     atomic_write_bytes(out / "learned_position.png", plots.panels_png(
         panels, grid, refs, title="Learned position vs last return (other lags 0), band 10-90% over seeds",
         xlabel="last return", ylabel="position", ref_label="oracle"))
@@ -151,6 +153,10 @@ def _fmt(x: float | None, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and not np.isfinite(x)):
         return "n/a"
     return f"{x:.{digits}f}"
+
+
+def _p(p: float) -> str:
+    return stats.format_p(p).removeprefix("= ")
 
 
 def _markdown(cfg: StudyConfig, ws: Workspace, cells: list[dict[str, Any]], family: list[dict[str, Any]]) -> str:
@@ -196,8 +202,8 @@ def _markdown(cfg: StudyConfig, ws: Workspace, cells: list[dict[str, Any]], fami
     ]
     for r in family:
         lines.append(
-            f"| {r['name']} | {_fmt(r['diff'])} | {_fmt(r['ci_lo'])} to {_fmt(r['ci_hi'])} "
-            f"| {stats.format_p(r['p'])} | {stats.format_p(r['p_adj'])} | {_fmt(r['mde'])} "
+            f"| {r['name'].replace('|', '/')} | {_fmt(r['diff'])} | {_fmt(r['ci_lo'])} to {_fmt(r['ci_hi'])} "
+            f"| {_p(r['p'])} | {_p(r['p_adj'])} | {_fmt(r['mde'])} "
             f"| {'yes' if r['significant'] else 'no'} |"
         )
     rel = Path("..") / ws.rel(ws.comparison_plots)

@@ -1,11 +1,9 @@
-"""The seed's two warm-ups as stages: <exp>_generate -> <exp>_train -> <exp>_evaluate -> <exp>_plot.
+"""The warm-ups' stage bodies: read inputs from the workspace, call the core, write outputs.
 
-<exp> is `regression` or `classifier`. Importing this module registers the
-eight stages into `tasks.steps.STAGES`, so they share everything the trader's
-stages have: `run_stage` and its content-keyed stamps, the Prefect cache policy
-(`tasks.caching.StageCache`) and the `neural-trader stage <name>` command that
-dvc.yaml calls. Stage name = Prefect task name = DVC stage name; each stage
-reads only its keys of `warmups.<exp>`, plus `seeds.base`, the root of every seed.
+<exp>_generate -> <exp>_train -> <exp>_evaluate -> <exp>_plot, <exp> = regression
+or classifier. What each reads and writes is registered in `tasks.warmup_stages`;
+both front doors (the Prefect tasks in `tasks.warmup_tasks` and `neural-trader
+stage <name>`) run these functions through `tasks.stages.run_stage`.
 
 The warm-ups train one replica on the CPU whatever `runtime.device` says: they
 take seconds, and CPU draws keep their numbers identical on every machine.
@@ -14,7 +12,6 @@ take seconds, and CPU draws keep their numbers identical on every machine.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,12 +24,9 @@ from neural_trader.data import make_generator
 from neural_trader.models import Classifier, LinearRegression1D
 from neural_trader.train import History
 
-from .steps import STAGES, Stage
 from .workspace import Workspace, atomic_write_bytes, load_tensors, read_json, save_tensors, write_json
 
 __all__ = [
-    "WARMUPS",
-    "WARMUP_STAGES",
     "regression_generate",
     "regression_train",
     "regression_evaluate",
@@ -43,11 +37,13 @@ __all__ = [
     "classifier_plot",
 ]
 
-WARMUPS = ("regression", "classifier")
-
-
 def _generator(cfg: StudyConfig, exp: str, purpose: str) -> torch.Generator:
     return make_generator(cfg.seeds.base, "warmups", exp, purpose)
+
+
+def _set_threads(cfg: StudyConfig) -> None:
+    """Intra-op threads, process-wide (every stage sets the same value): sums depend on the count."""
+    torch.set_num_threads(cfg.runtime.torch_threads)
 
 
 def _save_fit(ws: Workspace, exp: str, model: torch.nn.Module, history: History) -> None:
@@ -73,6 +69,7 @@ def _final(history: History) -> dict[str, float]:
 # ------------------------------------------------------------------- regression
 def regression_generate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     """Draw (x, y), y = beta0 + beta1 x + sigma e, n rows."""
+    _set_threads(cfg)
     rc = cfg.warmups.regression
     x, y = W.regression_data(rc, _generator(cfg, "regression", "data"))
     save_tensors(ws.warmup_data("regression"), {"x": x, "y": y})
@@ -81,6 +78,7 @@ def regression_generate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
 
 def regression_train(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     """Fit beta0 and beta1 by minibatch RMSprop on the MSE (the core's trainer)."""
+    _set_threads(cfg)
     rc = cfg.warmups.regression
     data = load_tensors(ws.warmup_data("regression"))
     model, history = W.fit_regression(data["x"], data["y"], rc, _generator(cfg, "regression", "train"))
@@ -90,6 +88,7 @@ def regression_train(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
 
 def regression_evaluate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     """Recovered beta0, beta1 and sigma (backed out from the residuals) against the truth."""
+    _set_threads(cfg)
     data = load_tensors(ws.warmup_data("regression"))
     model = LinearRegression1D()
     model.load_state_dict(load_tensors(ws.warmup_model("regression")))
@@ -114,6 +113,7 @@ def regression_plot(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
 # ------------------------------------------------------------------- classifier
 def classifier_generate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     """Draw n training and n_test test rows of the noisy-hyperplane model, independently."""
+    _set_threads(cfg)
     cc = cfg.warmups.classifier
     x, label = W.classifier_data(cc, cc.n, _generator(cfg, "classifier", "data-train"))
     xt, lt = W.classifier_data(cc, cc.n_test, _generator(cfg, "classifier", "data-test"))
@@ -127,6 +127,7 @@ def classifier_train(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     The test set is scored after every epoch for the history only: nothing is
     selected on it, so the final test accuracy stays an honest estimate.
     """
+    _set_threads(cfg)
     cc = cfg.warmups.classifier
     d = load_tensors(ws.warmup_data("classifier"))
     model, history = W.fit_classifier(d["train_x"], d["train_label"], cc, _generator(cfg, "classifier", "train"),
@@ -137,6 +138,7 @@ def classifier_train(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
 
 def classifier_evaluate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     """Test accuracy against the Bayes rate, simulated from the generating model on fresh draws."""
+    _set_threads(cfg)
     cc = cfg.warmups.classifier
     d = load_tensors(ws.warmup_data("classifier"))
     model = Classifier([torch.Generator()], dim=cc.dim, hidden=cc.hidden)  # weights are overwritten below
@@ -162,65 +164,3 @@ def classifier_plot(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     )
     atomic_write_bytes(ws.warmup_plot("classifier"), png)
     return {"plot": ws.rel(ws.warmup_plot("classifier"))}
-
-
-# --------------------------------------------------------------------- registry
-def _keys(exp: str, *names: str, seeded: bool = True) -> list[str]:
-    """The params keys a stage reads; `seeds.base` when it draws random numbers."""
-    return ["seeds.base"] * seeded + [f"warmups.{exp}.{n}" for n in names]
-
-
-def _fit_files(ws: Workspace, exp: str) -> list[Path]:
-    return [ws.warmup_model(exp), ws.warmup_history(exp)]
-
-
-_GEN = ("neural_trader.warmups", "neural_trader.data", __name__)
-_FIT = ("neural_trader.warmups", "neural_trader.data", "neural_trader.models", "neural_trader.train", __name__)
-_EVAL = ("neural_trader.warmups", "neural_trader.models", __name__)
-_PLOT = ("neural_trader.plots", __name__)
-
-WARMUP_STAGES: tuple[Stage, ...] = (
-    Stage("regression_generate", regression_generate, (),
-          lambda c, i: _keys("regression", "n", "beta0", "beta1", "sigma"), _GEN,
-          lambda c, w, i: [],
-          lambda c, w, i: [w.warmup_data("regression")]),
-    Stage("regression_train", regression_train, (),
-          lambda c, i: _keys("regression", "lr", "epochs", "batch_size"), _FIT,
-          lambda c, w, i: [w.warmup_data("regression")],
-          lambda c, w, i: _fit_files(w, "regression")),
-    Stage("regression_evaluate", regression_evaluate, (),
-          lambda c, i: _keys("regression", "beta0", "beta1", "sigma", seeded=False), _EVAL,
-          lambda c, w, i: [w.warmup_data("regression"), w.warmup_model("regression")],
-          lambda c, w, i: [w.warmup_report("regression")]),
-    Stage("regression_plot", regression_plot, (),
-          lambda c, i: [], _PLOT,
-          lambda c, w, i: [w.warmup_history("regression"), w.warmup_report("regression")],
-          lambda c, w, i: [w.warmup_plot("regression")]),
-    Stage("classifier_generate", classifier_generate, (),
-          lambda c, i: _keys("classifier", "n", "n_test", "dim"), _GEN,
-          lambda c, w, i: [],
-          lambda c, w, i: [w.warmup_data("classifier")]),
-    Stage("classifier_train", classifier_train, (),
-          lambda c, i: _keys("classifier", "dim", "hidden", "lr", "epochs", "batch_size"), _FIT,
-          lambda c, w, i: [w.warmup_data("classifier")],
-          lambda c, w, i: _fit_files(w, "classifier")),
-    Stage("classifier_evaluate", classifier_evaluate, (),
-          lambda c, i: _keys("classifier", "dim", "hidden", "bayes_draws"), _EVAL + ("neural_trader.data",),
-          lambda c, w, i: [w.warmup_data("classifier"), w.warmup_model("classifier")],
-          lambda c, w, i: [w.warmup_report("classifier")]),
-    Stage("classifier_plot", classifier_plot, (),
-          lambda c, i: [], _PLOT,
-          lambda c, w, i: [w.warmup_history("classifier"), w.warmup_report("classifier")],
-          lambda c, w, i: [w.warmup_plot("classifier")]),
-)
-
-
-def _register() -> None:
-    for stage in WARMUP_STAGES:
-        known = STAGES.get(stage.name)
-        if known is not None and known.fn.__module__ != __name__:
-            raise RuntimeError(f"stage name {stage.name!r} is already taken by {known.fn.__module__}")
-        STAGES[stage.name] = stage
-
-
-_register()

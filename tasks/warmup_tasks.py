@@ -1,4 +1,4 @@
-"""Prefect tasks for the warm-ups: one per stage of `tasks.warmup_steps`, built like `tasks.pipeline`.
+"""Prefect tasks for the warm-ups: one per stage of `tasks.warmup_stages`, built like `tasks.pipeline`.
 
 Each task is a thin wrapper around `run_stage` with the same options as the
 trader's tasks (content-keyed `StageCache`, JSON result, retries on I/O only).
@@ -16,9 +16,9 @@ from prefect.artifacts import create_table_artifact
 
 from neural_trader.config import StudyConfig
 
-from . import warmup_steps  # noqa: F401  registers the warm-up stages
+from . import warmup_stages  # noqa: F401  registers the warm-up stages (light: no torch until a stage runs)
 from .pipeline import _done, _options
-from .steps import run_stage
+from .stages import run_stage
 
 
 # ------------------------------------------------------------------- regression

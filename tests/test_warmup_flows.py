@@ -34,8 +34,8 @@ from neural_trader import warmups as W
 from neural_trader.config import apply_overrides
 from neural_trader.models import Classifier, LinearRegression1D
 from tasks import warmup_tasks
-from tasks.steps import STAGES, run_stage
-from tasks.warmup_steps import WARMUP_STAGES, WARMUPS
+from tasks.stages import STAGES, code_files, run_stage
+from tasks.warmup_stages import WARMUP_STAGES, WARMUPS
 from tasks.workspace import Workspace, load_params, load_tensors, read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,6 +168,10 @@ def _dvc_stages() -> dict:
     return yaml.safe_load("stages:\n" + (ROOT / "docs" / "warmups-dvc.yaml").read_text())["stages"]
 
 
+def _history_columns(stage: str) -> tuple[str, ...]:
+    return W.REGRESSION_COLUMNS if stage.startswith("regression") else W.CLASSIFIER_COLUMNS + W.TEST_COLUMNS
+
+
 def _paths(entries: list) -> list[str]:
     return [e if isinstance(e, str) else next(iter(e)) for e in entries]
 
@@ -177,17 +181,17 @@ def test_dvc_yaml_agrees_with_the_registry(shrunk, tmp_path):
     assert list(stages) == NAMES
     for stage in WARMUP_STAGES:
         spec = stages[stage.name]
-        assert spec["cmd"] == f"neural-trader stage {stage.name}"
+        assert spec["cmd"] == f"python -m flows.cli stage {stage.name}"
         assert spec.get("params", []) == stage.params(shrunk, {})
         outs = _paths(spec.get("outs", []) + spec.get("metrics", []) + spec.get("plots", []))
         assert sorted(outs) == sorted(ws.rel(p) for p in stage.outputs(shrunk, ws, {}))
-        code = [m.replace(".", "/") + ".py" for m in stage.code]
-        assert set(spec["deps"]) == {ws.rel(p) for p in stage.inputs(shrunk, ws, {})} | set(code)
-        for entry in spec.get("metrics", []) + [e for e in spec.get("plots", []) if isinstance(e, dict)]:
+        code = {p.relative_to(ROOT).as_posix() for p in code_files(stage)}  # what the stamp key hashes
+        assert set(spec["deps"]) == {ws.rel(p) for p in stage.inputs(shrunk, ws, {})} | code
+        for entry in spec.get("metrics", []) + spec.get("plots", []):
             (props,) = entry.values()
-            assert props["cache"] is False
+            assert props["cache"] is False  # metrics, curves and figures: git tracks them
             if "x" in props:
-                assert props["x"] == "epoch"
+                assert props["x"] == "epoch" and props["y"] in _history_columns(stage.name)
 
 
 def test_tasks_through_fn(shrunk, tmp_path, monkeypatch):
@@ -258,12 +262,9 @@ def test_flows_end_to_end(prefect_server, tmp_path, capsys):
 
 # ------------------------------------------------------------------ dvc repro
 def _git_dvc_repo(path: Path) -> None:
-    """A temporary git + DVC repo holding only the warm-up stages, the code they depend on and shrunk params."""
-    stages = _dvc_stages()
-    for dep in {d for s in stages.values() for d in s["deps"]}:
-        if (ROOT / dep).is_file():
-            (path / dep).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / dep, path / dep)
+    """A temporary git + DVC repo: the code (`python -m` runs this copy), shrunk params, the warm-up stages."""
+    for package in ("neural_trader", "tasks", "flows"):
+        shutil.copytree(ROOT / package, path / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(ROOT / ".gitignore", path / ".gitignore")
     raw = apply_overrides(yaml.safe_load(PARAMS.read_text()), SHRUNK)
     (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))

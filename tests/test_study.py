@@ -1,0 +1,89 @@
+"""The comparison study on shrunk params, through the stage functions (no Prefect).
+
+Checks that the statistics find the effect that is there (momentum is
+learnable) and invent none where there is none (two i.i.d. regimes).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tasks.stages import run_stage
+from tasks.workspace import Workspace, load_params
+
+
+def _study(params, root, overrides):
+    cfg = load_params(params, overrides)
+    ws = Workspace(root)
+    for regime in cfg.data.regimes:
+        run_stage("generate", cfg, ws, regime=regime)
+        run_stage("window", cfg, ws, regime=regime)
+    for regime, model in cfg.cells:
+        run_stage("train", cfg, ws, regime=regime, model=model)
+        run_stage("evaluate", cfg, ws, regime=regime, model=model)
+    run_stage("compare", cfg, ws)
+    return cfg, json.loads(ws.comparison_json.read_text())
+
+
+def test_momentum_beats_random_for_every_variant(shrunk_params, tmp_path):
+    cfg, result = _study(shrunk_params, tmp_path, ["seeds.count=6"])
+    regime_contrasts = [c for c in result["contrasts"] if c["kind"] == "regime"]
+    assert {c["within"] for c in regime_contrasts} == set(cfg.models)
+    for c in regime_contrasts:
+        assert c["significant"] and c["diff"] > 0.03, c["verdict"]
+        assert c["verdict"].startswith(f"with {c['within']}: momentum beats random by ")
+    cells = {(c["regime"], c["model"]): c for c in result["cells"]}
+    for model in cfg.models:
+        momentum = cells[("momentum", model)]
+        assert momentum["test_return"]["ci_lo"] > 0
+        assert 0.3 < momentum["oracle_fraction"] <= 1.05
+        assert cells[("random", model)]["oracle_fraction"] is None  # the oracle earns 0 under i.i.d.
+
+
+def test_no_effect_is_invented_between_two_iid_regimes(shrunk_params, tmp_path):
+    """Both regimes i.i.d. (the second as AR(1) with rho 0): no regime or return contrast is significant.
+
+    The overfitting-gap contrast is left out on purpose: dropout does shrink the
+    gap on pure noise (a real effect of dropout, not of the regime).
+    """
+    regimes = '{"random": {"kind": "iid"}, "momentum": {"kind": "ar1", "rho": 0.0}}'
+    _, result = _study(shrunk_params, tmp_path, [f"data.regimes={regimes}", "seeds.count=8"])
+    tested = [c for c in result["contrasts"] if c["metric"] == "test_return"]
+    assert len(tested) == 4
+    for c in tested:
+        assert not c["significant"], c["verdict"]
+        assert abs(c["diff"]) < 0.01
+
+
+def test_comparison_json_schema(shrunk_params, tmp_path):
+    cfg, result = _study(shrunk_params, tmp_path, [])
+    assert result["schema"] == 1 and result["replicas"] == cfg.seeds.count
+    assert len(result["cells"]) == len(cfg.cells)
+    cell_keys = {"regime", "model", "test_return", "test_return_best", "gap", "train_return", "sharpe",
+                 "hit_rate", "mean_position", "best_epoch", "oracle_return", "buy_and_hold_return",
+                 "oracle_expected_return", "oracle_fraction"}
+    for cell in result["cells"]:
+        assert set(cell) == cell_keys
+        assert set(cell["test_return"]) == {"mean", "ci_lo", "ci_hi"}
+    contrast_keys = {"name", "kind", "a", "b", "within", "metric", "mean_a", "mean_b", "diff", "ci_lo", "ci_hi",
+                     "t", "p", "p_adj", "significant", "mde", "n", "verdict"}
+    assert len(result["contrasts"]) == 6
+    for c in result["contrasts"]:
+        assert set(c) == contrast_keys
+    report = (tmp_path / "reports" / "comparison.md").read_text()
+    for c in result["contrasts"]:
+        assert c["verdict"] in report
+
+
+@pytest.mark.parametrize("added", ["momentum_strong", "wide"])
+def test_added_regime_or_model_joins_the_contrasts(shrunk_params, tmp_path, added):
+    extra = ('data.regimes.momentum_strong={"kind": "ar1", "rho": 0.5}' if added == "momentum_strong"
+             else 'models.wide={"hidden": 16, "dropout": 0.0}')
+    cfg, result = _study(shrunk_params, tmp_path, [extra, "seeds.count=3", "train.epochs=5"])
+    names = {c["name"] for c in result["contrasts"]}
+    if added == "momentum_strong":
+        assert {"momentum_strong - random | base", "momentum_strong - random | dropout"} <= names
+    else:
+        assert {"wide - base | momentum | test_return", "wide - base | random | gap"} <= names
