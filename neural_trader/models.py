@@ -96,7 +96,8 @@ class TraderNet(nn.Module):
         its own gradient. x (S, B, lag), y (S, B), noise (S, B, hidden) or None,
         exactly as `forward` takes them. Returns positions (S, B) (what
         `forward(x, noise)` returns) and the gradients for (layer0.weight,
-        layer0.bias, layer1.weight, layer1.bias), shaped like those parameters.
+        layer0.bias, layer1.weight, layer1.bias), the order of `parameters()`,
+        shaped like those parameters.
         """
         mask_t = None if noise is None else self.dropout_mask(noise).transpose(1, 2)
         return self.objective_grads_t(x.transpose(1, 2), y, mask_t)

@@ -99,11 +99,13 @@ def fit(
     (TraderNet), each step computes the gradient by hand (see
     `TraderNet.objective_grads`) and applies the same RMSprop update with
     foreach ops; any other model or loss goes through autograd and
-    `torch.optim.RMSprop`. Both draw the same permutations and noise.
+    `torch.optim.RMSprop`. Both draw the same permutations and noise and give
+    the same history to float tolerance; only autograd leaves `.grad` set.
     """
     replicas, n = x.shape[0], x.shape[1]
     _check_fit_args(lr, epochs, batch_size, n, replicas, len(generators))
-    if loss_fn is trader_loss and callable(getattr(model, "objective_grads_t", None)) and x.dim() == 3 and y.dim() == 2:
+    hand_written = callable(getattr(model, "objective_grads_t", None)) and x.dim() == 3 and y.dim() == 2
+    if loss_fn is trader_loss and hand_written:
         stepper: _Stepper = _TraderStepper(model, x, y, lr)
     else:
         stepper = _AutogradStepper(model, loss_fn, x, y, lr)
@@ -124,7 +126,7 @@ def fit(
             out, yb = stepper.step(lo, hi)
             if batch_stats is not None:
                 step = batch_stats(out, yb)
-                totals = step if totals is None else totals.add_(step)
+                totals = step if totals is None else totals + step
         parts = [] if totals is None else [totals / len(bounds)]
         if valid_stats is not None:
             model.eval()
@@ -204,7 +206,7 @@ class _TraderStepper(_Stepper):
         self.model, self.lr = model, lr
         self.data = torch.cat([x, y.unsqueeze(-1)], dim=-1).transpose(1, 2).contiguous()  # (S, lag + 1, n)
         self.lag = x.shape[-1]
-        self.params = [p.detach() for p in (model.layer0.weight, model.layer0.bias, model.layer1.weight, model.layer1.bias)]
+        self.params = [p.detach() for p in model.parameters()]  # the order objective_grads_t returns
         self.square_avg = [torch.zeros_like(p) for p in self.params]
 
     def shuffle(self, perm: torch.Tensor, noise: torch.Tensor | None) -> None:

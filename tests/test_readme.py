@@ -1,0 +1,52 @@
+"""The README is executed, not just read: its commands must do what it says."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BIN = Path(sys.executable).parent
+
+
+def _blocks() -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+
+
+def _commands(block: str) -> list[str]:
+    return [ln.split("#")[0].strip() for ln in block.splitlines() if ln.split("#")[0].strip()]
+
+
+def test_first_two_commands_run_the_study_and_the_tests():
+    assert _commands(_blocks()[0]) == ["make run", "make test"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^run: .*\n\t\$\(VENV\)/bin/neural-trader run", makefile, flags=re.M)
+    assert re.search(r"^test: .*\n\t\$\(PY\) -m pytest$", makefile, flags=re.M)
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci.splitlines()[-1]
+
+
+def test_documented_error_is_the_real_one():
+    block = next(b for b in _blocks() if "neural-trader check" in b)
+    command, expected = block.strip().splitlines()[:2]
+    args = command.split()[1:]
+    proc = subprocess.run([BIN / "neural-trader", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == expected.lstrip("# ").strip()
+
+
+@pytest.mark.slow
+def test_try_it_small_runs(prefect_server, tmp_path):
+    block = next(b for i, b in enumerate(_blocks()) if "--workspace /tmp/nt-demo" in b)
+    (command,) = _commands(block)
+    args = command.replace("/tmp/nt-demo", str(tmp_path / "demo")).split()
+    assert args[0] == ".venv/bin/neural-trader"
+    proc = subprocess.run([BIN / "neural-trader", *args[1:]], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "momentum beats random" in proc.stdout
+    assert (tmp_path / "demo" / "reports" / "comparison.md").is_file()
