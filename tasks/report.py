@@ -27,6 +27,7 @@ is the long-format table behind dvc.yaml's overlay of every cell's validation cu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +76,23 @@ def _summarise(ev: dict[str, Any], confidence: float) -> dict[str, Any]:
     }
 
 
-def build_comparison(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
-    """Read every cell's evaluation, run the contrasts, write JSON, report and figures."""
+def build_comparison(cfg: StudyConfig, ws: Workspace, sources: Sequence[Workspace] = ()) -> dict[str, Any]:
+    """Read every cell's evaluation, run the contrasts, write JSON, report and figures into `ws`.
+
+    With `sources` (workspaces of independent reruns of the same params with
+    different base seeds), each cell's per-seed values are pooled across them:
+    pairs stay aligned because every source contributes its seeds in the same
+    order to every cell.
+    """
     c = cfg.compare
-    evals = {(r, m): read_json(ws.eval_metrics(_cell(r, m))) for r, m in cfg.cells}
+    sources = list(sources) or [ws]
+    evals = {key: _pool([read_json(src.eval_metrics(_cell(*key))) for src in sources]) for key in cfg.cells}
+    histories = {
+        _cell(*key): np.concatenate([
+            load_tensors(src.model_dir(_cell(*key)) / "history.safetensors")["values"].numpy() for src in sources
+        ])
+        for key in cfg.cells
+    }
     cells = [_summarise(evals[key], c.confidence) for key in cfg.cells]
     per_seed = {
         key: {"test_return": ev["per_seed"]["test_mean_return"], "gap": ev["per_seed"]["gap"]}
@@ -87,17 +101,44 @@ def build_comparison(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     regimes, models = list(cfg.data.regimes), list(cfg.models)
     null = next((r for r, reg in cfg.data.regimes.items() if isinstance(reg, IIDRegime)), None)
     family = stats.contrasts(per_seed, regimes, models, null_regime=null, **c.model_dump())
-    result = {"schema": SCHEMA, "replicas": cfg.seeds.count, **c.model_dump(), "cells": cells, "contrasts": family}
+    replicas = len(next(iter(per_seed.values()))["test_return"])
+    result = {"schema": SCHEMA, "replicas": replicas, "runs": len(sources), **c.model_dump(),
+              "cells": cells, "contrasts": family}
     write_json(ws.comparison_json, result)
     write_json(ws.comparison_tables / "headline.json", _headline(cells, family))
-    _figures(cfg, ws, evals, cells)
-    atomic_write_bytes(ws.comparison_report, _markdown(cfg, ws, cells, family).encode())
+    _figures(cfg, ws, evals, cells, histories)
+    atomic_write_bytes(ws.comparison_report, _markdown(cfg, ws, cells, family, replicas, len(sources)).encode())
     table = [
         {"contrast": r["name"], "diff": r["diff"], "ci_lo": r["ci_lo"], "ci_hi": r["ci_hi"],
          "p_adj": r["p_adj"], "significant": r["significant"], "verdict": r["verdict"]}
         for r in family
     ]
-    return {"table": table, "cells": {_cell(x["regime"], x["model"]): x["test_return"]["mean"] for x in cells}}
+    return {"table": table, "replicas": replicas, "runs": len(sources),
+            "cells": {_cell(x["regime"], x["model"]): x["test_return"]["mean"] for x in cells}}
+
+
+def _pool(evals: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell's evaluations from several runs as one: per-seed values and curves concatenated."""
+    if len(evals) == 1:
+        return evals[0]
+    first = evals[0]
+    per_seed = {k: [v for ev in evals for v in ev["per_seed"][k]] for k in first["per_seed"]}
+    baselines = {
+        name: {k: float(np.mean(per_seed[f"{name}_return"])) if k == "mean_return"
+               else float(np.mean([ev["baselines"][name][k] for ev in evals])) for k in first["baselines"][name]}
+        for name in first["baselines"]
+    }
+    oracle = baselines["oracle"]["mean_return"]
+    test = float(np.mean(per_seed["test_mean_return"]))
+    return {
+        **first,
+        "replicas": sum(ev["replicas"] for ev in evals),
+        "per_seed": per_seed,
+        "baselines": baselines,
+        "oracle_fraction": test / oracle if abs(oracle) > 1e-12 else None,
+        "curve": {"last_return": first["curve"]["last_return"],
+                  "position": [row for ev in evals for row in ev["curve"]["position"]]},
+    }
 
 
 def _headline(cells: list[dict[str, Any]], family: list[dict[str, Any]]) -> dict[str, Any]:
@@ -112,7 +153,8 @@ def _headline(cells: list[dict[str, Any]], family: list[dict[str, Any]]) -> dict
 
 
 # ---------------------------------------------------------------------- figures
-def _figures(cfg: StudyConfig, ws: Workspace, evals: dict, cells: list[dict[str, Any]]) -> None:
+def _figures(cfg: StudyConfig, ws: Workspace, evals: dict, cells: list[dict[str, Any]],
+             histories: dict[str, np.ndarray]) -> None:
     out = ws.comparison_plots
     labels = [_cell(x["regime"], x["model"]) for x in cells]
     atomic_write_bytes(out / "test_return.png", plots.intervals_png(
@@ -135,10 +177,7 @@ def _figures(cfg: StudyConfig, ws: Workspace, evals: dict, cells: list[dict[str,
     atomic_write_bytes(out / "learned_position.png", plots.panels_png(
         panels, grid, refs, title="Learned position vs last return (other lags 0), band 10-90% over seeds",
         xlabel="last return", ylabel="position", ref_label="oracle"))
-    valid = {}
-    for regime, model in cfg.cells:
-        values = load_tensors(ws.model_dir(_cell(regime, model)) / "history.safetensors")["values"].numpy()
-        valid[_cell(regime, model)] = values[..., TRADER_COLUMNS.index("valid_return")]
+    valid = {cell: values[..., TRADER_COLUMNS.index("valid_return")] for cell, values in histories.items()}
     epochs = np.arange(1, cfg.train.epochs + 1)
     rows = ["epoch\tcell\tvalid_return"] + [
         f"{e}\t{cell}\t{v:.6g}" for cell, values in valid.items() for e, v in zip(epochs, values.mean(axis=0))
@@ -159,12 +198,15 @@ def _p(p: float) -> str:
     return stats.format_p(p).removeprefix("= ")
 
 
-def _markdown(cfg: StudyConfig, ws: Workspace, cells: list[dict[str, Any]], family: list[dict[str, Any]]) -> str:
+def _markdown(cfg: StudyConfig, ws: Workspace, cells: list[dict[str, Any]], family: list[dict[str, Any]],
+              replicas: int, runs: int) -> str:
     pct = f"{cfg.compare.confidence:.0%}"
     lines = [
         "# Comparison study",
         "",
-        f"{cfg.seeds.count} seeds per cell (base seed {cfg.seeds.base}), {cfg.train.epochs} epochs, "
+        (f"Pooled over {runs} reruns with independent base seeds: {replicas} seeds per cell, "
+         if runs > 1 else f"{replicas} seeds per cell (base seed {cfg.seeds.base}), ")
+        + f"{cfg.train.epochs} epochs, "
         f"{cfg.data.n_train} training series of length {cfg.data.length}, lag {cfg.data.lag}; "
         f"test split: {cfg.data.n_test} fresh series per seed, drawn independently for each seed, "
         f"so test noise is part of the spread across seeds. Intervals are {pct} t-intervals over seeds; "

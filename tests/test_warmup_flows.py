@@ -110,6 +110,21 @@ def test_classifier_near_bayes_rate(full_run):
     assert report["gap_test"] < TOL_BAYES_GAP_TEST, report
 
 
+def _warmups_doc() -> str:
+    """The warm-ups' documentation: the README's section once merged there, else docs/warmups.md."""
+    readme = (ROOT / "README.md").read_text() if (ROOT / "README.md").is_file() else ""
+    return readme if "## Warm-ups" in readme else (ROOT / "docs" / "warmups.md").read_text()
+
+
+def test_documented_numbers_are_the_measured_ones(full_run):
+    _, ws, _ = full_run
+    text = _warmups_doc()
+    reg, cls = read_json(ws.warmup_report("regression")), read_json(ws.warmup_report("classifier"))
+    for name in ("beta0", "beta1", "sigma"):
+        assert f"| {name} | {reg[name]:.4f} |" in text
+    assert f"| test accuracy | {cls['accuracy']:.4f} | {cls['bayes']:.4f} " in text
+
+
 # ------------------------------------------------------------------ the files
 def test_outputs_and_formats(full_run):
     cfg, ws, _ = full_run
