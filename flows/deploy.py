@@ -1,0 +1,127 @@
+"""Deployments of the study, a local server to serve them on, and a health check.
+
+Two deployments of the `experiment` flow:
+
+- `experiment/manual`: on demand (`prefect deployment run experiment/manual`);
+- `experiment/nightly`: a cron schedule in a time zone; each run is a rerun
+  with fresh seeds derived from its scheduled slot, versioned and pooled.
+
+`neural-trader serve` starts (or reuses) a `prefect server start` bound to
+127.0.0.1 and serves both from this process. For a team server, the same
+deployments are declared in prefect.yaml for the work-pool + worker route.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CRON = "0 2 * * *"
+DEFAULT_TIMEZONE = "UTC"
+
+
+def deployment_parameters(params: str, overrides: list[str], workspace: str, rerun: bool) -> dict[str, Any]:
+    return {"params": params, "overrides": list(overrides), "workspace": workspace, "rerun": rerun}
+
+
+def build_deployments(params: str, overrides: list[str], workspace: str, cron: str, tz: str) -> list[Any]:
+    """The manual and nightly deployments, to be served by this process."""
+    from prefect.schedules import Cron
+
+    from .experiment import experiment
+
+    manual = experiment.to_deployment(
+        name="manual", parameters=deployment_parameters(params, overrides, workspace, rerun=False),
+        concurrency_limit=1, description="The study on demand, on the params file as it is.",
+    )
+    nightly = experiment.to_deployment(
+        name="nightly", schedules=[Cron(cron, timezone=tz)],
+        parameters=deployment_parameters(params, overrides, workspace, rerun=True),
+        concurrency_limit=1, description="A rerun with fresh seeds per scheduled slot, versioned and pooled.",
+    )
+    return [manual, nightly]
+
+
+# ------------------------------------------------------------------------ server
+def server_healthy(api_url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def ensure_server(port: int, home: Path, wait_s: float = 120.0) -> tuple[str, int | None]:
+    """The API URL of a healthy local server on 127.0.0.1:port, starting one if needed.
+
+    Returns (api_url, pid of the server this call started, or None if one was running).
+    The server's output goes to <home>/server.log.
+    """
+    api_url = f"http://127.0.0.1:{port}/api"
+    if server_healthy(api_url):
+        return api_url, None
+    home.mkdir(parents=True, exist_ok=True)
+    log = (home / "server.log").open("a")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
+    )
+    (home / "server.pid").write_text(f"{proc.pid}\n")
+    deadline = time.monotonic() + wait_s
+    while not server_healthy(api_url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"prefect server did not become healthy on {api_url}; see {home / 'server.log'}")
+        time.sleep(0.5)
+    return api_url, proc.pid
+
+
+# ------------------------------------------------------------------------ status
+def schedule_status(api_url: str, deployment: str = "experiment/nightly") -> dict[str, Any]:
+    """Is the nightly schedule alive? Reads the server: schedule active, next run, late runs.
+
+    A scheduled run still SCHEDULED after its start time (Prefect marks it Late)
+    means nothing is serving or polling the deployment any more.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateName,
+    )
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if not server_healthy(api_url):
+        return {"ok": False, "problem": f"no Prefect server answers at {api_url}"}
+    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        try:
+            dep = client.read_deployment_by_name(deployment)
+        except ObjectNotFound:
+            return {"ok": False, "problem": f"deployment {deployment} does not exist: run `neural-trader serve`"}
+        deps = DeploymentFilter(id=DeploymentFilterId(any_=[dep.id]))
+        late = client.read_flow_runs(
+            deployment_filter=deps,
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Late"]))),
+        )
+        recent = client.read_flow_runs(deployment_filter=deps, limit=20)
+    schedules_active = [s.active for s in dep.schedules]
+    last_done = max((r.end_time for r in recent if r.end_time), default=None)
+    problem = None
+    if not any(schedules_active):
+        problem = "the schedule is paused (a `serve` process that stopped pauses its deployments)"
+    elif late:
+        problem = f"{len(late)} scheduled run(s) are Late: nothing is serving {deployment}; restart `neural-trader serve`"
+    return {
+        "ok": problem is None,
+        "problem": problem,
+        "deployment": deployment,
+        "schedules": [str(s.schedule) for s in dep.schedules],
+        "schedules_active": schedules_active,
+        "late_runs": len(late),
+        "last_finished": last_done.isoformat() if last_done else None,
+    }
