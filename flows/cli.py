@@ -18,7 +18,6 @@ from pathlib import Path
 from neural_trader.config import ConfigError
 
 
-
 def _prefect_env() -> None:
     """Defaults for the embedded Prefect: quiet, offline, patient on slow machines."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -40,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("flow", nargs="?", default="experiment",
                      choices=("experiment", "warmups", "regression", "classifier"),
                      help="experiment (default): the study; warmups: both of the seed's warm-ups; or one of them")
+    run.add_argument("--rerun", action="store_true",
+                     help="a rerun that adds evidence: fresh seeds from --slot, its own folder, ledger, pooled report")
+    run.add_argument("--slot", help="the rerun's slot, e.g. 20261128T0200Z (default: now)")
     common(run)
     stage = sub.add_parser("stage", help="run one stage in-process, without Prefect (dvc.yaml calls this)")
     stage.add_argument("name", help="a stage of dvc.yaml: generate, window, train, evaluate, plot, compare, ...")
@@ -48,6 +50,20 @@ def _parser() -> argparse.ArgumentParser:
     common(stage)
     check = sub.add_parser("check", help="validate the params file and print the resolved config")
     common(check)
+
+    reruns = sub.add_parser("reruns", help="list, compare or pool the scheduled reruns of a workspace")
+    reruns.add_argument("action", choices=("list", "compare", "pool"))
+    reruns.add_argument("slots", nargs="*", help="compare: the two slots")
+    common(reruns)
+
+    serve = sub.add_parser("serve", help="start (or reuse) a local Prefect server and serve the deployments")
+    serve.add_argument("--cron", default=None, help="nightly schedule (default: 0 2 * * *)")
+    serve.add_argument("--timezone", default=None, help="time zone of the schedule (default: UTC)")
+    serve.add_argument("--port", type=int, default=4200, help="port of the local server on 127.0.0.1")
+    common(serve)
+
+    status = sub.add_parser("status", help="is the server up and is the nightly schedule firing?")
+    status.add_argument("--api-url", default=None, help="default: $PREFECT_API_URL or http://127.0.0.1:4200/api")
     return parser
 
 
@@ -55,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("neural_trader").setLevel(logging.INFO)
+    if args.command == "status":
+        return _status(args)
     from tasks.workspace import load_params
 
     try:
@@ -69,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "stage":
         return _stage(args, cfg)
+    if args.command == "reruns":
+        return _reruns(args, cfg)
 
     _prefect_env()
+    if args.command == "serve":
+        return _serve(args)
     if args.flow != "experiment":
         from flows.warmups import format_reports, run_warmups
 
@@ -78,9 +100,80 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from flows.experiment import run_experiment
 
-    summary = run_experiment(args.params, args.overrides, args.workspace)
-    _print_verdicts(summary, Path(args.workspace))
+    summary = run_experiment(args.params, args.overrides, args.workspace, rerun=args.rerun, slot=args.slot)
+    if args.rerun:
+        print(f"rerun {summary['slot']}: pooled {summary['pooled']['runs']} reruns, "
+              f"{summary['pooled']['replicas']} seeds per cell -> reruns/pooled/reports/comparison.md")
+        summary = summary["pooled"]
+    _print_verdicts(summary, Path(args.workspace) / ("reruns/pooled" if args.rerun else ""))
     return 0
+
+
+def _reruns(args: argparse.Namespace, cfg) -> int:
+    from tasks.reruns import compare_reruns, pool_reruns, read_ledger
+
+    root = Path(args.workspace)
+    if args.action == "list":
+        entries = read_ledger(root)
+        if not entries:
+            print(f"no reruns recorded in {root / 'reruns' / 'ledger.json'}")
+        for e in entries:
+            returns = "  ".join(f"{cell} {v:+.4f}" for cell, v in e["test_return"].items())
+            print(f"{e['slot']}  seeds.base={e['seeds_base']}  {e['seeds']} seeds  design {e['design']}  {returns}")
+        return 0
+    if args.action == "compare":
+        if len(args.slots) != 2:
+            print("neural-trader: error: reruns compare needs two slots", file=sys.stderr)
+            return 2
+        try:
+            rows = compare_reruns(root, *args.slots)
+        except KeyError as exc:
+            print(f"neural-trader: error: {exc.args[0]}", file=sys.stderr)
+            return 2
+        a, b = args.slots
+        print(f"{'metric':<52}{a:>16}{b:>16}{'change':>12}")
+        for name, va, vb, d in rows:
+            print(f"{name:<52}{va:>16.5f}{vb:>16.5f}{d:>+12.5f}")
+        return 0
+    try:
+        summary = pool_reruns(root, cfg)
+    except FileNotFoundError as exc:
+        print(f"neural-trader: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"pooled {summary['runs']} reruns ({', '.join(summary['slots'])}), {summary['replicas']} seeds per cell")
+    _print_verdicts(summary, root / "reruns" / "pooled")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from prefect import serve
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.deploy import DEFAULT_CRON, DEFAULT_TIMEZONE, build_deployments, ensure_server
+
+    workspace = Path(args.workspace).resolve()
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        api_url, pid = ensure_server(args.port, workspace / ".nt" / "prefect-server")
+        started = f"started a server (pid {pid}; stop it with `kill {pid}`)" if pid else "reusing the running server"
+        print(f"{started}; UI: {api_url.removesuffix('/api')}")
+    params = str(Path(args.params).resolve())
+    deployments = build_deployments(params, args.overrides, str(workspace), args.cron or DEFAULT_CRON,
+                                    args.timezone or DEFAULT_TIMEZONE)
+    print("serving experiment/manual and experiment/nightly; Ctrl-C stops serving (and pauses the schedule)")
+    with temporary_settings(updates={PREFECT_API_URL: api_url}):
+        serve(*deployments)
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from flows.deploy import schedule_status
+
+    api_url = args.api_url or os.environ.get("PREFECT_API_URL") or "http://127.0.0.1:4200/api"
+    report = schedule_status(api_url)
+    for key, value in report.items():
+        print(f"{key}: {value}")
+    return 0 if report["ok"] else 1
 
 
 def _stage(args: argparse.Namespace, cfg) -> int:

@@ -11,51 +11,80 @@ Dask cluster for scale-out).
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import wait
+from prefect.runtime import flow_run
 
 from tasks.pipeline import compare, evaluate, generate, plot, train, window
+from tasks.rerun_tasks import pool, record
+from tasks.reruns import rerun_root, slot_base_seed, slot_id
 from tasks.workspace import Workspace, load_params
 
 from .runners import make_task_runner
 
 
 @flow(name="experiment", log_prints=False, persist_result=True, result_serializer="json")
-def experiment(params: str = "params.yaml", overrides: list[str] | None = None, workspace: str = ".") -> dict[str, Any]:
-    """Run the whole study described by `params` (with `key.path=value` overrides) in `workspace`."""
-    cfg = load_params(params, overrides or [])
-    ws = str(Workspace(Path(workspace)).root)
-    get_run_logger().info("study: %d regimes x %d models x %d seeds in %s",
-                          len(cfg.data.regimes), len(cfg.models), cfg.seeds.count, ws)
+def experiment(
+    params: str = "params.yaml",
+    overrides: list[str] | None = None,
+    workspace: str = ".",
+    rerun: bool = False,
+    slot: str | None = None,
+) -> dict[str, Any]:
+    """Run the whole study described by `params` (with `key.path=value` overrides) in `workspace`.
 
-    windows = {}
-    for regime in cfg.data.regimes:
-        returns = generate.submit(cfg, ws, regime)
-        windows[regime] = window.submit(cfg, ws, regime, wait_for=[returns])
+    With `rerun`, this is a scheduled rerun that adds evidence: replica seeds
+    come from the slot (its scheduled start time unless `slot` is given), the
+    study runs in reruns/<slot>/, is recorded in the ledger, and every rerun so
+    far is pooled into reruns/pooled/.
+    """
+    overrides = list(overrides or [])
+    root = Workspace(Path(workspace))
+    if rerun:
+        slot = slot or slot_id(flow_run.scheduled_start_time or datetime.now(timezone.utc))
+        overrides.append(f"seeds.base={slot_base_seed(slot)}")
+    cfg = load_params(params, overrides)
+    ws = str(rerun_root(root.root, slot)) if rerun else str(root.root)
+    log = get_run_logger()
+    log.info("study: %d regimes x %d models x %d seeds in %s", len(cfg.data.regimes), len(cfg.models),
+             cfg.seeds.count, ws)
 
-    evaluations, figures = [], []
-    for regime, model in cfg.cells:
-        trained = train.submit(cfg, ws, regime, model, wait_for=[windows[regime]])
-        evaluations.append(evaluate.submit(cfg, ws, regime, model, wait_for=[trained]))
-        figures.append(plot.submit(cfg, ws, regime, model, wait_for=[trained]))
+    with root.lock("experiment"):  # runs on one workspace are serialised, never interleaved
+        windows = {}
+        for regime in cfg.data.regimes:
+            returns = generate.submit(cfg, ws, regime)
+            windows[regime] = window.submit(cfg, ws, regime, wait_for=[returns])
 
-    verdicts = compare.submit(cfg, ws, wait_for=evaluations)
-    wait(figures)
-    return verdicts.result()
+        evaluations, figures = [], []
+        for regime, model in cfg.cells:
+            trained = train.submit(cfg, ws, regime, model, wait_for=[windows[regime]])
+            evaluations.append(evaluate.submit(cfg, ws, regime, model, wait_for=[trained]))
+            figures.append(plot.submit(cfg, ws, regime, model, wait_for=[trained]))
+
+        verdicts = compare.submit(cfg, ws, wait_for=evaluations)
+        wait(figures)
+        summary = verdicts.result()
+
+        if rerun:
+            record(str(root.root), slot, cfg, flow_run.id, wait_for=[verdicts])
+            pooled = pool(str(root.root), cfg)
+            summary = {**summary, "slot": slot, "pooled": pooled}
+    return summary
 
 
-def run_experiment(params: str, overrides: list[str], workspace: str) -> dict[str, Any]:
-    """Validate params, then run the flow under the task runner they ask for, holding the workspace lock."""
+def run_experiment(params: str, overrides: list[str], workspace: str, rerun: bool = False,
+                   slot: str | None = None) -> dict[str, Any]:
+    """Validate params, then run the flow under the task runner they ask for."""
     cfg = load_params(params, overrides)  # fails here, before any work, on a bad key
-    ws = Workspace(Path(workspace))
-    with ws.lock("experiment"):
-        runner = make_task_runner(cfg.runtime)
-        return experiment.with_options(task_runner=runner)(
-            params=str(Path(params).resolve()), overrides=list(overrides), workspace=str(ws.root)
-        )
+    runner = make_task_runner(cfg.runtime)
+    return experiment.with_options(task_runner=runner)(
+        params=str(Path(params).resolve()), overrides=list(overrides), workspace=str(Workspace(Path(workspace)).root),
+        rerun=rerun, slot=slot,
+    )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ def _logger() -> Any:
 
 def _done(stage: str, summary: dict[str, Any]) -> dict[str, Any]:
     verb = "reused" if summary.get("reused") else "ran"
-    _logger().info("%s %s: %s", verb, stage, {k: v for k, v in summary.items() if k != "reused"})
+    brief = {k: v for k, v in summary.items() if k != "reused" and isinstance(v, (str, int, float))}
+    _logger().info("%s %s: %s", verb, stage, brief)
     return summary
 
 

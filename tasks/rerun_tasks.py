@@ -1,0 +1,33 @@
+"""Prefect tasks of a scheduled rerun: record it in the ledger, pool every rerun so far."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from neural_trader.config import StudyConfig
+
+from .pipeline import _logger
+from .reruns import pool_reruns, pooled_workspace, record_rerun
+
+
+@task(name="record_rerun", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 4, 16])
+def record(root: str, slot: str, cfg: StudyConfig, flow_run_id: str | None) -> dict[str, Any]:
+    """Add this slot to reruns/ledger.json with its headline numbers."""
+    entry = record_rerun(Path(root), slot, cfg, flow_run_id)
+    _logger().info("recorded rerun %s (seeds.base=%d) in the ledger", slot, entry["seeds_base"])
+    return entry
+
+
+@task(name="pool_reruns", cache_policy=NO_CACHE)
+def pool(root: str, cfg: StudyConfig) -> dict[str, Any]:
+    """The comparison over every rerun of this design so far; publishes the pooled report."""
+    summary = pool_reruns(Path(root), cfg)
+    _logger().info("pooled %d reruns, %d seeds per cell", summary["runs"], summary["replicas"])
+    create_markdown_artifact(key="pooled-report", markdown=pooled_workspace(Path(root)).comparison_report.read_text(),
+                             description=f"Pooled over {summary['runs']} reruns")
+    return summary

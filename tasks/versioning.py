@@ -1,0 +1,184 @@
+"""Recording a run in DVC: `dvc commit` (dvc.lock and the cache), then `dvc push`, from Python.
+
+A flow that ran the study in a DVC workspace has produced exactly the files
+`dvc repro` would have. `record` makes DVC take them as they are: `dvc commit`
+hashes every dep, param and out of the named stages into dvc.lock and copies
+the outs into the cache, and `dvc push` sends them to the remote. A scheduled
+run thus leaves a versioned result, and a later `dvc repro` reruns nothing.
+
+Recording is only honest when the flow ran what dvc.yaml describes: the
+workspace's own params.yaml with no overrides, and the workspace's own code.
+`check_recordable` refuses anything else before any work starts.
+
+DVC allows one command at a time per workspace: a second fails with "... is
+busy" (or "Unable to acquire lock"). Our own DVC calls take the workspace lock
+(`Workspace.lock`, an flock the OS frees when its holder dies) unless this
+process already holds it, as `run_experiment` does around the whole flow; a
+DVC command someone else started still wins, and `DvcBusy` says who it is and
+how to get out of a stale lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import stages as _stages
+from .stages import STAGES, code_files
+from .workspace import Workspace, file_digest
+
+log = logging.getLogger("neural_trader")
+
+DVC_TIMEOUT_S = 900  # one DVC command; a push of the default study's outs takes seconds
+
+_BUSY = re.compile(r"is busy, it is being blocked by|Unable to acquire lock")
+_BLOCKER = re.compile(r"\(PID (\d+)\)")
+_CHECKOUT = Path(_stages.__file__).resolve().parents[1]  # the checkout this process imports our code from
+
+
+class DvcError(RuntimeError):
+    """A DVC command failed, or the workspace cannot be recorded."""
+
+
+class DvcBusy(DvcError):
+    """Another DVC process holds the workspace: retry later, or clear a stale lock."""
+
+
+# ---------------------------------------------------------------------- commands
+def dvc(root: str | Path, *args: str, timeout: float = DVC_TIMEOUT_S) -> str:
+    """Run `dvc ARGS` in `root` with this interpreter's DVC; return its output, or raise DvcBusy/DvcError."""
+    command = f"dvc {' '.join(args)}"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise DvcError(f"`{command}` did not finish within {timeout:.0f} s in {root}") from None
+    if proc.returncode == 0:
+        return proc.stdout
+    message = "\n".join(s.strip() for s in (proc.stderr, proc.stdout) if s.strip())
+    if _BUSY.search(message):
+        raise DvcBusy(busy_help(root, command, message))
+    raise DvcError(f"`{command}` failed in {root} (exit {proc.returncode}):\n{message}")
+
+
+def busy_help(root: str | Path, command: str, message: str) -> str:
+    """DVC's busy message, plus what each blocking PID runs now and the way out of a stale lock."""
+    root = Path(root)
+    blockers = [int(pid) for pid in _BLOCKER.findall(message)]
+    lock = root / ".dvc/tmp/rwlock"  # DVC's per-path locks, JSON naming the PIDs
+    if not blockers:  # "Unable to acquire lock": the repository lock, whose file holds its PID
+        lock = root / ".dvc/tmp/lock"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            blockers = [int(lock.read_text().split()[0])]
+    now = {pid: _cmdline(pid) for pid in blockers}
+    lines = [f"`{command}`: another DVC command holds {root}.", message.strip()]
+    lines += [f"PID {pid} now runs: {cmd or 'nothing (gone)'}" for pid, cmd in now.items()]
+    if now and not any("dvc" in cmd for cmd in now.values()):
+        lines.append(f"No DVC process holds it: the lock is stale (a crash, or a PID reused since). "
+                     f"Remove it and retry: rm {lock}")
+    else:
+        lines.append(f"Wait for that command to finish and retry (the flow's `record` task retries by itself). "
+                     f"If no DVC process runs in {root}, the lock is stale: rm {lock} and retry.")
+    return "\n".join(lines)
+
+
+def _cmdline(pid: int) -> str:
+    """The command line of a live process, or "" when there is none."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+# ------------------------------------------------------------------------ locking
+@contextlib.contextmanager
+def dvc_access(ws: Workspace, what: str) -> Iterator[None]:
+    """Hold the workspace lock around DVC commands, unless this very process holds it already.
+
+    `run_experiment` holds the lock for the whole flow; a task of that flow
+    taking it again on a new file would wait for itself forever.
+    """
+    if _held_by_this_process(ws):
+        yield
+        return
+    with ws.lock(what):
+        yield
+
+
+def _held_by_this_process(ws: Workspace) -> bool:
+    path = ws.private / "lock"
+    try:
+        holder = path.read_text().strip()
+    except OSError:
+        return False
+    if not holder.endswith(f" pid {os.getpid()}"):  # Workspace.lock writes "<what> pid <pid>"
+        return False
+    with path.open("a") as fh:  # the text may outlive a crash: is the lock really held?
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+# ---------------------------------------------------------------------- recording
+def check_recordable(ws: Workspace, params: str | Path, overrides: Iterable[str], stages: Iterable[str]) -> None:
+    """Raise DvcError unless dvc.lock may record what a run of `stages` on these params produces."""
+    root = ws.root
+    if not (root / ".dvc").is_dir() or not (root / "dvc.yaml").is_file():
+        raise DvcError(f"record: {root} is not a DVC workspace (needs .dvc/ and dvc.yaml): run `dvc init` there")
+    if overrides := list(overrides):
+        raise DvcError(f"record: the run overrides {', '.join(overrides)}; dvc.lock would pair its outputs with "
+                       "params they did not come from. Edit params.yaml, or use `dvc exp run -S`, instead.")
+    if Path(params).resolve() != root / "params.yaml":
+        raise DvcError(f"record: the run reads {params}; dvc.yaml reads {root / 'params.yaml'}")
+    if stale := code_mismatches(ws, stages):
+        raise DvcError(f"record: the code this process runs differs from {root}'s: {', '.join(stale)} "
+                       "(is the environment installed from another checkout?)")
+
+
+def code_mismatches(ws: Workspace, stages: Iterable[str]) -> list[str]:
+    """Code files of `stages` whose imported source differs from the workspace's copy."""
+    bad = set()
+    for name in stages:
+        for path in code_files(STAGES[name]):
+            rel = path.resolve().relative_to(_CHECKOUT).as_posix()
+            if file_digest(path) != file_digest(ws.root / rel):
+                bad.add(rel)
+    return sorted(bad)
+
+
+def record(workspace: str | Path, stages: Iterable[str], push: bool = False, remote: str | None = None,
+           timeout: float = DVC_TIMEOUT_S) -> dict[str, Any]:
+    """`dvc commit` the outs of `stages` as they are on disk (dvc.lock, cache), then `dvc push` them if asked.
+
+    Args:
+        workspace: the DVC workspace (git root holding dvc.yaml).
+        stages: dvc.yaml stage names or groups, e.g. ["generate", "train"] for every generate@* and train@*.
+        push: also send the outs to `remote` (default: the repo's default remote).
+        timeout: seconds allowed to each DVC command.
+
+    Returns:
+        {"stages": [...], "dvc_lock": sha256 of dvc.lock, "pushed": DVC's push summary line or None}.
+    """
+    ws = Workspace(Path(workspace))
+    targets = list(stages)
+    with dvc_access(ws, "dvc record"):
+        dvc(ws.root, "commit", "--force", "--quiet", *targets, timeout=timeout)
+        pushed = None
+        if push:
+            out = dvc(ws.root, "push", *(["--remote", remote] if remote else []), *targets, timeout=timeout)
+            pushed = out.strip().splitlines()[-1] if out.strip() else "nothing to push"
+    lock = file_digest(ws.root / "dvc.lock")
+    log.info("recorded %s in %s/dvc.lock (%s)%s", ", ".join(targets), ws.root, lock[:12],
+             f"; pushed: {pushed}" if pushed else "")
+    return {"stages": targets, "dvc_lock": lock, "pushed": pushed}
