@@ -6,7 +6,9 @@
 Every task writes files into the workspace and returns a small JSON summary;
 tensors never travel through Prefect. Train tasks of different cells run
 concurrently under the task runner chosen in `runtime` (threads by default, a
-Dask cluster for scale-out).
+Dask cluster for scale-out). With `dvc_record` the flow ends by recording its
+files in DVC (dvc.lock and the cache, and the remote with `dvc_push`), so a
+scheduled run leaves a versioned result and a later `dvc repro` reruns nothing.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.runtime import flow_run
 
-from tasks.pipeline import compare, evaluate, generate, plot, train, window
+from tasks.pipeline import compare, evaluate, generate, plot, record_in_dvc, train, window
 from tasks.rerun_tasks import pool, record
 from tasks.reruns import rerun_root, slot_base_seed, slot_id
+from tasks.versioning import check_recordable
 from tasks.workspace import Workspace, load_params
 
 from .runners import make_task_runner
+
+DVC_STAGES = ("generate", "window", "train", "evaluate", "plot", "compare")  # dvc.yaml stages this flow produces
 
 
 @flow(name="experiment", log_prints=False, persist_result=True, result_serializer="json")
@@ -34,6 +39,8 @@ def experiment(
     workspace: str = ".",
     rerun: bool = False,
     slot: str | None = None,
+    dvc_record: bool = False,
+    dvc_push: bool = False,
 ) -> dict[str, Any]:
     """Run the whole study described by `params` (with `key.path=value` overrides) in `workspace`.
 
@@ -41,6 +48,12 @@ def experiment(
     come from the slot (its scheduled start time unless `slot` is given), the
     study runs in reruns/<slot>/, is recorded in the ledger, and every rerun so
     far is pooled into reruns/pooled/.
+
+    With `dvc_record`, the workspace is a DVC repository and the run ends with
+    `dvc commit` of its stages (then `dvc push` with `dvc_push`). Only a run of
+    what dvc.yaml describes can be recorded: the workspace's params.yaml, no
+    overrides (so no rerun), the workspace's code; anything else fails here,
+    before any work.
     """
     overrides = list(overrides or [])
     root = Workspace(Path(workspace))
@@ -48,6 +61,8 @@ def experiment(
         slot = slot or slot_id(flow_run.scheduled_start_time or datetime.now(timezone.utc))
         overrides.append(f"seeds.base={slot_base_seed(slot)}")
     cfg = load_params(params, overrides)
+    if dvc_record:
+        check_recordable(root, params, overrides, DVC_STAGES)
     ws = str(rerun_root(root.root, slot)) if rerun else str(root.root)
     log = get_run_logger()
     log.info("study: %d regimes x %d models x %d seeds in %s", len(cfg.data.regimes), len(cfg.models),
@@ -73,17 +88,20 @@ def experiment(
             record(str(root.root), slot, cfg, flow_run.id, wait_for=[verdicts])
             pooled = pool(str(root.root), cfg)
             summary = {**summary, "slot": slot, "pooled": pooled}
+        if dvc_record:
+            recorded = record_in_dvc(ws, list(DVC_STAGES), push=dvc_push, wait_for=[verdicts, *figures])
+            summary = {**summary, "dvc": recorded}
     return summary
 
 
 def run_experiment(params: str, overrides: list[str], workspace: str, rerun: bool = False,
-                   slot: str | None = None) -> dict[str, Any]:
+                   slot: str | None = None, dvc_record: bool = False, dvc_push: bool = False) -> dict[str, Any]:
     """Validate params, then run the flow under the task runner they ask for."""
     cfg = load_params(params, overrides)  # fails here, before any work, on a bad key
     runner = make_task_runner(cfg.runtime)
     return experiment.with_options(task_runner=runner)(
         params=str(Path(params).resolve()), overrides=list(overrides), workspace=str(Workspace(Path(workspace)).root),
-        rerun=rerun, slot=slot,
+        rerun=rerun, slot=slot, dvc_record=dvc_record, dvc_push=dvc_push,
     )
 
 

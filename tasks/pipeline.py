@@ -2,7 +2,8 @@
 
 What a task adds is orchestration: a content-keyed cache (`StageCache`), a
 JSON result (never pickle), retries on I/O errors only, a log line and, for the
-comparison, artifacts. Task name = stage name = DVC stage name.
+comparison, artifacts. Task name = stage name = DVC stage name. `record_in_dvc`
+is the one task that is not a stage: it hands the run's files to DVC.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import logging
 from typing import Any
 
 from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from neural_trader.config import StudyConfig
 
 from .caching import StageCache
+from . import versioning
 from .stages import run_stage
 from .workspace import Workspace
 
@@ -100,3 +103,23 @@ def compare(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
     create_markdown_artifact(key="comparison-report", markdown=ws.comparison_report.read_text(),
                              description="The comparison study's report")
     return summary
+
+
+def _dvc_busy(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only while another DVC command holds the workspace."""
+    try:
+        state.result()
+    except versioning.DvcBusy:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+@task(name="record_in_dvc", cache_policy=NO_CACHE, retries=4, retry_delay_seconds=[5, 15, 45, 120],
+      retry_condition_fn=_dvc_busy)
+def record_in_dvc(workspace: str, stages: list[str], push: bool = False) -> dict[str, Any]:
+    """Record the run's outputs in DVC: dvc.lock and the cache (`dvc commit`), then the remote if `push`."""
+    result = versioning.record(workspace, stages, push=push)
+    _logger().info("recorded %s in dvc.lock%s", ", ".join(stages), f"; pushed: {result['pushed']}" if push else "")
+    return result

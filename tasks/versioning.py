@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
 import os
 import re
 import subprocess
@@ -34,8 +33,6 @@ from typing import Any
 from . import stages as _stages
 from .stages import STAGES, code_files
 from .workspace import Workspace, file_digest
-
-log = logging.getLogger("neural_trader")
 
 DVC_TIMEOUT_S = 900  # one DVC command; a push of the default study's outs takes seconds
 
@@ -178,7 +175,4 @@ def record(workspace: str | Path, stages: Iterable[str], push: bool = False, rem
         if push:
             out = dvc(ws.root, "push", *(["--remote", remote] if remote else []), *targets, timeout=timeout)
             pushed = out.strip().splitlines()[-1] if out.strip() else "nothing to push"
-    lock = file_digest(ws.root / "dvc.lock")
-    log.info("recorded %s in %s/dvc.lock (%s)%s", ", ".join(targets), ws.root, lock[:12],
-             f"; pushed: {pushed}" if pushed else "")
-    return {"stages": targets, "dvc_lock": lock, "pushed": pushed}
+    return {"stages": targets, "dvc_lock": file_digest(ws.root / "dvc.lock"), "pushed": pushed}
