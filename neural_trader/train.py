@@ -5,6 +5,11 @@ returns one value per replica, and per-replica generators that drive the epoch
 shuffle and any dropout noise. Summing the per-replica losses keeps each
 replica's gradient its own, and RMSprop is elementwise, so S replicas trained in
 one batched computation equal S runs of one replica with the same generators.
+
+For TraderNet under `trader_loss` (the study's hot loop) the trainer skips
+autograd: the model computes its gradient by hand on a transposed layout and the
+trainer applies the same RMSprop update itself. That is about four times faster
+per step at 64 replicas; tests hold it to autograd within float tolerance.
 """
 
 from __future__ import annotations
@@ -111,7 +116,8 @@ def fit(
         stepper = _AutogradStepper(model, loss_fn, x, y, lr)
     bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
     sample_noise = getattr(model, "sample_noise", None)
-    perm = torch.empty(replicas, n, dtype=torch.int32 if n < 2**31 else torch.int64, device=x.device)
+    # int32: a little faster to draw (on CPU the same permutation as int64) and to index with
+    perm = torch.empty(replicas, n, dtype=torch.int32 if n < 2**31 else torch.int64, device=generators[0].device)
     history: list[torch.Tensor] = []
     best_score = best_state = None
     show = sys.stderr.isatty() if progress is None else progress
@@ -120,7 +126,7 @@ def fit(
         for g, row in zip(generators, perm):
             torch.randperm(n, generator=g, out=row)
         noise = sample_noise(n, generators) if sample_noise else None
-        stepper.shuffle(perm, noise)
+        stepper.shuffle(perm.to(x.device), None if noise is None else noise.to(x.device))
         totals = None
         for lo, hi in bounds:
             out, yb = stepper.step(lo, hi)

@@ -118,3 +118,19 @@ def test_status_reports_a_healthy_schedule(deployed, prefect_server):
     assert "deployment: experiment/nightly" in proc.stdout
     assert "schedules_active: [True]" in proc.stdout
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_prefect_yaml_deploys_the_same_deployments(deployed):
+    """The team route: prefect.yaml through `prefect deploy --all` (run last: it replaces both)."""
+    from prefect import get_client
+
+    assert _prefect("work-pool", "create", "local-process", "--type", "process").returncode == 0
+    proc = _prefect("--no-prompt", "deploy", "--all")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("experiment/nightly")
+        manual = client.read_deployment_by_name("experiment/manual")
+    assert nightly.work_pool_name == manual.work_pool_name == "local-process"
+    assert nightly.schedules[0].schedule.cron == "0 2 * * *" and nightly.parameters["rerun"] is True
+    assert manual.parameters["rerun"] is False and not manual.schedules
+    assert nightly.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]

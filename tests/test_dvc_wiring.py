@@ -1,0 +1,237 @@
+"""dvc.yaml against the stage registry, the offline plots page, and `tasks.versioning` on a tiny repo.
+
+Fast: DVC resolves dvc.yaml in-process (no stage runs), and the versioning
+tests drive the real `dvc` on a one-stage repository whose command is `echo`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+import tasks.warmup_steps  # noqa: F401  registers the warm-up stages, as `neural-trader stage` does
+from tasks import versioning
+from tasks.stages import STAGES, code_files, item_id
+from tasks.workspace import Workspace, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = [sys.executable, "-m", "dvc"]
+
+
+# ------------------------------------------------------------------ dvc.yaml = registry
+def _items(cfg, kinds: tuple[str, ...]) -> list[dict[str, str]]:
+    if kinds == ("regime",):
+        return [{"regime": r} for r in cfg.data.regimes]
+    if kinds == ("regime", "model"):
+        return [{"regime": r, "model": m} for r, m in cfg.cells]
+    return [{}]
+
+
+def _expected(root: Path) -> dict[str, dict]:
+    """Every stage the registry defines for root/params.yaml, as dvc.yaml should declare it."""
+    cfg, ws = load_params(root / "params.yaml"), Workspace(root)
+    out = {}
+    for name, spec in STAGES.items():
+        for item in _items(cfg, spec.items):
+            flags = "".join(f" --{k} {v}" for k, v in item.items())
+            out[name + (f"@{item_id(item)}" if item else "")] = {
+                "cmd": f"python -m flows.cli stage {name}{flags}",
+                "code": {p.resolve().relative_to(ROOT).as_posix() for p in code_files(spec)},
+                "inputs": {ws.rel(p) for p in spec.inputs(cfg, ws, item)},
+                "params": set(spec.params(cfg, item)),
+                "outs": {ws.rel(p) for p in spec.outputs(cfg, ws, item)},
+            }
+    return out
+
+
+def _declared(root: Path) -> dict[str, dict]:
+    """Every stage of root/dvc.yaml as DVC resolves it (foreach/matrix expanded)."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        declared = {}
+        for s in repo.index.stages:
+            files = [d for d in s.deps if not isinstance(d, ParamsDependency)]
+            params = [d for d in s.deps if isinstance(d, ParamsDependency)]
+            assert all(d.def_path == "params.yaml" for d in params), s.addressing
+            declared[s.addressing] = {
+                "cmd": s.cmd,
+                "code": {d.def_path for d in files if d.def_path.endswith(".py")},
+                "data": {d.def_path for d in files if not d.def_path.endswith(".py")},
+                "params": {k for d in params for k in d.params},
+                "outs": {o.def_path: o for o in s.outs},
+            }
+        return declared
+
+
+def _covers(dep: str, path: str) -> bool:
+    return path == dep or path.startswith(dep.rstrip("/") + "/")
+
+
+@pytest.fixture(scope="module")
+def grown_project(tmp_path_factory) -> Path:
+    """dvc.yaml with a params.yaml that gained a regime and a model, and nothing else edited."""
+    root = tmp_path_factory.mktemp("grown")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["data"]["regimes"]["momentum_strong"] = {"kind": "ar1", "rho": 0.5, "vol": 1.0}
+    raw["models"]["wide"] = {"hidden": 20, "dropout": 0.1}
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    (root / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    subprocess.run([*DVC, "init", "--no-scm", "-q"], cwd=root, check=True)
+    return root
+
+
+@pytest.mark.parametrize("project", ["default", "grown"])
+def test_dvc_yaml_declares_what_the_registry_says(project, grown_project):
+    root = ROOT if project == "default" else grown_project
+    expected, declared = _expected(root), _declared(root)
+    assert set(declared) == set(expected)
+    for name, want in expected.items():
+        got = declared[name]
+        assert got["cmd"] == want["cmd"], name
+        assert got["code"] == want["code"], name  # the files its stamp key hashes
+        assert got["params"] == want["params"], name
+        assert set(got["outs"]) == want["outs"], name
+        # data deps: the registry's inputs, or folders holding only what the stage reads and its siblings
+        assert all(any(_covers(d, p) for d in got["data"]) for p in want["inputs"]), name
+        assert all(any(_covers(d, p) for p in want["inputs"]) for d in got["data"]), name
+
+
+def test_a_new_regime_and_model_become_stages(grown_project):
+    names = set(_declared(grown_project))
+    assert {"generate@momentum_strong", "window@momentum_strong", "train@momentum_strong-wide",
+            "evaluate@random-wide", "plot@momentum-wide"} <= names
+
+
+def test_outs_are_cached_metrics_or_plots_by_kind():
+    for name, stage in _declared(ROOT).items():
+        for path, out in stage["outs"].items():
+            cached = path.endswith(".safetensors") or path.startswith("metrics/evaluate/")
+            assert out.use_cache == cached, (name, path)  # datasets, models, evaluations: DVC's cache
+            if path.endswith((".png",)) or path.endswith("/history.tsv"):
+                assert out.plot, (name, path)
+            if path.endswith(("summary.json", "headline.json", "report.json")):
+                assert out.metric, (name, path)
+
+
+def test_overlay_plot_colours_every_cell_from_one_table():
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    (overlay,) = [p for p in spec if "metrics/comparison/valid_return.tsv" in p]
+    props = overlay["metrics/comparison/valid_return.tsv"]
+    assert (props["x"], props["y"], props["template"]) == ("epoch", "valid_return", "cells")
+    template = json.loads((ROOT / ".dvc/plots/cells.json").read_text())
+    assert template["data"]["values"] == "<DVC_METRIC_DATA>"
+    assert template["encoding"]["color"]["field"] == "cell"
+
+
+def test_plots_page_needs_no_network():
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        page = Path(repo.dvc_dir) / repo.config["plots"]["html_template"]
+    html = page.read_text(encoding="utf-8")
+    assert "{plot_divs}" in html and "{scripts}" not in html  # {scripts} is where DVC puts its CDN tags
+    assert not re.search(r"<script[^>]*\bsrc=", html)
+    for lib in ("vega@5.", "vega-lite@5.", "vega-embed@6."):
+        assert f"<script>/* {lib}" in html
+
+
+# ------------------------------------------------------------------ tasks.versioning
+def _git_dvc_repo(root: Path) -> Path:
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run([*DVC, "init", "-q"], cwd=root, check=True)
+    (root / "dvc.yaml").write_text("stages:\n  stub:\n    cmd: echo hi > out.txt\n    outs:\n      - out.txt\n")
+    (root / "out.txt").write_text("hi\n")  # produced "by a flow", not by dvc repro
+    return root
+
+
+@pytest.fixture
+def tiny_repo(tmp_path: Path) -> Path:
+    return _git_dvc_repo(tmp_path)
+
+
+def test_record_commits_and_pushes_what_is_on_disk(tiny_repo, tmp_path_factory):
+    remote = tmp_path_factory.mktemp("remote")
+    versioning.dvc(tiny_repo, "remote", "add", "-d", "local", str(remote))
+    result = versioning.record(tiny_repo, ["stub"], push=True)
+    assert "stub:" in (tiny_repo / "dvc.lock").read_text()
+    assert result["pushed"] and any(p.is_file() for p in remote.rglob("*"))
+    assert json.loads(versioning.dvc(tiny_repo, "status", "--json")) == {}
+    assert "/out.txt" in (tiny_repo / ".gitignore").read_text()  # DVC git-ignores the cached out itself
+
+
+def test_a_stale_dvc_lock_is_named_with_the_way_out(tiny_repo):
+    # A crashed `dvc repro` whose PID now belongs to another program: DVC still sees the PID alive.
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        rwlock = tiny_repo / ".dvc/tmp/rwlock"
+        rwlock.write_text(json.dumps({"write": {str(tiny_repo): {"pid": other.pid, "cmd": "dvc repro"}}}))
+        with pytest.raises(versioning.DvcBusy) as busy:
+            versioning.record(tiny_repo, ["stub"])
+        message = str(busy.value)
+        assert "is busy" in message and f"PID {other.pid} now runs: sleep 60" in message
+        assert f"the lock is stale" in message and f"rm {rwlock}" in message
+        rwlock.unlink()  # the documented way out
+        versioning.record(tiny_repo, ["stub"])
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_busy_message_says_wait_while_dvc_runs():
+    fake_dvc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "dvc", "repro"])
+    try:
+        message = versioning.busy_help("/repo", "dvc commit",
+                                       f"ERROR: '/repo/x' is busy, it is being blocked by:\n  (PID {fake_dvc.pid}): dvc repro")
+        assert "Wait for that command to finish" in message and "stale" in message  # names both ways
+        assert "No DVC process holds it" not in message
+    finally:
+        fake_dvc.kill()
+        fake_dvc.wait()
+
+
+def test_dvc_access_does_not_wait_on_the_lock_its_own_process_holds(tmp_path):
+    ws = Workspace(tmp_path)
+    entered = threading.Event()
+
+    def inner() -> None:
+        with versioning.dvc_access(ws, "dvc record"):
+            entered.set()
+
+    with ws.lock("experiment"):  # what the experiment flow holds around its tasks
+        t = threading.Thread(target=inner, daemon=True)
+        t.start()
+        t.join(timeout=10)
+    assert entered.is_set(), "dvc_access waited for a lock held by its own process"
+    with versioning.dvc_access(ws, "dvc record"):  # not held: it takes the lock itself
+        assert (ws.private / "lock").read_text().strip() == f"dvc record pid {os.getpid()}"
+
+
+def test_check_recordable_refuses_what_dvc_yaml_does_not_describe(tmp_path):
+    ws = Workspace(tmp_path)
+    with pytest.raises(versioning.DvcError, match="not a DVC workspace"):
+        versioning.check_recordable(ws, tmp_path / "params.yaml", [], ["generate"])
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    with pytest.raises(versioning.DvcError, match="overrides train.epochs=3"):
+        versioning.check_recordable(ws, tmp_path / "params.yaml", ["train.epochs=3"], ["generate"])
+    with pytest.raises(versioning.DvcError, match="dvc.yaml reads"):
+        versioning.check_recordable(ws, ROOT / "params.yaml", [], ["generate"])
+    with pytest.raises(versioning.DvcError, match="neural_trader/data.py"):  # no copy of the code here
+        versioning.check_recordable(ws, tmp_path / "params.yaml", [], ["generate"])
+    for name in STAGES["generate"].code:
+        rel = Path(*name.split(".")).with_suffix(".py")
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
+    for rel in ("tasks/stages.py", "tasks/steps.py", "tasks/workspace.py"):
+        (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
+    versioning.check_recordable(ws, tmp_path / "params.yaml", [], ["generate"])
