@@ -112,8 +112,9 @@ def schedule_status(api_url: str, deployment: str = "experiment/nightly") -> dic
     schedules_active = [s.active for s in dep.schedules]
     last_done = max((r.end_time for r in recent if r.end_time), default=None)
     problem = None
-    if not any(schedules_active):
-        problem = "the schedule is paused (a `serve` process that stopped pauses its deployments)"
+    if dep.paused or not any(schedules_active):
+        problem = ("the schedule is paused: a `serve` process that stops pauses its deployments; "
+                   "restart `neural-trader serve`, or resume it: prefect deployment resume experiment/nightly")
     elif late:
         problem = f"{len(late)} scheduled run(s) are Late: nothing is serving {deployment}; restart `neural-trader serve`"
     return {
@@ -121,6 +122,7 @@ def schedule_status(api_url: str, deployment: str = "experiment/nightly") -> dic
         "problem": problem,
         "deployment": deployment,
         "schedules": [str(s.schedule) for s in dep.schedules],
+        "paused": dep.paused,
         "schedules_active": schedules_active,
         "late_runs": len(late),
         "last_finished": last_done.isoformat() if last_done else None,

@@ -69,6 +69,7 @@ def experiment(
              cfg.seeds.count, ws)
 
     with root.lock("experiment"):  # runs on one workspace are serialised, never interleaved
+        root.sweep_temporaries()
         windows = {}
         for regime in cfg.data.regimes:
             returns = generate.submit(cfg, ws, regime)

@@ -60,7 +60,7 @@ def dvc(root: str | Path, *args: str, timeout: float = DVC_TIMEOUT_S) -> str:
         raise DvcError(f"`{command}` did not finish within {timeout:.0f} s in {root}") from None
     if proc.returncode == 0:
         return proc.stdout
-    message = "\n".join(s.strip() for s in (proc.stderr, proc.stdout) if s.strip())
+    message = "\n".join(s.strip() for s in (proc.stderr, proc.stdout) if s.strip()) or "(no output)"
     if _BUSY.search(message):
         raise DvcBusy(busy_help(root, command, message))
     raise DvcError(f"`{command}` failed in {root} (exit {proc.returncode}):\n{message}")
@@ -170,7 +170,7 @@ def record(workspace: str | Path, stages: Iterable[str], push: bool = False, rem
     ws = Workspace(Path(workspace))
     targets = list(stages)
     with dvc_access(ws, "dvc record"):
-        dvc(ws.root, "commit", "--force", "--quiet", *targets, timeout=timeout)
+        dvc(ws.root, "commit", "--force", *targets, timeout=timeout)  # not --quiet: it silences errors too
         pushed = None
         if push:
             out = dvc(ws.root, "push", *(["--remote", remote] if remote else []), *targets, timeout=timeout)

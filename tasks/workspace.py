@@ -212,6 +212,16 @@ class Workspace:
                 fh.truncate()
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def sweep_temporaries(self) -> list[Path]:
+        """Delete temporary files a killed writer left behind; call while holding the lock."""
+        stale = [p for top in ("data", "models", "metrics", "plots", "reports", "reruns")
+                 for p in (self.root / top).rglob(".*.tmp") if p.is_file()]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        if stale:
+            log.info("removed %d temporary file(s) left by an interrupted run", len(stale))
+        return stale
+
     def rel(self, path: Path) -> str:
         return Path(path).relative_to(self.root).as_posix()
 

@@ -120,6 +120,27 @@ def test_status_reports_a_healthy_schedule(deployed, prefect_server):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_status_flags_a_paused_schedule(deployed, prefect_server):
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        nightly = client.read_deployment_by_name("experiment/nightly")
+        client.pause_deployment(nightly.id)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--api-url", prefect_server],
+                                  capture_output=True, text=True, timeout=60, cwd=ROOT)
+        finally:
+            client.resume_deployment(nightly.id)
+    assert proc.returncode == 1
+    assert "problem: the schedule is paused" in proc.stdout
+
+
+def test_status_without_a_server_says_so():
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--api-url", "http://127.0.0.1:9/api"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 1 and "no Prefect server answers at http://127.0.0.1:9/api" in proc.stdout
+
+
 def test_prefect_yaml_deploys_the_same_deployments(deployed):
     """The team route: prefect.yaml through `prefect deploy --all` (run last: it replaces both)."""
     from prefect import get_client

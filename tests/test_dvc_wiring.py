@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import tasks.warmup_steps  # noqa: F401  registers the warm-up stages, as `neural-trader stage` does
+import tasks.warmup_stages  # noqa: F401  registers the warm-up stages, as `neural-trader stage` does
 from tasks import versioning
 from tasks.stages import STAGES, code_files, item_id
 from tasks.workspace import Workspace, load_params
@@ -62,8 +62,8 @@ def _declared(root: Path) -> dict[str, dict]:
         for s in repo.index.stages:
             files = [d for d in s.deps if not isinstance(d, ParamsDependency)]
             params = [d for d in s.deps if isinstance(d, ParamsDependency)]
-            assert all(d.def_path == "params.yaml" for d in params), s.addressing
-            declared[s.addressing] = {
+            assert all(d.def_path == "params.yaml" for d in params), s.name
+            declared[s.name] = {
                 "cmd": s.cmd,
                 "code": {d.def_path for d in files if d.def_path.endswith(".py")},
                 "data": {d.def_path for d in files if not d.def_path.endswith(".py")},
@@ -232,6 +232,7 @@ def test_check_recordable_refuses_what_dvc_yaml_does_not_describe(tmp_path):
         rel = Path(*name.split(".")).with_suffix(".py")
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
+    (tmp_path / "tasks").mkdir()
     for rel in ("tasks/stages.py", "tasks/steps.py", "tasks/workspace.py"):
         (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
     versioning.check_recordable(ws, tmp_path / "params.yaml", [], ["generate"])
