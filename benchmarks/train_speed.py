@@ -14,6 +14,13 @@ best of interleaved rounds lets every configuration meet the same quiet spells.
 Data drawing and model set-up are outside the timed region. The last line
 printed is JSON.
 
+Threads default to 1, as the study runs (runtime.torch_threads). The seed loop's
+ops are too small for torch to split, so it runs the same at 1 or 2 threads; the
+batched trainer is faster at 2 threads on an idle machine (an S=64 epoch in
+about 17 ms instead of 26 on 2 cores) but collapses when another process holds
+a core, since every op then waits for its descheduled second worker. Pass
+`--threads 2` to measure that case.
+
     python benchmarks/train_speed.py --epochs 500
 """
 
@@ -103,7 +110,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=500, help="epochs per configuration")
     parser.add_argument("--replicas", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (the seed loop always runs on cpu)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch intra-op threads (default 1, the study's runtime.torch_threads; see the module docstring)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="rounds over all configurations; the best counts")
     args = parser.parse_args()
     if args.epochs < 1 or args.repeats < 1:
@@ -135,6 +145,7 @@ def main() -> None:
         "single_epochs_per_s": round(single_eps, 2),
         "single_ratio": round(single_eps / seed_eps, 2),
         "batched": {str(s): round(eps / seed_eps, 2) for s, eps in batched.items()},
+        "threads": torch.get_num_threads(),
     }))
 
 

@@ -201,9 +201,10 @@ class _TraderStepper(_Stepper):
     """TraderNet under trader_loss: hand-written gradients on a transposed layout.
 
     The data sit as (S, lag + 1, n): the lag inputs in rows 0..lag-1 and the
-    target in row lag, so one gather along the contiguous last axis shuffles
-    inputs and targets together, and every elementwise step of the gradient
-    runs along the batch axis. The RMSprop update is torch's (alpha 0.99,
+    target in row lag, so one index_select per replica along the contiguous
+    last axis shuffles inputs and targets together (about 30% faster than one
+    batched gather on CPU), and every elementwise step of the gradient runs
+    along the batch axis. The RMSprop update is torch's (alpha 0.99,
     eps 1e-8, no momentum or weight decay), written with foreach ops.
     """
 
@@ -212,13 +213,14 @@ class _TraderStepper(_Stepper):
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float):
         self.model, self.lr = model, lr
         self.data = torch.cat([x, y.unsqueeze(-1)], dim=-1).transpose(1, 2).contiguous()  # (S, lag + 1, n)
+        self.shuffled = torch.empty_like(self.data)  # refilled each epoch
         self.lag = x.shape[-1]
         self.params = [p.detach() for p in model.parameters()]  # the order objective_grads_t returns
         self.square_avg = [torch.zeros_like(p) for p in self.params]
 
     def shuffle(self, perm: torch.Tensor, noise: torch.Tensor | None) -> None:
-        index = perm.to(torch.int64).unsqueeze(1).expand(-1, self.data.shape[1], -1)  # gather wants int64
-        self.shuffled = torch.gather(self.data, 2, index)
+        for data, index, out in zip(self.data, perm, self.shuffled):
+            torch.index_select(data, 1, index, out=out)
         self.mask_t = None if noise is None else self.model.dropout_mask(noise).transpose(1, 2).contiguous()
 
     def step(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ workspace's own params.yaml with no overrides, and the workspace's own code.
 DVC allows one command at a time per workspace: a second fails with "... is
 busy" (or "Unable to acquire lock"). Our own DVC calls take the workspace lock
 (`Workspace.lock`, an flock the OS frees when its holder dies) unless this
-process already holds it, as `run_experiment` does around the whole flow; a
+process already holds it, as the experiment flow does for its whole run; a
 DVC command someone else started still wins, and `DvcBusy` says who it is and
 how to get out of a stale lock.
 """
@@ -77,8 +77,8 @@ def busy_help(root: str | Path, command: str, message: str) -> str:
             blockers = [int(lock.read_text().split()[0])]
     now = {pid: _cmdline(pid) for pid in blockers}
     lines = [f"`{command}`: another DVC command holds {root}.", message.strip()]
-    lines += [f"PID {pid} now runs: {cmd or 'nothing (gone)'}" for pid, cmd in now.items()]
-    if now and not any("dvc" in cmd for cmd in now.values()):
+    lines += [f"PID {pid} now runs: {' '.join(argv) or 'nothing (gone)'}" for pid, argv in now.items()]
+    if now and not any(_is_dvc(argv) for argv in now.values()):
         lines.append(f"No DVC process holds it: the lock is stale (a crash, or a PID reused since). "
                      f"Remove it and retry: rm {lock}")
     else:
@@ -87,12 +87,18 @@ def busy_help(root: str | Path, command: str, message: str) -> str:
     return "\n".join(lines)
 
 
-def _cmdline(pid: int) -> str:
-    """The command line of a live process, or "" when there is none."""
+def _cmdline(pid: int) -> list[str]:
+    """The arguments of a live process, or [] when there is none."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return ""
+        return []
+    return raw.decode(errors="replace").rstrip("\0").split("\0") if raw else []
+
+
+def _is_dvc(argv: list[str]) -> bool:
+    """`dvc ...` or `python -m dvc ...`."""
+    return any(Path(arg).name == "dvc" for arg in argv)
 
 
 # ------------------------------------------------------------------------ locking
@@ -100,7 +106,7 @@ def _cmdline(pid: int) -> str:
 def dvc_access(ws: Workspace, what: str) -> Iterator[None]:
     """Hold the workspace lock around DVC commands, unless this very process holds it already.
 
-    `run_experiment` holds the lock for the whole flow; a task of that flow
+    The experiment flow holds the lock for its whole run; a task of that flow
     taking it again on a new file would wait for itself forever.
     """
     if _held_by_this_process(ws):

@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -169,9 +170,18 @@ def test_record_commits_and_pushes_what_is_on_disk(tiny_repo, tmp_path_factory):
     assert "/out.txt" in (tiny_repo / ".gitignore").read_text()  # DVC git-ignores the cached out itself
 
 
+def _started(argv: list[str]) -> subprocess.Popen:
+    """A process whose /proc cmdline already shows `argv` (not the forked parent's)."""
+    proc = subprocess.Popen(argv)
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    while cmdline.read_bytes().split(b"\0")[0] != argv[0].encode():
+        time.sleep(0.01)
+    return proc
+
+
 def test_a_stale_dvc_lock_is_named_with_the_way_out(tiny_repo):
     # A crashed `dvc repro` whose PID now belongs to another program: DVC still sees the PID alive.
-    other = subprocess.Popen(["sleep", "60"])
+    other = _started(["sleep", "60"])
     try:
         rwlock = tiny_repo / ".dvc/tmp/rwlock"
         rwlock.write_text(json.dumps({"write": {str(tiny_repo): {"pid": other.pid, "cmd": "dvc repro"}}}))
@@ -179,7 +189,7 @@ def test_a_stale_dvc_lock_is_named_with_the_way_out(tiny_repo):
             versioning.record(tiny_repo, ["stub"])
         message = str(busy.value)
         assert "is busy" in message and f"PID {other.pid} now runs: sleep 60" in message
-        assert f"the lock is stale" in message and f"rm {rwlock}" in message
+        assert "the lock is stale" in message and f"rm {rwlock}" in message
         rwlock.unlink()  # the documented way out
         versioning.record(tiny_repo, ["stub"])
     finally:
@@ -188,10 +198,10 @@ def test_a_stale_dvc_lock_is_named_with_the_way_out(tiny_repo):
 
 
 def test_busy_message_says_wait_while_dvc_runs():
-    fake_dvc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "dvc", "repro"])
+    fake_dvc = _started([sys.executable, "-c", "import time; time.sleep(60)", "dvc", "repro"])
     try:
-        message = versioning.busy_help("/repo", "dvc commit",
-                                       f"ERROR: '/repo/x' is busy, it is being blocked by:\n  (PID {fake_dvc.pid}): dvc repro")
+        dvc_says = f"ERROR: '/repo/x' is busy, it is being blocked by:\n  (PID {fake_dvc.pid}): dvc repro"
+        message = versioning.busy_help("/repo", "dvc commit", dvc_says)
         assert "Wait for that command to finish" in message and "stale" in message  # names both ways
         assert "No DVC process holds it" not in message
     finally:
