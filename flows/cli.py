@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--rerun", action="store_true",
                      help="a rerun that adds evidence: fresh seeds from --slot, its own folder, ledger, pooled report")
     run.add_argument("--slot", help="the rerun's slot, e.g. 20261128T0200Z (default: now)")
+    run.add_argument("--dvc-record", action="store_true",
+                     help="record the outputs in DVC: dvc.lock (dvc commit), or `dvc add` of a rerun's folder")
+    run.add_argument("--dvc-push", action="store_true", help="with --dvc-record: also dvc push to the default remote")
     common(run)
     stage = sub.add_parser("stage", help="run one stage in-process, without Prefect (dvc.yaml calls this)")
     stage.add_argument("name", help="a stage of dvc.yaml: generate, window, train, evaluate, plot, compare, ...")
@@ -61,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--cron", default=None, help="nightly schedule (default: 0 2 * * *)")
     serve.add_argument("--timezone", default=None, help="time zone of the schedule (default: UTC)")
     serve.add_argument("--port", type=int, default=4200, help="port of the local server on 127.0.0.1")
+    serve.add_argument("--dvc-push", action="store_true", help="nightly reruns also dvc push what they add")
     common(serve)
 
     status = sub.add_parser("status", help="is the server up and is the nightly schedule firing?")
@@ -101,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from flows.experiment import run_experiment
 
-    summary = run_experiment(args.params, args.overrides, args.workspace, rerun=args.rerun, slot=args.slot)
+    summary = run_experiment(args.params, args.overrides, args.workspace, rerun=args.rerun, slot=args.slot,
+                             dvc_record=args.dvc_record, dvc_push=args.dvc_push)
     if args.rerun:
         print(f"rerun {summary['slot']}: pooled {summary['pooled']['runs']} reruns, "
               f"{summary['pooled']['replicas']} seeds per cell -> reruns/pooled/reports/comparison.md")
@@ -160,7 +165,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"{started}; UI: {api_url.removesuffix('/api')}")
     params = str(Path(args.params).resolve())
     deployments = build_deployments(params, args.overrides, str(workspace), args.cron or DEFAULT_CRON,
-                                    args.timezone or DEFAULT_TIMEZONE)
+                                    args.timezone or DEFAULT_TIMEZONE, dvc_push=args.dvc_push)
     print("serving experiment/manual and experiment/nightly; Ctrl-C stops serving (and pauses the schedule)")
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         serve(*deployments)
@@ -178,10 +183,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _stage(args: argparse.Namespace, cfg) -> int:
-    import torch
-
     import tasks.warmup_stages  # noqa: F401  registers the warm-up stages
-    from tasks.steps import STAGES, run_stage
+    from tasks.stages import STAGES, run_stage
+    from tasks.workspace import Workspace
 
     if args.name not in STAGES:
         print(f"neural-trader: error: unknown stage {args.name!r}; one of {', '.join(STAGES)}", file=sys.stderr)
@@ -195,7 +199,9 @@ def _stage(args: argparse.Namespace, cfg) -> int:
                   file=sys.stderr)
             return 2
         item[key] = value
-    run_stage(args.name, cfg, args.workspace, **item)
+    ws = Workspace(Path(args.workspace))
+    with ws.lock(f"stage {args.name}"):  # a flow and `dvc repro` in one folder never interleave
+        run_stage(args.name, cfg, ws, **item)
     return 0
 
 

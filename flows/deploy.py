@@ -25,13 +25,22 @@ DEFAULT_CRON = "0 2 * * *"
 DEFAULT_TIMEZONE = "UTC"
 
 
-def deployment_parameters(params: str, overrides: list[str], workspace: str, rerun: bool) -> dict[str, Any]:
-    return {"params": params, "overrides": list(overrides), "workspace": workspace, "rerun": rerun}
+def deployment_parameters(params: str, overrides: list[str], workspace: str, rerun: bool,
+                          dvc_record: bool = False, dvc_push: bool = False) -> dict[str, Any]:
+    return {"params": params, "overrides": list(overrides), "workspace": workspace, "rerun": rerun,
+            "dvc_record": dvc_record, "dvc_push": dvc_push}
 
 
-def build_deployments(params: str, overrides: list[str], workspace: str, cron: str, tz: str) -> list[Any]:
-    """The manual and nightly deployments, to be served by this process."""
+def build_deployments(params: str, overrides: list[str], workspace: str, cron: str, tz: str,
+                      dvc_push: bool = False) -> list[Any]:
+    """The manual and nightly deployments, to be served by this process.
+
+    Nightly reruns are versioned in DVC (`dvc add` of each rerun's folder) when
+    the workspace is a DVC workspace.
+    """
     from prefect.schedules import Cron
+
+    from tasks.versioning import is_dvc_workspace
 
     from .experiment import experiment
 
@@ -39,9 +48,11 @@ def build_deployments(params: str, overrides: list[str], workspace: str, cron: s
         name="manual", parameters=deployment_parameters(params, overrides, workspace, rerun=False),
         concurrency_limit=1, description="The study on demand, on the params file as it is.",
     )
+    versioned = is_dvc_workspace(workspace)
     nightly = experiment.to_deployment(
         name="nightly", schedules=[Cron(cron, timezone=tz)],
-        parameters=deployment_parameters(params, overrides, workspace, rerun=True),
+        parameters=deployment_parameters(params, overrides, workspace, rerun=True, dvc_record=versioned,
+                                         dvc_push=dvc_push and versioned),
         concurrency_limit=1, description="A rerun with fresh seeds per scheduled slot, versioned and pooled.",
     )
     return [manual, nightly]

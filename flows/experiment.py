@@ -22,9 +22,9 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 
 from tasks.pipeline import compare, evaluate, generate, plot, record_in_dvc, train, window
-from tasks.rerun_tasks import pool, record
+from tasks.rerun_tasks import pool, record, version_rerun
 from tasks.reruns import rerun_root, slot_base_seed, slot_id
-from tasks.versioning import check_recordable
+from tasks.versioning import DvcError, check_recordable, is_dvc_workspace
 from tasks.workspace import Workspace, load_params
 
 from .runners import make_task_runner
@@ -61,7 +61,9 @@ def experiment(
         slot = slot or slot_id(flow_run.scheduled_start_time or datetime.now(timezone.utc))
         overrides.append(f"seeds.base={slot_base_seed(slot)}")
     cfg = load_params(params, overrides)
-    if dvc_record:
+    if dvc_record and rerun and not is_dvc_workspace(root.root):
+        raise DvcError(f"record: {root.root} is not a DVC workspace: run `git init && dvc init` there")
+    if dvc_record and not rerun:
         check_recordable(root, params, overrides, DVC_STAGES)
     ws = str(rerun_root(root.root, slot)) if rerun else str(root.root)
     log = get_run_logger()
@@ -89,7 +91,9 @@ def experiment(
             record(str(root.root), slot, cfg, flow_run.id, wait_for=[verdicts])
             pooled = pool(str(root.root), cfg)
             summary = {**summary, "slot": slot, "pooled": pooled}
-        if dvc_record:
+            if dvc_record:
+                summary["dvc"] = version_rerun(str(root.root), slot, push=dvc_push, wait_for=[*figures])
+        elif dvc_record:
             recorded = record_in_dvc(ws, list(DVC_STAGES), push=dvc_push, wait_for=[verdicts, *figures])
             summary = {**summary, "dvc": recorded}
     return summary

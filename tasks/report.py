@@ -36,10 +36,9 @@ import numpy as np
 from neural_trader import plots, stats
 from neural_trader.config import IIDRegime, StudyConfig
 from neural_trader.evaluate import oracle_curve
-from neural_trader.train import TRADER_COLUMNS
 
 from .stages import COMPARISON_FIGURES, comparison_outputs  # noqa: F401 (the registry owns the layout)
-from .workspace import Workspace, atomic_write_bytes, load_tensors, read_json, write_json
+from .workspace import Workspace, atomic_write_bytes, read_json, write_json
 
 SCHEMA = 1
 FIGURES = COMPARISON_FIGURES
@@ -87,12 +86,7 @@ def build_comparison(cfg: StudyConfig, ws: Workspace, sources: Sequence[Workspac
     c = cfg.compare
     sources = list(sources) or [ws]
     evals = {key: _pool([read_json(src.eval_metrics(_cell(*key))) for src in sources]) for key in cfg.cells}
-    histories = {
-        _cell(*key): np.concatenate([
-            load_tensors(src.model_dir(_cell(*key)) / "history.safetensors")["values"].numpy() for src in sources
-        ])
-        for key in cfg.cells
-    }
+    valid = {_cell(*key): np.asarray(ev["valid_return_curve"]) for key, ev in evals.items()}  # (S, epochs)
     cells = [_summarise(evals[key], c.confidence) for key in cfg.cells]
     per_seed = {
         key: {"test_return": ev["per_seed"]["test_mean_return"], "gap": ev["per_seed"]["gap"]}
@@ -106,7 +100,7 @@ def build_comparison(cfg: StudyConfig, ws: Workspace, sources: Sequence[Workspac
               "cells": cells, "contrasts": family}
     write_json(ws.comparison_json, result)
     write_json(ws.comparison_tables / "headline.json", _headline(cells, family))
-    _figures(cfg, ws, evals, cells, histories)
+    _figures(cfg, ws, evals, cells, valid)
     atomic_write_bytes(ws.comparison_report, _markdown(cfg, ws, cells, family, replicas, len(sources)).encode())
     table = [
         {"contrast": r["name"], "diff": r["diff"], "ci_lo": r["ci_lo"], "ci_hi": r["ci_hi"],
@@ -138,6 +132,7 @@ def _pool(evals: list[dict[str, Any]]) -> dict[str, Any]:
         "oracle_fraction": test / oracle if abs(oracle) > 1e-12 else None,
         "curve": {"last_return": first["curve"]["last_return"],
                   "position": [row for ev in evals for row in ev["curve"]["position"]]},
+        "valid_return_curve": [row for ev in evals for row in ev["valid_return_curve"]],
     }
 
 
@@ -154,7 +149,7 @@ def _headline(cells: list[dict[str, Any]], family: list[dict[str, Any]]) -> dict
 
 # ---------------------------------------------------------------------- figures
 def _figures(cfg: StudyConfig, ws: Workspace, evals: dict, cells: list[dict[str, Any]],
-             histories: dict[str, np.ndarray]) -> None:
+             valid: dict[str, np.ndarray]) -> None:
     out = ws.comparison_plots
     labels = [_cell(x["regime"], x["model"]) for x in cells]
     atomic_write_bytes(out / "test_return.png", plots.intervals_png(
@@ -177,7 +172,6 @@ def _figures(cfg: StudyConfig, ws: Workspace, evals: dict, cells: list[dict[str,
     atomic_write_bytes(out / "learned_position.png", plots.panels_png(
         panels, grid, refs, title="Learned position vs last return (other lags 0), band 10-90% over seeds",
         xlabel="last return", ylabel="position", ref_label="oracle"))
-    valid = {cell: values[..., TRADER_COLUMNS.index("valid_return")] for cell, values in histories.items()}
     epochs = np.arange(1, cfg.train.epochs + 1)
     rows = ["epoch\tcell\tvalid_return"] + [
         f"{e}\t{cell}\t{v:.6g}" for cell, values in valid.items() for e, v in zip(epochs, values.mean(axis=0))

@@ -11,8 +11,9 @@ from prefect.cache_policies import NO_CACHE
 
 from neural_trader.config import StudyConfig
 
-from .pipeline import _logger
-from .reruns import pool_reruns, pooled_workspace, record_rerun
+from . import versioning
+from .pipeline import _dvc_busy, _logger
+from .reruns import RERUNS, pool_reruns, pooled_workspace, record_rerun
 
 
 @task(name="record_rerun", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 4, 16])
@@ -31,3 +32,12 @@ def pool(root: str, cfg: StudyConfig) -> dict[str, Any]:
     create_markdown_artifact(key="pooled-report", markdown=pooled_workspace(Path(root)).comparison_report.read_text(),
                              description=f"Pooled over {summary['runs']} reruns")
     return summary
+
+
+@task(name="version_rerun", cache_policy=NO_CACHE, retries=4, retry_delay_seconds=[5, 15, 45, 120],
+      retry_condition_fn=_dvc_busy)
+def version_rerun(root: str, slot: str, push: bool = False) -> dict[str, Any]:
+    """`dvc add` this rerun's folder and the ledger (then push, if asked): each rerun findable later."""
+    result = versioning.add_rerun(root, f"{RERUNS}/{slot}", push=push)
+    _logger().info("versioned rerun %s in DVC: %s", slot, ", ".join(result["added"]))
+    return result

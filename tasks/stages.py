@@ -57,8 +57,7 @@ class Stage:
 
 
 def _cells_eval(cfg: StudyConfig, ws: Workspace) -> list[Path]:
-    return [p for r, m in cfg.cells
-            for p in (ws.eval_metrics(cell_name(r, m)), ws.model_dir(cell_name(r, m)) / "history.safetensors")]
+    return [ws.eval_metrics(cell_name(r, m)) for r, m in cfg.cells]
 
 
 STAGES: dict[str, Stage] = {
@@ -85,7 +84,7 @@ STAGES: dict[str, Stage] = {
                                w.train_metrics(cell_name(**i)) / "history.tsv"]),
         Stage("evaluate", "tasks.steps:evaluate", ("regime", "model"),
               lambda c, i: ["seeds.count", "data.lag", f"models.{i['model']}", f"data.regimes.{i['regime']}"],
-              ("neural_trader.evaluate", "neural_trader.models"),
+              ("neural_trader.evaluate", "neural_trader.models", "neural_trader.train"),
               lambda c, w, i: [w.windows(i["regime"]), w.weights(cell_name(**i), "last"),
                                w.weights(cell_name(**i), "best"), w.model_dir(cell_name(**i)) / "history.safetensors"],
               lambda c, w, i: [w.eval_metrics(cell_name(**i))]),
@@ -96,7 +95,7 @@ STAGES: dict[str, Stage] = {
               lambda c, w, i: [w.history_plot(cell_name(**i))]),
         Stage("compare", "tasks.steps:compare", (),
               lambda c, i: ["compare", "data", "models", "seeds", "train"],
-              ("neural_trader.stats", "neural_trader.plots", "tasks.report"),
+              ("neural_trader.stats", "neural_trader.plots", "neural_trader.evaluate", "tasks.report"),
               lambda c, w, i: _cells_eval(c, w),
               lambda c, w, i: comparison_outputs(c, w)),
     )

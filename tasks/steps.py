@@ -175,6 +175,7 @@ def evaluate(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dict[s
         "oracle_expected_return": oracle_expected,
         "oracle_fraction": ev.oracle_fraction(mean_test, baselines["oracle"]["mean_return"]),
         "curve": {"last_return": CURVE_GRID.tolist(), "position": curve.tolist()},
+        "valid_return_curve": np.round(valid, 7).tolist(),  # (S, epochs): compare reads evaluations only
     }
     write_json(ws.eval_metrics(cell), result)
     return {"cell": cell, "test_return": mean_test, "oracle_return": baselines["oracle"]["mean_return"],

@@ -182,3 +182,28 @@ def record(workspace: str | Path, stages: Iterable[str], push: bool = False, rem
             out = dvc(ws.root, "push", *(["--remote", remote] if remote else []), *targets, timeout=timeout)
             pushed = out.strip().splitlines()[-1] if out.strip() else "nothing to push"
     return {"stages": targets, "dvc_lock": file_digest(ws.root / "dvc.lock"), "pushed": pushed}
+
+
+def is_dvc_workspace(root: str | Path) -> bool:
+    return (Path(root) / ".dvc").is_dir()
+
+
+def add_rerun(workspace: str | Path, slot_folder: str, push: bool = False, remote: str | None = None,
+              timeout: float = DVC_TIMEOUT_S) -> dict[str, Any]:
+    """Version one rerun's folder and the ledger with `dvc add` (pointers: <folder>.dvc), then push if asked.
+
+    A rerun overrides the base seed, so dvc.lock (which pairs outs with params.yaml)
+    cannot describe it; each rerun is its own tracked folder instead.
+    """
+    ws = Workspace(Path(workspace))
+    if not is_dvc_workspace(ws.root):
+        raise DvcError(f"record: {ws.root} is not a DVC workspace (needs .dvc/): run `git init && dvc init` there")
+    targets = [slot_folder, str(Path(slot_folder).parent / "ledger.json")]
+    with dvc_access(ws, "dvc add rerun"):
+        dvc(ws.root, "add", *targets, timeout=timeout)
+        pushed = None
+        if push:
+            out = dvc(ws.root, "push", *(["--remote", remote] if remote else []),
+                      *[f"{t}.dvc" for t in targets], timeout=timeout)
+            pushed = out.strip().splitlines()[-1] if out.strip() else "nothing to push"
+    return {"added": [f"{t}.dvc" for t in targets], "pushed": pushed}

@@ -44,12 +44,15 @@ def deployed(prefect_server, tmp_path_factory):
     params.write_text(yaml.safe_dump(raw))
     workspace = root / "ws"
     workspace.mkdir()
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=workspace, check=True, timeout=60)
     created = _prefect("work-pool", "create", POOL, "--type", "process")
     assert created.returncode == 0, created.stderr
     source = experiment.from_source(source=str(ROOT), entrypoint="flows/experiment.py:experiment")
     for name, rerun, schedules in (("manual", False, None), ("nightly", True, [Cron("0 2 * * *", timezone="Europe/Paris")])):
         source.deploy(name=name, work_pool_name=POOL, schedules=schedules, build=False, push=False,
-                      parameters=deployment_parameters(str(params), [], str(workspace), rerun=rerun))
+                      parameters=deployment_parameters(str(params), [], str(workspace), rerun=rerun,
+                                                       dvc_record=rerun))
     return workspace
 
 
@@ -104,6 +107,11 @@ def test_triggered_reruns_complete_are_recorded_and_pooled(deployed):
         ledger = json.loads((workspace / "reruns" / "ledger.json").read_text())["reruns"]
         assert [e["slot"] for e in ledger] == list(SLOTS[:n])
         assert (workspace / "reruns" / slot / "metrics" / "comparison.json").is_file()
+        assert (workspace / "reruns" / f"{slot}.dvc").is_file() and (workspace / "reruns" / "ledger.json.dvc").is_file()
+        assert result["dvc"]["added"] == [f"reruns/{slot}.dvc", "reruns/ledger.json.dvc"]
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=workspace, capture_output=True,
+                            text=True, timeout=120)
+    assert json.loads(status.stdout) == {}, status.stdout  # what the last rerun versioned is what is on disk
     pooled = json.loads((workspace / "reruns" / "pooled" / "metrics" / "comparison.json").read_text())
     assert pooled["runs"] == 2 and pooled["replicas"] == 2 * SHRUNK["seeds"]["count"]
     report = (workspace / "reruns" / "pooled" / "reports" / "comparison.md").read_text()
