@@ -63,6 +63,20 @@ def shrunk_cfg(shrunk_params: Path):
     return load_params(shrunk_params)
 
 
+def run_study_stages(cfg, root: Path, compare: bool = True) -> None:
+    """Every stage of the study in order, in-process, without Prefect."""
+    from tasks.stages import run_stage
+
+    for regime in cfg.data.regimes:
+        run_stage("generate", cfg, root, regime=regime)
+        run_stage("window", cfg, root, regime=regime)
+    for regime, model in cfg.cells:
+        run_stage("train", cfg, root, regime=regime, model=model)
+        run_stage("evaluate", cfg, root, regime=regime, model=model)
+    if compare:
+        run_stage("compare", cfg, root)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,6 +17,7 @@ import yaml
 from tasks import pipeline
 from tasks.steps import STAGES, run_stage
 from tasks.workspace import Workspace, load_params
+from tests.conftest import run_study_stages
 
 STUDY_TASKS = 2 * 2 + 3 * 4 + 1  # generate+window per regime, train+evaluate+plot per cell, compare
 
@@ -61,12 +62,7 @@ def test_same_params_give_byte_identical_metrics(shrunk_params, tmp_path):
     cfg = load_params(shrunk_params, ["data.regimes={\"momentum\": {\"kind\": \"ar1\", \"rho\": 0.2}}"])
     roots = [tmp_path / "a", tmp_path / "b"]
     for root in roots:
-        for regime in cfg.data.regimes:
-            run_stage("generate", cfg, root, regime=regime)
-            run_stage("window", cfg, root, regime=regime)
-        for regime, model in cfg.cells:
-            run_stage("train", cfg, root, regime=regime, model=model)
-            run_stage("evaluate", cfg, root, regime=regime, model=model)
+        run_study_stages(cfg, root, compare=False)
     files = sorted(p.relative_to(roots[0]) for p in (roots[0] / "metrics").rglob("*") if p.is_file())
     assert len(files) == 3 * len(cfg.cells)
     for rel in files:

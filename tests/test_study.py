@@ -10,20 +10,14 @@ import json
 
 import pytest
 
-from tasks.stages import run_stage
 from tasks.workspace import Workspace, load_params
+from tests.conftest import run_study_stages
 
 
 def _study(params, root, overrides):
     cfg = load_params(params, overrides)
     ws = Workspace(root)
-    for regime in cfg.data.regimes:
-        run_stage("generate", cfg, ws, regime=regime)
-        run_stage("window", cfg, ws, regime=regime)
-    for regime, model in cfg.cells:
-        run_stage("train", cfg, ws, regime=regime, model=model)
-        run_stage("evaluate", cfg, ws, regime=regime, model=model)
-    run_stage("compare", cfg, ws)
+    run_study_stages(cfg, ws.root)
     return cfg, json.loads(ws.comparison_json.read_text())
 
 
