@@ -69,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="is the server up and is the nightly schedule firing?")
     status.add_argument("--api-url", default=None, help="default: $PREFECT_API_URL or http://127.0.0.1:4200/api")
+    status.add_argument("--stale-after", type=float, default=120.0,
+                        help="seconds without a poll after which the schedule counts as stopped (default 120)")
     return parser
 
 
@@ -166,7 +168,7 @@ def _serve(args: argparse.Namespace) -> int:
     params = str(Path(args.params).resolve())
     deployments = build_deployments(params, args.overrides, str(workspace), args.cron or DEFAULT_CRON,
                                     args.timezone or DEFAULT_TIMEZONE, dvc_push=args.dvc_push)
-    print("serving experiment/manual and experiment/nightly; Ctrl-C stops serving (and pauses the schedule)")
+    print("serving experiment/manual and experiment/nightly until stopped (Ctrl-C); `neural-trader status` checks it")
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         serve(*deployments)
     return 0
@@ -176,7 +178,7 @@ def _status(args: argparse.Namespace) -> int:
     from flows.deploy import schedule_status
 
     api_url = args.api_url or os.environ.get("PREFECT_API_URL") or "http://127.0.0.1:4200/api"
-    report = schedule_status(api_url)
+    report = schedule_status(api_url, stale_after=args.stale_after)
     for key, value in report.items():
         print(f"{key}: {value}")
     return 0 if report["ok"] else 1

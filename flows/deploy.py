@@ -94,12 +94,16 @@ def ensure_server(port: int, home: Path, wait_s: float = 120.0) -> tuple[str, in
 
 
 # ------------------------------------------------------------------------ status
-def schedule_status(api_url: str, deployment: str = "experiment/nightly") -> dict[str, Any]:
-    """Is the nightly schedule alive? Reads the server: schedule active, next run, late runs.
+def schedule_status(api_url: str, deployment: str = "experiment/nightly", stale_after: float = 120.0) -> dict[str, Any]:
+    """Is the nightly schedule alive? Reads the server: paused, last polled, late runs.
 
-    A scheduled run still SCHEDULED after its start time (Prefect marks it Late)
-    means nothing is serving or polling the deployment any more.
+    Scheduled runs only start while something polls the deployment (the
+    `neural-trader serve` process, or a worker of its pool): a deployment nobody
+    has polled for `stale_after` seconds has lost its runner, and runs still
+    SCHEDULED after their start time (Prefect marks them Late) say the same.
     """
+    from datetime import datetime, timezone
+
     from prefect import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateName,
@@ -122,12 +126,16 @@ def schedule_status(api_url: str, deployment: str = "experiment/nightly") -> dic
         recent = client.read_flow_runs(deployment_filter=deps, limit=20)
     schedules_active = [s.active for s in dep.schedules]
     last_done = max((r.end_time for r in recent if r.end_time), default=None)
+    since_poll = (datetime.now(timezone.utc) - dep.last_polled).total_seconds() if dep.last_polled else None
     problem = None
     if dep.paused or not any(schedules_active):
-        problem = ("the schedule is paused: a `serve` process that stops pauses its deployments; "
-                   "restart `neural-trader serve`, or resume it: prefect deployment resume experiment/nightly")
+        problem = "the schedule is paused: resume it with `prefect deployment resume experiment/nightly`"
+    elif since_poll is None or since_poll > stale_after:
+        when = "ever" if since_poll is None else f"{since_poll:.0f} s"
+        problem = (f"nothing has polled {deployment} for {when}: its `neural-trader serve` process (or the "
+                   "worker of its pool) is gone, so no scheduled run will start; restart it")
     elif late:
-        problem = f"{len(late)} scheduled run(s) are Late: nothing is serving {deployment}; restart `neural-trader serve`"
+        problem = f"{len(late)} scheduled run(s) are Late: nothing is picking up {deployment}; restart its runner"
     return {
         "ok": problem is None,
         "problem": problem,
@@ -135,6 +143,7 @@ def schedule_status(api_url: str, deployment: str = "experiment/nightly") -> dic
         "schedules": [str(s.schedule) for s in dep.schedules],
         "paused": dep.paused,
         "schedules_active": schedules_active,
+        "seconds_since_polled": None if since_poll is None else round(since_poll),
         "late_runs": len(late),
         "last_finished": last_done.isoformat() if last_done else None,
     }

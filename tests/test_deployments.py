@@ -120,12 +120,25 @@ def test_triggered_reruns_complete_are_recorded_and_pooled(deployed):
     assert len(set(seeds)) == 2  # each slot drew its own seeds
 
 
-def test_status_reports_a_healthy_schedule(deployed, prefect_server):
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--api-url", prefect_server],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert "deployment: experiment/nightly" in proc.stdout
-    assert "schedules_active: [True]" in proc.stdout
+def test_status_reports_a_healthy_schedule_while_a_worker_polls(deployed, prefect_server):
+    import signal
+
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL],
+                              cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            proc = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--api-url", prefect_server],
+                                  capture_output=True, text=True, timeout=60, cwd=ROOT)
+            if proc.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "deployment: experiment/nightly" in proc.stdout and "schedules_active: [True]" in proc.stdout
 
 
 def test_status_flags_a_paused_schedule(deployed, prefect_server):
@@ -163,3 +176,39 @@ def test_prefect_yaml_deploys_the_same_deployments(deployed):
     assert nightly.schedules[0].schedule.cron == "0 2 * * *" and nightly.parameters["rerun"] is True
     assert manual.parameters["rerun"] is False and not manual.schedules
     assert nightly.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}]
+
+
+def test_serve_registers_both_and_status_sees_it_die(prefect_server, tmp_path):
+    """`neural-trader serve` against the running server; once it is killed, `status` says nothing serves it."""
+    import signal
+
+    from prefect import get_client
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "serve", "--workspace", str(tmp_path), "--cron", "30 3 * * *",
+         "--timezone", "Europe/Paris"], cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        with get_client(sync_client=True) as client:
+            while True:
+                try:
+                    nightly = client.read_deployment_by_name("experiment/nightly")
+                    if nightly.schedules and nightly.schedules[0].schedule.cron == "30 3 * * *" and not nightly.paused:
+                        break
+                except Exception:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()[-3000:]
+                time.sleep(0.5)
+        assert nightly.parameters["rerun"] is True and nightly.parameters["workspace"] == str(tmp_path)
+        assert nightly.schedules[0].schedule.timezone == "Europe/Paris"
+        alive = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--api-url", prefect_server],
+                               capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert alive.returncode == 0, alive.stdout
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # a crash: no chance to clean up
+        proc.wait(timeout=60)
+    time.sleep(3)
+    status = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--api-url", prefect_server,
+                             "--stale-after", "2"], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert status.returncode == 1 and "nothing has polled experiment/nightly" in status.stdout, status.stdout
