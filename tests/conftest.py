@@ -77,6 +77,29 @@ def run_study_stages(cfg, root: Path, compare: bool = True) -> None:
         run_stage("compare", cfg, root)
 
 
+FINAL_STATES = ("Completed", "Cached", "Failed", "Crashed", "Cancelled")
+
+
+def task_states(flow_run_id, expected: int, timeout: float = 60.0) -> dict[str, str]:
+    """{task run name: state name} of a flow run, once the server has recorded all `expected`.
+
+    The server records task runs from events, asynchronously: right after a flow
+    returns, some may still be missing or show an earlier state.
+    """
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            states = {r.name: r.state.name for r in runs if r.state}
+            if (len(states) >= expected and all(s in FINAL_STATES for s in states.values())) \
+                    or time.monotonic() > deadline:
+                return states
+            time.sleep(0.5)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ import yaml
 from tasks import pipeline
 from tasks.steps import STAGES, run_stage
 from tasks.workspace import Workspace, load_params
-from tests.conftest import run_study_stages
+from tests.conftest import run_study_stages, task_states
 
 STUDY_TASKS = 2 * 2 + 3 * 4 + 1  # generate+window per regime, train+evaluate+plot per cell, compare
 
@@ -97,15 +97,8 @@ def test_unknown_key_names_the_path(tmp_path):
 
 
 # ------------------------------------------------------------------ end to end
-def _task_states(flow_state) -> dict[str, str]:
-    """{task run name: state name} for one flow run, read back from the server."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    flow_run_id = flow_state.state_details.flow_run_id
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {r.name: r.state.name for r in runs}
+def _task_states(flow_state, expected: int = STUDY_TASKS) -> dict[str, str]:
+    return task_states(flow_state.state_details.flow_run_id, expected)
 
 
 def _ran(states: dict[str, str]) -> set[str]:

@@ -37,6 +37,7 @@ from tasks import warmup_tasks
 from tasks.stages import STAGES, code_files, run_stage
 from tasks.warmup_stages import WARMUP_STAGES, WARMUPS
 from tasks.workspace import Workspace, load_params, load_tensors, read_json
+from tests.conftest import task_states
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"
@@ -233,20 +234,7 @@ def test_cli_stage_runs_warmup_stages(tmp_path, capsys):
 
 # ------------------------------------------------------------------ end to end
 def _task_states(flow_run_id, expected: int) -> list[str]:
-    """Task-run state names of a flow run, as the server recorded them (it records them asynchronously)."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    deadline = time.monotonic() + 30
-    with get_client(sync_client=True) as client:
-        while True:
-            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            states = sorted(r.state.name for r in runs if r.state)
-            if len(states) >= expected and all(s in ("Completed", "Cached", "Failed") for s in states):
-                return states
-            if time.monotonic() > deadline:
-                return states
-            time.sleep(0.5)
+    return sorted(task_states(flow_run_id, expected).values())
 
 
 @pytest.mark.slow
