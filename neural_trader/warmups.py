@@ -34,7 +34,6 @@ import torch
 import torch.nn.functional as F
 from scipy import integrate
 from scipy.special import expit
-from torch import nn
 
 from .config import ClassifierConfig, RegressionConfig
 from .models import Classifier, LinearRegression1D
@@ -243,14 +242,10 @@ def fit_classifier(
         )
     dev, s = gens[0].device, len(gens)
     model = Classifier(gens, dim=cfg.dim, hidden=cfg.hidden).to(dev)
-    columns = CLASSIFIER_COLUMNS
-    valid_stats = None
+    columns, valid_stats = CLASSIFIER_COLUMNS, None
     if valid is not None:
         vx, vy = _replicate(valid[0], s, dev), _replicate(valid[1], s, dev)
-
-        def valid_stats(m: nn.Module) -> torch.Tensor:
-            return classifier_stats(m(vx), vy)
-
+        valid_stats = lambda m: classifier_stats(m(vx), vy)  # noqa: E731
         columns = CLASSIFIER_COLUMNS + TEST_COLUMNS
     hist, _ = fit(
         model,

@@ -37,7 +37,7 @@ from neural_trader import plots, stats
 from neural_trader.config import IIDRegime, StudyConfig
 from neural_trader.evaluate import oracle_curve
 
-from .stages import COMPARISON_FIGURES, comparison_outputs  # noqa: F401 (the registry owns the layout)
+from .stages import COMPARISON_FIGURES  # the registry owns the layout
 from .workspace import Workspace, atomic_write_bytes, read_json, write_json
 
 SCHEMA = 1

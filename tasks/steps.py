@@ -23,7 +23,7 @@ from neural_trader.data import generate_returns, make_generator, window_returns,
 from neural_trader.models import TraderNet
 from neural_trader.train import TRADER_COLUMNS, resolve_device, train_trader
 
-from .stages import STAGES, Stage, cell_name, item_id, outputs_valid, run_stage, stage_key  # noqa: F401 (re-exported)
+from .stages import cell_name
 from .workspace import Workspace, atomic_write_bytes, load_tensors, save_tensors, write_json
 
 log = logging.getLogger("neural_trader")

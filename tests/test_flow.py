@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tasks import pipeline
-from tasks.steps import STAGES, run_stage
+from tasks.stages import STAGES, run_stage
 from tasks.workspace import Workspace, load_params
 from tests.conftest import run_study_stages, task_states
 
