@@ -39,8 +39,9 @@ class StageCache(CachePolicy):
     ) -> str | None:
         cfg, ws = inputs["cfg"], Workspace(Path(inputs["workspace"]))
         item = {k: inputs[k] for k in ("regime", "model") if k in inputs}
-        key = f"{self.stage}-{stage_key(self.stage, cfg, ws, item)}"
-        if outputs_valid(self.stage, cfg, ws, item, key.split("-", 1)[1]) is None:
+        digest = stage_key(self.stage, cfg, ws, item)
+        key = f"{self.stage}-{digest}"
+        if outputs_valid(self.stage, cfg, ws, item, digest) is None:
             _evict(task_ctx, key)
         return key
 

@@ -136,13 +136,13 @@ def evaluate(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dict[s
     test = _split(windows, "test")
     history = load_tensors(ws.model_dir(cell) / "history.safetensors")["values"].numpy()
     per_seed: dict[str, list[float]] = {}
-    for which in ("last", "best"):
-        net = _load_net(cfg, ws, cell, model, which)
+    nets = {which: _load_net(cfg, ws, cell, model, which) for which in ("last", "best")}
+    for which, net in nets.items():
         metrics = ev.policy_metrics(_positions(net, test.x), test.y)
         suffix = "" if which == "last" else "_best"
         for k, v in metrics.items():
             per_seed[f"test_{k}{suffix}"] = np.asarray(v, dtype=float).tolist()
-    last_net = _load_net(cfg, ws, cell, model, "last")
+    last_net = nets["last"]
     curve_x = torch.zeros(cfg.seeds.count, len(CURVE_GRID), cfg.data.lag)
     curve_x[..., -1] = torch.as_tensor(CURVE_GRID, dtype=torch.float32)
     curve = _positions(last_net, curve_x).numpy()  # (S, grid)
