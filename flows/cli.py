@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("neural_trader").setLevel(logging.INFO)
     if args.command == "status":
         return _status(args)
-    from tasks.workspace import load_params
+    from stages.catalog import load_params
 
     try:
         cfg = load_params(args.params, args.overrides)
@@ -103,12 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.flow != "experiment":
         from flows.warmups import format_reports, run_warmups
 
-        print(format_reports(run_warmups(args.flow, args.params, args.overrides, args.workspace)))
+        print(format_reports(run_warmups(args.flow, args.params, args.overrides, args.workspace, cfg=cfg)))
         return 0
     from flows.experiment import run_experiment
 
     summary = run_experiment(args.params, args.overrides, args.workspace, rerun=args.rerun, slot=args.slot,
-                             dvc_record=args.dvc_record, dvc_push=args.dvc_push)
+                             dvc_record=args.dvc_record, dvc_push=args.dvc_push, cfg=cfg)
     if args.rerun:
         print(f"rerun {summary['slot']}: pooled {summary['pooled']['runs']} reruns, "
               f"{summary['pooled']['replicas']} seeds per cell -> reruns/pooled/reports/comparison.md")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _reruns(args: argparse.Namespace, cfg) -> int:
-    from tasks.reruns import compare_reruns, pool_reruns, read_ledger
+    from stages.reruns import compare_reruns, pool_reruns, read_ledger
 
     root = Path(args.workspace)
     if args.action == "list":
@@ -185,9 +185,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _stage(args: argparse.Namespace, cfg) -> int:
-    import tasks.warmup_stages  # noqa: F401  registers the warm-up stages
-    from tasks.stages import STAGES, run_stage
-    from tasks.workspace import Workspace
+    from stages.catalog import Workspace
+    from stages.registry import STAGES
+    from stages.run import run_stage
 
     if args.name not in STAGES:
         print(f"neural-trader: error: unknown stage {args.name!r}; one of {', '.join(STAGES)}", file=sys.stderr)

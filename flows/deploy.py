@@ -40,7 +40,7 @@ def build_deployments(params: str, overrides: list[str], workspace: str, cron: s
     """
     from prefect.schedules import Cron
 
-    from tasks.versioning import is_dvc_workspace
+    from stages.versioning import is_dvc_workspace
 
     from .experiment import experiment
 

@@ -21,11 +21,12 @@ from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.runtime import flow_run
 
-from tasks.pipeline import compare, evaluate, generate, plot, record_in_dvc, train, window
-from tasks.rerun_tasks import pool, record, version_rerun
-from tasks.reruns import rerun_root, slot_base_seed, slot_id
-from tasks.versioning import DvcError, check_recordable, is_dvc_workspace
-from tasks.workspace import Workspace, load_params
+from neural_trader.config import StudyConfig
+from stages.catalog import Workspace, load_params
+from stages.reruns import rerun_root, slot_base_seed, slot_id
+from stages.versioning import DvcError, check_recordable, is_dvc_workspace
+from tasks.reruns import pool, record, version_rerun
+from tasks.study import compare, evaluate, generate, plot, record_in_dvc, train, window
 
 from .runners import make_task_runner
 
@@ -41,8 +42,12 @@ def experiment(
     slot: str | None = None,
     dvc_record: bool = False,
     dvc_push: bool = False,
+    cfg: StudyConfig | None = None,
 ) -> dict[str, Any]:
     """Run the whole study described by `params` (with `key.path=value` overrides) in `workspace`.
+
+    `cfg` is that study already validated (the command line parsed it): then
+    the params file is not read again. Deployments pass only `params`.
 
     With `rerun`, this is a scheduled rerun that adds evidence: replica seeds
     come from the slot (its scheduled start time unless `slot` is given), the
@@ -57,10 +62,10 @@ def experiment(
     """
     overrides = list(overrides or [])
     root = Workspace(Path(workspace))
+    cfg = cfg or load_params(params, overrides)
     if rerun:
         slot = slot or slot_id(flow_run.scheduled_start_time or datetime.now(timezone.utc))
-        overrides.append(f"seeds.base={slot_base_seed(slot)}")
-    cfg = load_params(params, overrides)
+        cfg = cfg.model_copy(update={"seeds": cfg.seeds.model_copy(update={"base": slot_base_seed(slot)})})
     if dvc_record and rerun and not is_dvc_workspace(root.root):
         raise DvcError(f"record: {root.root} is not a DVC workspace: run `git init && dvc init` there")
     if dvc_record and not rerun:
@@ -100,13 +105,14 @@ def experiment(
 
 
 def run_experiment(params: str, overrides: list[str], workspace: str, rerun: bool = False,
-                   slot: str | None = None, dvc_record: bool = False, dvc_push: bool = False) -> dict[str, Any]:
-    """Validate params, then run the flow under the task runner they ask for."""
-    cfg = load_params(params, overrides)  # fails here, before any work, on a bad key
+                   slot: str | None = None, dvc_record: bool = False, dvc_push: bool = False,
+                   cfg: StudyConfig | None = None) -> dict[str, Any]:
+    """Validate params (unless `cfg` is given), then run the flow under the task runner they ask for."""
+    cfg = cfg or load_params(params, overrides)  # fails here, before any work, on a bad key
     runner = make_task_runner(cfg.runtime)
     return experiment.with_options(task_runner=runner)(
         params=str(Path(params).resolve()), overrides=list(overrides), workspace=str(Workspace(Path(workspace)).root),
-        rerun=rerun, slot=slot, dvc_record=dvc_record, dvc_push=dvc_push,
+        rerun=rerun, slot=slot, dvc_record=dvc_record, dvc_push=dvc_push, cfg=cfg,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow
 
 from neural_trader.config import StudyConfig
-from tasks.warmup_tasks import (
+from tasks.warmups import (
     classifier_evaluate,
     classifier_generate,
     classifier_plot,
@@ -26,19 +26,21 @@ from tasks.warmup_tasks import (
     regression_plot,
     regression_train,
 )
-from tasks.workspace import Workspace, load_params
+from stages.catalog import Workspace, load_params
 
 __all__ = ["regression", "classifier", "warmups", "run_warmups", "format_reports"]
 
 
-def _setup(params: str, overrides: list[str] | None, workspace: str) -> tuple[StudyConfig, str]:
-    return load_params(params, overrides or []), str(Workspace(Path(workspace)).root)
+def _setup(params: str, overrides: list[str] | None, workspace: str,
+           cfg: StudyConfig | None) -> tuple[StudyConfig, str]:
+    return cfg or load_params(params, overrides or []), str(Workspace(Path(workspace)).root)
 
 
 @flow(name="regression", persist_result=True, result_serializer="json")
-def regression(params: str = "params.yaml", overrides: list[str] | None = None, workspace: str = ".") -> dict[str, Any]:
+def regression(params: str = "params.yaml", overrides: list[str] | None = None, workspace: str = ".",
+              cfg: StudyConfig | None = None) -> dict[str, Any]:
     """y = beta0 + beta1 x + sigma e: recover beta0, beta1 and sigma."""
-    cfg, ws = _setup(params, overrides, workspace)
+    cfg, ws = _setup(params, overrides, workspace, cfg)
     data = regression_generate.submit(cfg, ws)
     fit = regression_train.submit(cfg, ws, wait_for=[data])
     report = regression_evaluate.submit(cfg, ws, wait_for=[fit])
@@ -48,9 +50,10 @@ def regression(params: str = "params.yaml", overrides: list[str] | None = None, 
 
 
 @flow(name="classifier", persist_result=True, result_serializer="json")
-def classifier(params: str = "params.yaml", overrides: list[str] | None = None, workspace: str = ".") -> dict[str, Any]:
+def classifier(params: str = "params.yaml", overrides: list[str] | None = None, workspace: str = ".",
+              cfg: StudyConfig | None = None) -> dict[str, Any]:
     """label = 1{x . ones(dim) + logistic noise > 0}: a small network against the Bayes rate."""
-    cfg, ws = _setup(params, overrides, workspace)
+    cfg, ws = _setup(params, overrides, workspace, cfg)
     data = classifier_generate.submit(cfg, ws)
     fit = classifier_train.submit(cfg, ws, wait_for=[data])
     report = classifier_evaluate.submit(cfg, ws, wait_for=[fit])
@@ -61,23 +64,26 @@ def classifier(params: str = "params.yaml", overrides: list[str] | None = None, 
 
 @flow(name="warmups", persist_result=True, result_serializer="json")
 def warmups(params: str = "params.yaml", overrides: list[str] | None = None,
-            workspace: str = ".") -> dict[str, dict[str, Any]]:
+            workspace: str = ".", cfg: StudyConfig | None = None) -> dict[str, dict[str, Any]]:
     """Both warm-ups, one after the other."""
+    cfg = cfg or load_params(params, overrides or [])
     return {
-        "regression": regression(params, overrides, workspace),
-        "classifier": classifier(params, overrides, workspace),
+        "regression": regression(params, overrides, workspace, cfg),
+        "classifier": classifier(params, overrides, workspace, cfg),
     }
 
 
 FLOWS = {"warmups": warmups, "regression": regression, "classifier": classifier}
 
 
-def run_warmups(which: str, params: str, overrides: list[str], workspace: str) -> dict[str, dict[str, Any]]:
-    """Validate params, then run flow `which` holding the workspace lock; the reports by warm-up."""
-    load_params(params, overrides)  # fails here, before any work, on a bad key
+def run_warmups(which: str, params: str, overrides: list[str], workspace: str,
+                cfg: StudyConfig | None = None) -> dict[str, dict[str, Any]]:
+    """Validate params (unless `cfg` is given), then run flow `which` holding the workspace lock."""
+    cfg = cfg or load_params(params, overrides)  # fails here, before any work, on a bad key
     ws = Workspace(Path(workspace))
     with ws.lock(which):
-        result = FLOWS[which](params=str(Path(params).resolve()), overrides=list(overrides), workspace=str(ws.root))
+        result = FLOWS[which](params=str(Path(params).resolve()), overrides=list(overrides), workspace=str(ws.root),
+                              cfg=cfg)
     return result if which == "warmups" else {which: result}
 
 

@@ -3,7 +3,7 @@
 `params.yaml` is parsed once into `StudyConfig`. Anything unknown, mistyped or
 out of range raises `ConfigError`, naming the key path (`train.lr`) and what is
 allowed, before any work starts. This module never touches a file: it takes
-plain dicts (see `tasks.workspace.load_params` for reading YAML).
+plain dicts (see `stages.catalog.load_params` for reading YAML).
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ class AR1Regime(_Strict):
     vol: float = Field(1.0, gt=0, description="std of the innovation e_t")
 
 
+#: every kind of source a regime can name; `neural_trader.sources.SOURCES` maps each tag to its source
 RegimeConfig = Annotated[Union[IIDRegime, AR1Regime], Field(discriminator="kind")]
+REGIME_KINDS = ("iid", "ar1")
 
 
 class DataConfig(_Strict):
@@ -79,7 +81,8 @@ class ModelConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    optimizer: Literal["rmsprop"] = "rmsprop"
+    """Minibatch RMSprop (torch's defaults: alpha 0.99, eps 1e-8), the seed's optimiser."""
+
     lr: float = Field(0.01, gt=0, le=10, description="learning rate")
     epochs: int = Field(250, ge=1, le=100_000, description="passes over the training windows")
     batch_size: int = Field(1000, ge=1, description="windows per step")
@@ -190,9 +193,14 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         # discriminated unions put the tag in the location ("ar1"); drop it
-        loc = [str(p) for p in err["loc"] if p not in ("iid", "ar1")]
+        loc = [str(p) for p in err["loc"] if p not in REGIME_KINDS]
         key = ".".join(loc)
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            tag = (err.get("ctx") or {}).get("tag")
+            got = f"unknown source kind {tag!r}" if err["type"] == "union_tag_invalid" else "missing source kind"
+            lines.append(f"{key}.kind: {got} (allowed: {', '.join(REGIME_KINDS)})")
+            continue
         if not key:  # cross-field checks name their own keys
             lines.append(msg)
             continue

@@ -14,14 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import AR1Regime, IIDRegime
-
 __all__ = [
     "seed_from",
     "make_generator",
     "iid_returns",
     "ar1_returns",
-    "generate_returns",
     "window_returns",
     "Windows",
     "check_positive",
@@ -74,15 +71,6 @@ def ar1_returns(
     shocks[:, 0] /= math.sqrt(1.0 - rho * rho)
     values = lfilter([1.0], [1.0, -rho], shocks, axis=1)
     return torch.from_numpy(vol * values).to(torch.float32)
-
-
-def generate_returns(
-    regime: IIDRegime | AR1Regime, n: int, length: int, *, generator: torch.Generator
-) -> torch.Tensor:
-    """(n, length) returns of the given regime."""
-    if isinstance(regime, AR1Regime):
-        return ar1_returns(n, length, rho=regime.rho, vol=regime.vol, generator=generator)
-    return iid_returns(n, length, vol=regime.vol, generator=generator)
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,13 @@ tensors (copied to the CPU), outputs are numpy arrays and floats.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from .config import AR1Regime, IIDRegime
+from .sources import make_source
 
 __all__ = [
     "policy_metrics",
@@ -35,6 +35,8 @@ __all__ = [
     "oracle_fraction",
     "position_curve",
     "oracle_curve",
+    "evaluate_cell",
+    "CURVE_GRID",
     "METRICS",
 ]
 
@@ -46,18 +48,6 @@ def _array(values: Any, name: str) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     return np.asarray(values, dtype=np.float64)
-
-
-def _regime(regime: Any) -> tuple[str, float, float]:
-    """(kind, rho, vol) of an IIDRegime / AR1Regime or an equivalent mapping."""
-    if isinstance(regime, AR1Regime):
-        return "ar1", float(regime.rho), float(regime.vol)
-    if isinstance(regime, IIDRegime):
-        return "iid", 0.0, float(regime.vol)
-    if isinstance(regime, Mapping) and regime.get("kind") in ("iid", "ar1"):
-        cls = AR1Regime if regime["kind"] == "ar1" else IIDRegime
-        return _regime(cls(**regime))  # validates, fills defaults
-    raise ValueError(f"regime must be an IIDRegime or AR1Regime (kind 'iid' or 'ar1'), got {regime!r}")
 
 
 def _last_return(x: Any) -> np.ndarray:
@@ -136,12 +126,16 @@ def oracle_position(x: Any, regime: Any) -> np.ndarray:
     AR(1): 1 where rho * x[..., -1] > 0 (the conditional mean of the next return
     is positive), else 0. i.i.d.: 0 everywhere, since no position has positive
     expected return (cash ties with every other policy; it is the zero-risk choice).
+    The policy is the regime's source's oracle (`neural_trader.sources`).
     """
-    kind, rho, _ = _regime(regime)
-    last = _last_return(x)
-    if kind == "iid":
-        return np.zeros_like(last)
-    return (rho * last > 0).astype(np.float64)
+    return _oracle(regime).position(x)
+
+
+def _oracle(regime: Any):
+    source = make_source(regime)
+    if source.oracle is None:
+        raise ValueError(f"regime {regime!r} has no known law, so no oracle")
+    return source.oracle
 
 
 def baseline_positions(x: Any, regime: Any) -> dict[str, np.ndarray]:
@@ -160,10 +154,7 @@ def oracle_expected_return(regime: Any) -> float:
     s = vol / sqrt(1 - rho^2), so rho * r_last ~ N(0, (rho s)^2) and
     E[max(rho r_last, 0)] = |rho| * s / sqrt(2 pi). For i.i.d. returns it is 0.
     """
-    kind, rho, vol = _regime(regime)
-    if kind == "iid":
-        return 0.0
-    return abs(rho) * vol / math.sqrt(1.0 - rho * rho) / math.sqrt(2.0 * math.pi)
+    return _oracle(regime).expected_return()
 
 
 def oracle_fraction(variant_return: Any, oracle_return: float, *, tol: float = 1e-12) -> Any:
@@ -219,7 +210,7 @@ def position_curve(
     if replicas is not None:
         if not isinstance(replicas, int) or replicas < 1:
             raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
-        inputs = inputs.unsqueeze(0).expand(replicas, -1, -1)
+        inputs = inputs.unsqueeze(0).expand(replicas, -1, -1).contiguous()
     with torch.no_grad():
         out = model_fn(inputs)
     return _array(out, "model output")
@@ -227,5 +218,71 @@ def position_curve(
 
 def oracle_curve(regime: Any, grid: Any) -> np.ndarray:
     """The oracle's position at each last return in grid: a 0/1 step at 0 (all 0 for i.i.d.)."""
-    g = _grid(grid)
-    return oracle_position(g[:, None], regime)
+    return _oracle(regime).curve(_grid(grid))
+
+
+# ---------------------------------------------------------------- one cell
+#: last returns at which the learned position curve is read (other lags 0)
+CURVE_GRID = np.linspace(-3.0, 3.0, 61)
+
+
+@torch.no_grad()
+def replica_positions(net: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                      chunk: int = 65536) -> torch.Tensor:
+    """(S, n, lag) windows, replica s on its own rows -> (S, n) positions, in chunks of rows."""
+    return torch.cat([net(x[:, lo:lo + chunk]) for lo in range(0, x.shape[1], chunk)], dim=1)
+
+
+def evaluate_cell(nets: dict[str, Any], train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
+                  test_y: torch.Tensor, valid_return: np.ndarray, train_return: np.ndarray,
+                  oracle: Any) -> dict[str, Any]:
+    """Held-out metrics of every replica of one cell, baselines on the same draws, the learned curve.
+
+    Args:
+        nets: {"last": final weights, "best": best-validation-epoch weights}, each
+            an eval-mode module (S, n, lag) -> (S, n) positions.
+        train_x, train_y, test_x, test_y: (S, n, lag) windows and (S, n) next returns.
+        valid_return, train_return: (S, epochs) per-epoch history (train return in train mode).
+        oracle: the source's `Oracle`, or None when its law is unknown.
+
+    Returns a JSON-ready dict: per_seed lists (S,), baselines (means over seeds),
+    the oracle's expected and realised return and the fraction of it captured,
+    the learned position curve (S, grid) and the validation curves (S, epochs).
+    The in-sample return is taken with the final weights in eval mode (no
+    dropout), so the gap compares like with like.
+    """
+    per_seed: dict[str, list[float]] = {}
+    for which, net in nets.items():
+        suffix = "" if which == "last" else f"_{which}"
+        for k, v in policy_metrics(replica_positions(net, test_x), test_y).items():
+            per_seed[f"test_{k}{suffix}"] = np.asarray(v, dtype=float).tolist()
+    last = nets["last"]
+    replicas, lag = test_x.shape[0], test_x.shape[-1]
+    curve = position_curve(last, lag, CURVE_GRID, replicas=replicas)  # (S, grid)
+    with torch.no_grad():
+        in_sample = (last(train_x) * train_y).mean(dim=1).numpy()  # (S,)
+    per_seed["train_return"] = in_sample.tolist()
+    per_seed["train_return_train_mode"] = train_return[:, -1].tolist()
+    per_seed["gap"] = (in_sample - np.asarray(per_seed["test_mean_return"])).tolist()
+    per_seed["best_epoch"] = (valid_return.argmax(axis=1) + 1).astype(float).tolist()
+    per_seed["valid_return_last"] = valid_return[:, -1].tolist()
+    per_seed["valid_return_best"] = valid_return.max(axis=1).tolist()
+    positions = {"cash": cash_position(test_x), "buy_and_hold": buy_and_hold_position(test_x)}
+    if oracle is not None:
+        positions["oracle"] = oracle.position(test_x)
+    baselines = {}
+    for name, pos in positions.items():
+        m = policy_metrics(pos, test_y)
+        baselines[name] = {k: float(np.mean(v)) for k, v in m.items()}
+        per_seed[f"{name}_return"] = np.asarray(m["mean_return"], dtype=float).tolist()
+    mean_test = float(np.mean(per_seed["test_mean_return"]))
+    realised = baselines["oracle"]["mean_return"] if oracle is not None else None
+    return {
+        "test_windows_per_seed": int(test_x.shape[1]),
+        "per_seed": per_seed,
+        "baselines": baselines,
+        "oracle_expected_return": oracle.expected_return() if oracle is not None else None,
+        "oracle_fraction": oracle_fraction(mean_test, realised) if oracle is not None else None,
+        "curve": {"last_return": CURVE_GRID.tolist(), "position": curve.tolist()},
+        "valid_return_curve": np.round(valid_return, 7).tolist(),  # (S, epochs)
+    }

@@ -1,13 +1,15 @@
 """A Prefect cache policy keyed on what determines a stage's output.
 
 Prefect's INPUTS policy cannot hash tensors stably and hashes a Path by its
-name, so it is not used. `StageCache` keys a task run on `tasks.steps.stage_key`:
-the stage's params sections, the content of its input files and its code.
+name, so it is not used. `StageCache` keys a task run on
+`stages.registry.stage_key`: the stage's params keys, the content of its input
+files and its code.
 
-A cached record is only trusted while the stage's outputs on disk are the ones
-it recorded. If an output was deleted or altered, the record for that key is
-evicted before Prefect looks it up, so the task runs again instead of
-returning a stale hit.
+The stage's stamp decides whether it is up to date; Prefect's record is only
+trusted while the stamp vouches for the outputs on disk. If an output was
+deleted or altered, the record for that key is evicted before Prefect looks it
+up, so the task runs again instead of returning a stale hit. The task body
+passes the key on (`stage_digest`), so it is computed once per task run.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 
-from .stages import outputs_valid, stage_key
-from .workspace import Workspace
+from prefect.transactions import get_transaction
+
+from stages.catalog import Workspace
+from stages.registry import stage_key, up_to_date
 
 log = logging.getLogger("neural_trader")
 
@@ -41,7 +45,7 @@ class StageCache(CachePolicy):
         item = {k: inputs[k] for k in ("regime", "model") if k in inputs}
         digest = stage_key(self.stage, cfg, ws, item)
         key = f"{self.stage}-{digest}"
-        if outputs_valid(self.stage, cfg, ws, item, digest) is None:
+        if up_to_date(self.stage, cfg, ws, item, digest) is None:
             _evict(task_ctx, key)
         return key
 
@@ -55,3 +59,10 @@ def _evict(task_ctx: TaskRunContext, key: str) -> None:
         if path.exists():
             path.unlink()
             log.info("evicted cached result %s: its outputs changed on disk", key)
+
+
+def stage_digest(stage: str) -> str | None:
+    """The stage key `StageCache` computed for the running task, or None outside a cached task run."""
+    txn = get_transaction()
+    key = getattr(txn, "key", None) or ""
+    return key.removeprefix(f"{stage}-") if key.startswith(f"{stage}-") else None

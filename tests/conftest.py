@@ -58,14 +58,14 @@ def shrunk_params(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def shrunk_cfg(shrunk_params: Path):
-    from tasks.workspace import load_params
+    from stages.catalog import load_params
 
     return load_params(shrunk_params)
 
 
 def run_study_stages(cfg, root: Path, compare: bool = True) -> None:
     """Every stage of the study in order, in-process, without Prefect."""
-    from tasks.stages import run_stage
+    from stages.run import run_stage
 
     for regime in cfg.data.regimes:
         run_stage("generate", cfg, root, regime=regime)

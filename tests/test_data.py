@@ -19,12 +19,12 @@ from scipy import stats
 from neural_trader.config import AR1Regime, IIDRegime
 from neural_trader.data import (
     ar1_returns,
-    generate_returns,
     iid_returns,
     make_generator,
     seed_from,
     window_returns,
 )
+from neural_trader.sources import generate_returns
 
 
 def gen(*keys: object) -> torch.Generator:

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
-                 "dvc_plots_template/index.html", "neural_trader", "tasks", "flows"]
+                 "dvc_plots_template/index.html", "neural_trader", "stages", "tasks", "flows"]
 TINY = {
     "seeds": {"count": 3},
     "data": {"n_train": 200, "n_valid": 50, "n_test": 500},

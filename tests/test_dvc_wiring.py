@@ -1,4 +1,4 @@
-"""dvc.yaml against the stage registry, the offline plots page, and `tasks.versioning` on a tiny repo.
+"""dvc.yaml against the stage registry, the offline plots page, and `stages.versioning` on a tiny repo.
 
 Fast: DVC resolves dvc.yaml in-process (no stage runs), and the versioning
 tests drive the real `dvc` on a one-stage repository whose command is `echo`.
@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import tasks.warmup_stages  # noqa: F401  registers the warm-up stages, as `neural-trader stage` does
-from tasks import versioning
-from tasks.stages import STAGES, code_files, item_id
-from tasks.workspace import Workspace, load_params
+from stages import versioning
+from stages.registry import STAGES, code_files, item_id
+from stages.catalog import Workspace, load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
@@ -146,7 +145,7 @@ def test_plots_page_needs_no_network():
         assert f"<script>/* {lib}" in html
 
 
-# ------------------------------------------------------------------ tasks.versioning
+# ------------------------------------------------------------------ stages.versioning
 def _git_dvc_repo(root: Path) -> Path:
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
     subprocess.run([*DVC, "init", "-q"], cwd=root, check=True)
@@ -242,7 +241,7 @@ def test_check_recordable_refuses_what_dvc_yaml_does_not_describe(tmp_path):
         rel = Path(*name.split(".")).with_suffix(".py")
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
-    (tmp_path / "tasks").mkdir()
-    for rel in ("tasks/stages.py", "tasks/steps.py", "tasks/workspace.py"):
+    (tmp_path / "stages").mkdir(exist_ok=True)
+    for rel in ("stages/registry.py", "stages/study.py", "stages/catalog.py"):
         (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
     versioning.check_recordable(ws, tmp_path / "params.yaml", [], ["generate"])

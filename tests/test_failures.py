@@ -12,14 +12,14 @@ import time
 import pytest
 import yaml
 
-from tasks.stages import STAGES, outputs_valid, stage_key
-from tasks.workspace import Workspace, WorkspaceBusy, atomic_write_bytes, load_params
+from stages.registry import STAGES, stage_key, up_to_date
+from stages.catalog import Workspace, WorkspaceBusy, atomic_write_bytes, load_params
 from tests.conftest import ROOT, SHRUNK, _merge
 
 HOLD = """
 import sys, time
 from pathlib import Path
-from tasks.workspace import Workspace
+from stages.catalog import Workspace
 with Workspace(sys.argv[1]).lock("holder"):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))
@@ -87,7 +87,7 @@ def test_killed_run_leaves_no_corrupt_file_and_resumes(tmp_path, prefect_server)
     for stamp in stamps:  # whatever a stamp vouches for is intact
         name, _, item_id = stamp.partition("@")
         item = dict(zip(STAGES[name].items, item_id.split("-")))
-        assert outputs_valid(name, cfg, ws, item, stage_key(name, cfg, ws, item)) is not None, stamp
+        assert up_to_date(name, cfg, ws, item, stage_key(name, cfg, ws, item)) is not None, stamp
 
     from flows.experiment import experiment
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks import pipeline
-from tasks.stages import STAGES, run_stage
-from tasks.workspace import Workspace, load_params
+from tasks import study as pipeline
+from stages.registry import STAGES
+from stages.run import run_stage
+from stages.catalog import Workspace, load_params
 from tests.conftest import run_study_stages, task_states
 
 STUDY_TASKS = 2 * 2 + 3 * 4 + 1  # generate+window per regime, train+evaluate+plot per cell, compare

@@ -12,8 +12,8 @@ from hypothesis import strategies as hs
 from scipy import stats as st
 
 from neural_trader.config import CompareConfig
+from neural_trader.contrasts import contrasts
 from neural_trader.stats import (
-    contrasts,
     format_number,
     format_p,
     holm,

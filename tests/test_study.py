@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tasks.workspace import Workspace, load_params
+from stages.catalog import Workspace, load_params
 from tests.conftest import run_study_stages
 
 

@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from neural_trader.config import AR1Regime, IIDRegime
-from neural_trader.data import Windows, generate_returns, make_generator, window_returns
+from neural_trader.data import Windows, make_generator, window_returns
+from neural_trader.sources import generate_returns
 from neural_trader.models import LinearRegression1D, TraderNet
 from neural_trader.train import (
     TRADER_COLUMNS,

@@ -32,10 +32,11 @@ from flows.cli import main
 from neural_trader import warmups as W
 from neural_trader.config import apply_overrides
 from neural_trader.models import Classifier, LinearRegression1D
-from tasks import warmup_tasks
-from tasks.stages import STAGES, code_files, run_stage
-from tasks.warmup_stages import WARMUP_STAGES, WARMUPS
-from tasks.workspace import Workspace, load_params, load_tensors, read_json
+from tasks import warmups as warmup_tasks
+from stages.registry import STAGES, code_files
+from stages.run import run_stage
+from stages.registry import WARMUPS
+from stages.catalog import Workspace, load_params, load_tensors, read_json
 from tests.conftest import task_states
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,20 +168,21 @@ def test_stage_needs_its_inputs(shrunk, tmp_path):
 
 # ------------------------------------------------------------------ the wiring
 def test_stages_registered_with_their_own_params(shrunk):
-    assert [s.name for s in WARMUP_STAGES] == NAMES
-    for stage in WARMUP_STAGES:
+    assert [s.name for s in [STAGES[n] for n in NAMES]] == NAMES
+    for stage in [STAGES[n] for n in NAMES]:
         assert STAGES[stage.name] is stage and stage.items == ()
         exp = stage.name.split("_")[0]
         for key in stage.params(shrunk, {}):
-            assert key == "seeds.base" or key.startswith(f"warmups.{exp}."), (stage.name, key)
+            assert key in ("seeds.base", "runtime.torch_threads") or key.startswith(f"warmups.{exp}."), (stage.name, key)
             shrunk.section(key)  # exists
         task = getattr(warmup_tasks, stage.name)
         assert task.name == stage.name  # task name = stage name = DVC stage name
 
 
 def _dvc_stages() -> dict:
-    """docs/warmups-dvc.yaml, as it will read once appended under `stages:`."""
-    return yaml.safe_load("stages:\n" + (ROOT / "docs" / "warmups-dvc.yaml").read_text())["stages"]
+    """The warm-up stages of the project's dvc.yaml, in its order."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return {name: spec for name, spec in stages.items() if name.split("_")[0] in WARMUPS}
 
 
 def _history_columns(stage: str) -> tuple[str, ...]:
@@ -194,7 +196,7 @@ def _paths(entries: list) -> list[str]:
 def test_dvc_yaml_agrees_with_the_registry(shrunk, tmp_path):
     stages, ws = _dvc_stages(), Workspace(tmp_path)
     assert list(stages) == NAMES
-    for stage in WARMUP_STAGES:
+    for stage in [STAGES[n] for n in NAMES]:
         spec = stages[stage.name]
         assert spec["cmd"] == f"python -m flows.cli stage {stage.name}"
         assert spec.get("params", []) == stage.params(shrunk, {})
@@ -265,12 +267,12 @@ def test_flows_end_to_end(prefect_server, tmp_path, capsys):
 # ------------------------------------------------------------------ dvc repro
 def _git_dvc_repo(path: Path) -> None:
     """A temporary git + DVC repo: the code (`python -m` runs this copy), shrunk params, the warm-up stages."""
-    for package in ("neural_trader", "tasks", "flows"):
+    for package in ("neural_trader", "stages", "tasks", "flows"):
         shutil.copytree(ROOT / package, path / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(ROOT / ".gitignore", path / ".gitignore")
     raw = apply_overrides(yaml.safe_load(PARAMS.read_text()), SHRUNK)
     (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    (path / "dvc.yaml").write_text("stages:\n" + (ROOT / "docs" / "warmups-dvc.yaml").read_text())
+    (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": _dvc_stages()}, sort_keys=False))
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
                 ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "warm-ups"]):
         subprocess.run(cmd, cwd=path, check=True, env=_env())

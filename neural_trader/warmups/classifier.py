@@ -1,33 +1,8 @@
-"""The seed's two warm-ups, framework-free: a 1-D linear regression and a noisy-hyperplane classifier.
-
-Both train with the study's generic `train.fit` (RMSprop, minibatches reshuffled
-every epoch), so the warm-ups exercise the same trainer as the trader. Every
-function takes explicit `torch.Generator`s (see `data.make_generator`); nothing
-here touches the global RNG, a file or an orchestration framework.
-
-Replicas: the `fit_*` functions take either one generator (one replica, S=1) or
-a sequence of S generators (S replicas trained in one batched run, replica s
-initialised and shuffled by generators[s]). The data are shared by all replicas.
-The reports describe one replica, chosen with `replica=` (default 0).
-
-Regression (seed section "Linear Regression"):
-    y = beta0 + beta1 * x + sigma * eps,   x, eps ~ N(0, 1)
-fitted by minimising mean squared error; sigma is backed out afterwards from
-the residuals (the Gaussian likelihood's maximiser in sigma given the betas).
-
-Classifier (seed section "Neural Networks"):
-    label = 1{beta0 + x @ beta1 + e > 0},   x ~ N(0, I_dim),  e ~ Logistic(0, 1)
-with beta0 = 0 and beta1 = ones(dim), learnt by a dim -> hidden -> 2-logit
-network under cross-entropy. Since P(label = 1 | x) = sigmoid(z), z = beta0 + x @ beta1,
-the Bayes classifier predicts 1 when z > 0 and is right with probability
-sigmoid(|z|); its accuracy is E[sigmoid(|z|)] with z ~ N(beta0, |beta1|^2).
-"""
+"""The seed's noisy-hyperplane classifier and its Bayes rate (simulated and by quadrature)."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -35,140 +10,20 @@ import torch.nn.functional as F
 from scipy import integrate
 from scipy.special import expit
 
-from .config import ClassifierConfig, RegressionConfig
-from .models import Classifier, LinearRegression1D
-from .train import History, fit
+from ..config import ClassifierConfig
+from ..models import Classifier
+from ..train import History, fit
+from ._common import Generators, _as_generators, _replicate
 
-__all__ = [
-    "REGRESSION_COLUMNS",
-    "CLASSIFIER_COLUMNS",
-    "TEST_COLUMNS",
-    "CLASSIFIER_BETA0",
-    "classifier_beta1",
-    "regression_data",
-    "fit_regression",
-    "regression_report",
-    "classifier_data",
-    "classifier_loss",
-    "classifier_stats",
-    "fit_classifier",
-    "bayes_rate",
-    "bayes_rate_integral",
-    "classifier_report",
-]
-
-REGRESSION_COLUMNS = ("beta0", "beta1", "loss")
 CLASSIFIER_COLUMNS = ("accuracy", "false_pos", "false_neg")
 TEST_COLUMNS = tuple(f"test_{c}" for c in CLASSIFIER_COLUMNS)
 
 CLASSIFIER_BETA0 = 0.0  # the seed's hyperplane offset
 
-Generators = torch.Generator | Sequence[torch.Generator]
-
 
 def classifier_beta1(dim: int, device: str | torch.device = "cpu") -> torch.Tensor:
     """The seed's hyperplane normal: ones(dim)."""
     return torch.ones(dim, device=device)
-
-
-def _as_generators(generator: Generators) -> list[torch.Generator]:
-    gens = [generator] if isinstance(generator, torch.Generator) else list(generator)
-    if not gens or not all(isinstance(g, torch.Generator) for g in gens):
-        raise ValueError("generator must be a torch.Generator or a non-empty sequence of them (one per replica)")
-    device = gens[0].device
-    if any(g.device != device for g in gens):
-        raise ValueError("all generators must live on the same device")
-    return gens
-
-
-def _replicate(t: torch.Tensor, replicas: int, device: torch.device) -> torch.Tensor:
-    """(n, ...) -> (S, n, ...) on `device`, one shared copy seen by every replica."""
-    t = t.to(device)
-    return t.unsqueeze(0).expand(replicas, *t.shape)
-
-
-# ---------------------------------------------------------------------- regression
-def regression_data(cfg: RegressionConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x (n,), y (n,)) with y = beta0 + beta1 * x + sigma * eps; x then eps drawn from `generator`."""
-    dev = generator.device
-    x = torch.randn(cfg.n, generator=generator, device=dev)
-    eps = torch.randn(cfg.n, generator=generator, device=dev)
-    return x, cfg.beta0 + cfg.beta1 * x + cfg.sigma * eps
-
-
-def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # (S, B), (S, B) -> (S,)
-    return ((out - y) ** 2).mean(dim=1)
-
-
-def fit_regression(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    cfg: RegressionConfig,
-    generator: Generators,
-    progress: bool = False,
-) -> tuple[LinearRegression1D, History]:
-    """Fit y ~ beta0 + beta1 * x by minibatch RMSprop on the MSE, both betas starting at 0.
-
-    Uses cfg.lr, cfg.epochs and cfg.batch_size; `generator` (or one per replica)
-    drives the epoch shuffles. History columns REGRESSION_COLUMNS: beta0 and beta1
-    at the end of each epoch, and loss, the mean over the epoch's batches of the
-    batch MSE (each taken before that batch's update).
-    """
-    gens = _as_generators(generator)
-    if x.dim() != 1 or y.shape != x.shape:
-        raise ValueError(f"x and y must be (n,) of equal length, got {tuple(x.shape)} and {tuple(y.shape)}")
-    dev, s = gens[0].device, len(gens)
-    model = LinearRegression1D(replicas=s).to(dev)
-    hist, _ = fit(
-        model,
-        _mse,
-        _replicate(x, s, dev),
-        _replicate(y, s, dev),
-        gens,
-        lr=cfg.lr,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        batch_stats=lambda out, yb: _mse(out, yb).unsqueeze(1),
-        valid_stats=lambda m: torch.cat([m.beta0, m.beta1], dim=1),  # (S, 2)
-        columns=("loss", "beta0", "beta1"),
-        progress=progress,
-        desc="regression",
-    )
-    order = [hist.columns.index(c) for c in REGRESSION_COLUMNS]
-    return model, dataclasses.replace(hist, values=hist.values[..., order], columns=REGRESSION_COLUMNS)
-
-
-def regression_report(
-    model: LinearRegression1D,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    cfg: RegressionConfig,
-    *,
-    ddof: int = 0,
-    replica: int = 0,
-) -> dict[str, float]:
-    """Recovered beta0, beta1 and sigma of one replica next to the truth, with absolute errors.
-
-    sigma is backed out from the residuals r = y - beta0 - beta1 * x as
-    sqrt(sum(r^2) / (n - ddof)). The default ddof=0 is the Gaussian maximum
-    likelihood estimate given the fitted betas (sqrt of the mean squared
-    residual); ddof=2 gives the usual unbiased-variance version for a
-    two-parameter fit. At the seed's n=10000 they differ by 1e-4 relative.
-    """
-    n = x.shape[0]
-    if not 0 <= ddof < n:
-        raise ValueError(f"ddof must be in [0, n), got {ddof}")
-    with torch.no_grad():
-        b0 = float(model.beta0[replica, 0])
-        b1 = float(model.beta1[replica, 0])
-        resid = y.double().cpu() - b0 - b1 * x.double().cpu()
-        sigma = math.sqrt(float((resid**2).sum()) / (n - ddof))
-    out: dict[str, float] = {}
-    for name, got, true in (("beta0", b0, cfg.beta0), ("beta1", b1, cfg.beta1), ("sigma", sigma, cfg.sigma)):
-        out[name] = got
-        out[f"{name}_true"] = float(true)
-        out[f"{name}_error"] = abs(got - true)
-    return out
 
 
 # ---------------------------------------------------------------------- classifier

@@ -1,9 +1,9 @@
 """The warm-ups' stage bodies: read inputs from the workspace, call the core, write outputs.
 
 <exp>_generate -> <exp>_train -> <exp>_evaluate -> <exp>_plot, <exp> = regression
-or classifier. What each reads and writes is registered in `tasks.warmup_stages`;
-both front doors (the Prefect tasks in `tasks.warmup_tasks` and `neural-trader
-stage <name>`) run these functions through `tasks.stages.run_stage`.
+or classifier. What each reads and writes is declared in `stages.registry`;
+both front doors (the Prefect tasks in `tasks.warmups` and `neural-trader
+stage <name>`) run these functions through `stages.run.run_stage`.
 
 The warm-ups train one replica on the CPU whatever `runtime.device` says: they
 take seconds, and CPU draws keep their numbers identical on every machine.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
 from neural_trader import plots
@@ -22,9 +21,10 @@ from neural_trader import warmups as W
 from neural_trader.config import StudyConfig
 from neural_trader.data import make_generator
 from neural_trader.models import Classifier, LinearRegression1D
+from neural_trader.history import read_table, single_table
 from neural_trader.train import History
 
-from .workspace import Workspace, atomic_write_bytes, load_tensors, read_json, save_tensors, write_json
+from .catalog import Workspace, atomic_write_bytes, load_tensors, read_json, save_tensors, write_json
 
 __all__ = [
     "regression_generate",
@@ -47,19 +47,13 @@ def _set_threads(cfg: StudyConfig) -> None:
 
 
 def _save_fit(ws: Workspace, exp: str, model: torch.nn.Module, history: History) -> None:
-    """The weights, and the per-epoch history as the TSV that DVC plots (the warm-ups train one replica)."""
+    """The weights, and the per-epoch history as the TSV that DVC plots."""
     save_tensors(ws.warmup_model(exp), model.state_dict())
-    lines = ["\t".join(("epoch", *history.columns))]
-    for e, row in enumerate(history.values[0].tolist()):  # (epochs, columns)
-        lines.append("\t".join((str(e + 1), *(f"{v:.6g}" for v in row))))
-    atomic_write_bytes(ws.warmup_history(exp), ("\n".join(lines) + "\n").encode())
+    atomic_write_bytes(ws.warmup_history(exp), single_table(history).encode())
 
 
-def _read_history(ws: Workspace, exp: str) -> dict[str, np.ndarray]:
-    """The history TSV as column name -> (epochs,) array."""
-    header, *rows = ws.warmup_history(exp).read_text().splitlines()
-    values = np.array([[float(v) for v in row.split("\t")] for row in rows])  # (epochs, 1 + columns)
-    return {c: values[:, j] for j, c in enumerate(header.split("\t"))}
+def _read_history(ws: Workspace, exp: str) -> dict[str, Any]:
+    return read_table(ws.warmup_history(exp).read_text())
 
 
 def _final(history: History) -> dict[str, float]:

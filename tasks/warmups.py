@@ -1,4 +1,4 @@
-"""Prefect tasks for the warm-ups: one per stage of `tasks.warmup_stages`, built like `tasks.pipeline`.
+"""Prefect tasks for the warm-ups: one per warm-up stage of `stages.registry`, built like `tasks.study`.
 
 Each task is a thin wrapper around `run_stage` with the same options as the
 trader's tasks (content-keyed `StageCache`, JSON result, retries on I/O only).
@@ -16,28 +16,26 @@ from prefect.artifacts import create_table_artifact
 
 from neural_trader.config import StudyConfig
 
-from . import warmup_stages  # noqa: F401  registers the warm-up stages (light: no torch until a stage runs)
-from .pipeline import _done, _options
-from .stages import run_stage
+from .study import _options, run
 
 
 # ------------------------------------------------------------------- regression
 @task(**_options("regression_generate"))
 def regression_generate(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
     """Draw the regression's (x, y)."""
-    return _done("regression_generate", run_stage("regression_generate", cfg, workspace))
+    return run("regression_generate", cfg, workspace)
 
 
 @task(**_options("regression_train"))
 def regression_train(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
     """Fit beta0 and beta1 by minibatch RMSprop."""
-    return _done("regression_train", run_stage("regression_train", cfg, workspace))
+    return run("regression_train", cfg, workspace)
 
 
 @task(**_options("regression_evaluate"))
 def regression_evaluate(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
     """Recovered beta0, beta1 and sigma against the truth; published as a table."""
-    report = _done("regression_evaluate", run_stage("regression_evaluate", cfg, workspace))
+    report = run("regression_evaluate", cfg, workspace)
     create_table_artifact(
         key="regression-report",
         table=[{"parameter": p, "recovered": report[p], "true": report[f"{p}_true"], "error": report[f"{p}_error"]}
@@ -50,26 +48,26 @@ def regression_evaluate(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
 @task(**_options("regression_plot"))
 def regression_plot(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
     """beta0, beta1 and loss per epoch."""
-    return _done("regression_plot", run_stage("regression_plot", cfg, workspace))
+    return run("regression_plot", cfg, workspace)
 
 
 # ------------------------------------------------------------------- classifier
 @task(**_options("classifier_generate"))
 def classifier_generate(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
     """Draw the classifier's training and test rows."""
-    return _done("classifier_generate", run_stage("classifier_generate", cfg, workspace))
+    return run("classifier_generate", cfg, workspace)
 
 
 @task(**_options("classifier_train"))
 def classifier_train(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
     """Train the dim -> hidden -> 2 network by minibatch RMSprop."""
-    return _done("classifier_train", run_stage("classifier_train", cfg, workspace))
+    return run("classifier_train", cfg, workspace)
 
 
 @task(**_options("classifier_evaluate"))
 def classifier_evaluate(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
     """Test accuracy against the simulated Bayes rate; published as a table."""
-    report = _done("classifier_evaluate", run_stage("classifier_evaluate", cfg, workspace))
+    report = run("classifier_evaluate", cfg, workspace)
     create_table_artifact(
         key="classifier-report",
         table=[{"quantity": k, "value": report[k]}
@@ -82,4 +80,4 @@ def classifier_evaluate(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
 @task(**_options("classifier_plot"))
 def classifier_plot(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
     """The three rates per epoch, accuracy against the Bayes rate."""
-    return _done("classifier_plot", run_stage("classifier_plot", cfg, workspace))
+    return run("classifier_plot", cfg, workspace)

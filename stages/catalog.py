@@ -1,6 +1,7 @@
 """The catalog: where every file of the study lives, and how it is read and written.
 
-This is the only place that builds a path or reads `params.yaml`. Writes are
+This is the only place that builds a path or reads `params.yaml` (parsed once
+per run: the validated config then travels with the run). Writes are
 atomic (a temporary file in the same folder, then `os.replace`), so a failed or
 interrupted run never leaves a half-written file behind. Tensors are stored as
 safetensors and everything else as JSON/TSV/PNG: nothing here unpickles.
@@ -30,6 +31,7 @@ __all__ = [
     "Workspace",
     "WorkspaceBusy",
     "load_params",
+    "read_params",
     "atomic_write_bytes",
     "write_json",
     "read_json",
@@ -43,19 +45,46 @@ class WorkspaceBusy(RuntimeError):
     """Another run holds the workspace."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"duplicate key {key!r} at line {line} (first at line {seen[key]})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_params(path: str | Path) -> dict[str, Any]:
+    """The params file as a dict; ConfigError naming the file (and line) when it is not a usable mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: the file is empty; it needs the study's sections (seeds, data, models, ...)")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    return raw
+
+
 def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
     """Read, override and validate a params file; ConfigError names the file and key."""
-    path = Path(path)
+    raw = read_params(path)
     try:
-        raw = yaml.safe_load(path.read_text()) if path.exists() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__}: {exc})") from None
-    if not path.exists():
-        raise ConfigError(f"{path}: params file not found")
-    if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    try:
-        return parse_config(apply_overrides(raw or {}, list(overrides)))
+        return parse_config(apply_overrides(raw, list(overrides)))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -225,7 +254,7 @@ class Workspace:
     def rel(self, path: Path) -> str:
         return Path(path).relative_to(self.root).as_posix()
 
-    # the warm-ups (tasks.warmup_steps), <exp> = regression | classifier:
+    # the warm-ups (stages.warmups), <exp> = regression | classifier:
     #   data/warmups/<exp>/data.safetensors       <exp>_generate
     #   models/warmups/<exp>.safetensors          <exp>_train
     #   metrics/warmups/<exp>/history.tsv         <exp>_train (per-epoch curves)

@@ -30,15 +30,15 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import stages as _stages
-from .stages import STAGES, code_files
-from .workspace import Workspace, file_digest
+from . import registry as _registry
+from .catalog import Workspace, file_digest
+from .registry import STAGES, code_files
 
 DVC_TIMEOUT_S = 900  # one DVC command; a push of the default study's outs takes seconds
 
 _BUSY = re.compile(r"is busy, it is being blocked by|Unable to acquire lock")
 _BLOCKER = re.compile(r"\(PID (\d+)\)")
-_CHECKOUT = Path(_stages.__file__).resolve().parents[1]  # the checkout this process imports our code from
+_CHECKOUT = Path(_registry.__file__).resolve().parents[1]  # the checkout this process imports our code from
 
 
 class DvcError(RuntimeError):

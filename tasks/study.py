@@ -1,4 +1,4 @@
-"""Prefect tasks: one per stage, each a thin wrapper around `tasks.steps.run_stage`.
+"""Prefect tasks of the study: one per stage, each a thin wrapper around `stages.run.run_stage`.
 
 What a task adds is orchestration: a content-keyed cache (`StageCache`), a
 JSON result (never pickle), retries on I/O errors only, a log line and, for the
@@ -17,11 +17,10 @@ from prefect.exceptions import MissingContextError
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from neural_trader.config import StudyConfig
+from stages import versioning
+from stages.catalog import Workspace
 
-from .caching import StageCache
-from . import versioning
-from .stages import run_stage
-from .workspace import Workspace
+from .caching import StageCache, stage_digest
 
 
 def _io_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -55,7 +54,11 @@ def _logger() -> Any:
         return logging.getLogger("neural_trader")
 
 
-def _done(stage: str, summary: dict[str, Any]) -> dict[str, Any]:
+def run(stage: str, cfg: StudyConfig, workspace: str, **item: str) -> dict[str, Any]:
+    """Run a stage with the key the cache policy computed, and log what happened."""
+    from stages.run import run_stage  # the bodies, and torch, load only when a stage runs
+
+    summary = run_stage(stage, cfg, workspace, key=stage_digest(stage), **item)
     verb = "reused" if summary.get("reused") else "ran"
     brief = {k: v for k, v in summary.items() if k != "reused" and isinstance(v, (str, int, float))}
     _logger().info("%s %s: %s", verb, stage, brief)
@@ -65,37 +68,37 @@ def _done(stage: str, summary: dict[str, Any]) -> dict[str, Any]:
 @task(**_options("generate"), task_run_name="generate[{regime}]")
 def generate(cfg: StudyConfig, workspace: str, regime: str) -> dict[str, Any]:
     """Draw one regime's train/valid/test returns."""
-    return _done("generate", run_stage("generate", cfg, workspace, regime=regime))
+    return run("generate", cfg, workspace, regime=regime)
 
 
 @task(**_options("window"), task_run_name="window[{regime}]")
 def window(cfg: StudyConfig, workspace: str, regime: str) -> dict[str, Any]:
     """Cut one regime's returns into lagged windows."""
-    return _done("window", run_stage("window", cfg, workspace, regime=regime))
+    return run("window", cfg, workspace, regime=regime)
 
 
 @task(**_options("train"), task_run_name="train[{regime}-{model}]")
 def train(cfg: StudyConfig, workspace: str, regime: str, model: str) -> dict[str, Any]:
     """Train one variant's S replicas on one regime, batched, on the configured device."""
-    return _done("train", run_stage("train", cfg, workspace, regime=regime, model=model))
+    return run("train", cfg, workspace, regime=regime, model=model)
 
 
 @task(**_options("evaluate"), task_run_name="evaluate[{regime}-{model}]")
 def evaluate(cfg: StudyConfig, workspace: str, regime: str, model: str) -> dict[str, Any]:
     """Test-split metrics, baselines and learned curve of one cell."""
-    return _done("evaluate", run_stage("evaluate", cfg, workspace, regime=regime, model=model))
+    return run("evaluate", cfg, workspace, regime=regime, model=model)
 
 
 @task(**_options("plot"), task_run_name="plot[{regime}-{model}]")
 def plot(cfg: StudyConfig, workspace: str, regime: str, model: str) -> dict[str, Any]:
     """The 2x2 training-history figure of one cell."""
-    return _done("plot", run_stage("plot", cfg, workspace, regime=regime, model=model))
+    return run("plot", cfg, workspace, regime=regime, model=model)
 
 
 @task(**_options("compare"), task_run_name="compare")
 def compare(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
     """Contrasts across seeds; publishes the verdict table and the report as artifacts."""
-    summary = _done("compare", run_stage("compare", cfg, workspace))
+    summary = run("compare", cfg, workspace)
     ws = Workspace(workspace)
     create_table_artifact(
         key="verdicts", table=summary["table"], description="Contrasts across seeds (Holm-adjusted)"

@@ -1,0 +1,208 @@
+"""The stage registry: every stage of the study and the warm-ups, what it reads, writes and depends on.
+
+A stage is identified by its name and item (a regime, a regime-model cell, or
+nothing). Its key hashes what determines its outputs: its params keys, the
+bytes of its input files and the source of its code. After a stage's body ran,
+a stamp (`.nt/stamps/`) records the key and the digest of every output. The
+stamp alone decides whether a stage is up to date (`up_to_date`): Prefect's
+cache policy asks it, and `stages.run.run_stage` asks it.
+
+This module is light on purpose (no torch, scipy or matplotlib): the Prefect
+cache policy computes keys through it, so a fully cached rerun never pays for
+importing the numerical stack. The bodies live in `stages.study`,
+`stages.compare` and `stages.warmups`, bound to their names in `stages.run`.
+dvc.yaml declares the same deps, params and outs (tests/test_dvc_wiring.py keeps
+them in step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from neural_trader.config import StudyConfig
+
+from .catalog import Workspace, file_digest, read_json
+
+__all__ = ["Stage", "STAGES", "STUDY_STAGES", "WARMUPS", "Item", "item_id", "cell_name", "code_files",
+           "stage_key", "up_to_date", "comparison_outputs"]
+
+Item = dict[str, str]
+
+# Training sums depend on the intra-op thread count, and CUDA's on the device:
+# both are in the key of every stage whose bytes they change. The device is keyed
+# as set (auto | cpu | cuda), not as resolved: resolving it needs torch.
+THREADS = "runtime.torch_threads"
+DEVICE = "runtime.device"
+
+
+def cell_name(regime: str, model: str) -> str:
+    return f"{regime}-{model}"
+
+
+def item_id(item: Item) -> str:
+    return "-".join(item[k] for k in ("regime", "model") if k in item)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a stage reads, writes and depends on; dvc.yaml declares the same."""
+
+    name: str
+    items: tuple[str, ...]  # what one run is about: ("regime",), ("regime", "model") or ()
+    params: Callable[[StudyConfig, Item], list[str]]
+    code: tuple[str, ...]  # modules whose source is part of the key, its body's module first
+    inputs: Callable[[StudyConfig, Workspace, Item], list[Path]]
+    outputs: Callable[[StudyConfig, Workspace, Item], list[Path]]
+
+
+def _cell(ws: Workspace, i: Item) -> str:
+    return cell_name(i["regime"], i["model"])
+
+
+def _train_outputs(ws: Workspace, i: Item) -> list[Path]:
+    c = _cell(ws, i)
+    return [ws.weights(c, "last"), ws.weights(c, "best"), ws.model_dir(c) / "history.safetensors",
+            ws.train_metrics(c) / "summary.json", ws.train_metrics(c) / "history.tsv"]
+
+
+COMPARISON_FIGURES = ("test_return", "gap", "learned_position", "valid_return")  # neural_trader.comparison.FIGURES
+
+
+def comparison_outputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
+    tables = [ws.comparison_tables / "headline.json", ws.comparison_tables / "valid_return.tsv"]
+    figures = [ws.comparison_plots / f"{f}.png" for f in COMPARISON_FIGURES]
+    return [ws.comparison_json, ws.comparison_report, *tables, *figures]
+
+
+STUDY_STAGES: tuple[Stage, ...] = (
+    Stage("generate", ("regime",),
+          lambda c, i: ["seeds", "data.n_train", "data.n_valid", "data.n_test", "data.length",
+                        f"data.regimes.{i['regime']}"],
+          ("stages.study", "neural_trader.sources", "neural_trader.data", "neural_trader.config"),
+          lambda c, w, i: [],
+          lambda c, w, i: [w.returns(i["regime"])]),
+    Stage("window", ("regime",),
+          lambda c, i: ["data.lag"],
+          ("stages.study", "neural_trader.data"),
+          lambda c, w, i: [w.returns(i["regime"])],
+          lambda c, w, i: [w.windows(i["regime"])]),
+    Stage("train", ("regime", "model"),
+          lambda c, i: ["seeds", "data.lag", "train", f"models.{i['model']}", THREADS, DEVICE],
+          ("stages.study", "neural_trader.models", "neural_trader.train", "neural_trader.data", "neural_trader.history"),
+          lambda c, w, i: [w.windows(i["regime"])],
+          lambda c, w, i: _train_outputs(w, i)),
+    Stage("evaluate", ("regime", "model"),
+          lambda c, i: ["seeds.count", "data.lag", f"models.{i['model']}", f"data.regimes.{i['regime']}", THREADS],
+          ("stages.study", "neural_trader.evaluate", "neural_trader.sources", "neural_trader.models",
+           "neural_trader.train"),
+          lambda c, w, i: [w.windows(i["regime"]), *_train_outputs(w, i)[:3]],
+          lambda c, w, i: [w.eval_metrics(_cell(w, i))]),
+    Stage("plot", ("regime", "model"),
+          lambda c, i: [],
+          ("stages.study", "neural_trader.plots"),
+          lambda c, w, i: [w.model_dir(_cell(w, i)) / "history.safetensors"],
+          lambda c, w, i: [w.history_plot(_cell(w, i))]),
+    Stage("compare", (),
+          lambda c, i: ["compare", "data", "models", "seeds", "train"],
+          ("stages.compare", "neural_trader.comparison", "neural_trader.contrasts", "neural_trader.stats",
+           "neural_trader.report", "neural_trader.plots", "neural_trader.evaluate", "neural_trader.sources"),
+          lambda c, w, i: [w.eval_metrics(cell_name(r, m)) for r, m in c.cells],
+          lambda c, w, i: comparison_outputs(c, w)),
+)
+
+# ---------------------------------------------------------------- the warm-ups
+# <exp>_generate -> <exp>_train -> <exp>_evaluate -> <exp>_plot, each reading only
+# its keys of warmups.<exp>, plus seeds.base where it draws random numbers.
+WARMUPS = ("regression", "classifier")
+
+
+def _keys(exp: str, *names: str, seeded: bool = True, threads: bool = True) -> list[str]:
+    return ["seeds.base"] * seeded + [f"warmups.{exp}.{n}" for n in names] + [THREADS] * threads
+
+
+def _fit(ws: Workspace, exp: str) -> list[Path]:
+    return [ws.warmup_model(exp), ws.warmup_history(exp)]
+
+
+_CORE = ("neural_trader.warmups", "neural_trader.warmups.regression", "neural_trader.warmups.classifier",
+         "neural_trader.warmups._common")
+_GEN = ("stages.warmups", *_CORE, "neural_trader.data")
+_FIT = (*_GEN, "neural_trader.models", "neural_trader.train", "neural_trader.history")
+_EVAL = ("stages.warmups", *_CORE, "neural_trader.models", "neural_trader.data")
+_PLOT = ("stages.warmups", "neural_trader.plots", "neural_trader.history")
+
+_WARMUP_KEYS = {
+    "regression": {"generate": ("n", "beta0", "beta1", "sigma"), "train": ("lr", "epochs", "batch_size"),
+                   "evaluate": ("beta0", "beta1", "sigma")},
+    "classifier": {"generate": ("n", "n_test", "dim"), "train": ("dim", "hidden", "lr", "epochs", "batch_size"),
+                   "evaluate": ("dim", "hidden", "bayes_draws")},
+}
+
+
+def _warmup_stages(exp: str) -> tuple[Stage, ...]:
+    keys = _WARMUP_KEYS[exp]
+    return (
+        Stage(f"{exp}_generate", (), lambda c, i: _keys(exp, *keys["generate"]), _GEN,
+              lambda c, w, i: [], lambda c, w, i: [w.warmup_data(exp)]),
+        Stage(f"{exp}_train", (), lambda c, i: _keys(exp, *keys["train"]), _FIT,
+              lambda c, w, i: [w.warmup_data(exp)], lambda c, w, i: _fit(w, exp)),
+        Stage(f"{exp}_evaluate", (),
+              lambda c, i: _keys(exp, *keys["evaluate"], seeded=exp == "classifier"), _EVAL,
+              lambda c, w, i: [w.warmup_data(exp), w.warmup_model(exp)], lambda c, w, i: [w.warmup_report(exp)]),
+        Stage(f"{exp}_plot", (), lambda c, i: [], _PLOT,
+              lambda c, w, i: [w.warmup_history(exp), w.warmup_report(exp)], lambda c, w, i: [w.warmup_plot(exp)]),
+    )
+
+
+STAGES: dict[str, Stage] = {s.name: s for s in (*STUDY_STAGES, *(s for e in WARMUPS for s in _warmup_stages(e)))}
+
+
+# ------------------------------------------------------------------- keys, stamps
+def code_files(stage: Stage) -> list[Path]:
+    """Source files of a stage: its modules, this registry and the catalog (located, not imported)."""
+    names = sorted({*stage.code, __name__, "stages.catalog"})
+    return [Path(importlib.util.find_spec(name).origin) for name in names]
+
+
+def _code_digest(stage: Stage) -> str:
+    h = hashlib.sha256()
+    for path in code_files(stage):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def stage_key(stage: str, cfg: StudyConfig, ws: Workspace, item: Item) -> str:
+    """Hash of everything that determines a stage's outputs (not the workspace's history)."""
+    spec = STAGES[stage]
+    payload = {
+        "stage": stage,
+        "item": item,
+        "params": {k: cfg.section(k) for k in spec.params(cfg, item)},
+        "inputs": {ws.rel(p): file_digest(p) for p in spec.inputs(cfg, ws, item)},
+        "code": _code_digest(spec),
+        "workspace": str(ws.root),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def up_to_date(stage: str, cfg: StudyConfig, ws: Workspace, item: Item, key: str) -> dict[str, Any] | None:
+    """The recorded summary if the stamp matches `key` and every output is intact, else None."""
+    try:
+        stamp = read_json(ws.stamp(stage, item_id(item)))
+    except (OSError, ValueError):
+        return None
+    if stamp.get("key") != key:
+        return None
+    outputs = STAGES[stage].outputs(cfg, ws, item)
+    recorded = stamp.get("outputs", {})
+    if set(recorded) != {ws.rel(p) for p in outputs}:
+        return None
+    if any(file_digest(p) != recorded[ws.rel(p)] for p in outputs):
+        return None
+    return stamp.get("summary")

@@ -1,0 +1,61 @@
+"""Running a stage: skip it when its stamp still vouches for its outputs, else run its body and stamp it.
+
+Both front doors call `run_stage`: the Prefect tasks (`tasks/`) and the DVC
+stage command (`neural-trader stage NAME`, what dvc.yaml runs), so both write
+the same bytes. Importing this module imports the bodies, and with them torch;
+the registry (`stages.registry`) is what stays light.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from neural_trader.config import StudyConfig
+
+from . import compare, study, warmups
+from .catalog import Workspace, file_digest, write_json
+from .registry import STAGES, item_id, stage_key, up_to_date
+
+__all__ = ["BODIES", "run_stage"]
+
+log = logging.getLogger("neural_trader")
+
+#: stage name -> body(cfg, ws, **item) -> JSON summary
+BODIES: dict[str, Callable[..., dict[str, Any]]] = {
+    "generate": study.generate,
+    "window": study.window,
+    "train": study.train,
+    "evaluate": study.evaluate,
+    "plot": study.plot,
+    "compare": compare.compare,
+    **{f"{exp}_{step}": getattr(warmups, f"{exp}_{step}")
+       for exp in ("regression", "classifier") for step in ("generate", "train", "evaluate", "plot")},
+}
+
+
+def run_stage(stage: str, cfg: StudyConfig, ws: Workspace | str | Path, *, key: str | None = None,
+              **item: str) -> dict[str, Any]:
+    """Run one stage unless its outputs are already up to date; return its summary.
+
+    `key` is the stage key when the caller has computed it already (Prefect's
+    cache policy has), so it is computed once per run of a stage.
+    """
+    ws = ws if isinstance(ws, Workspace) else Workspace(Path(ws))
+    spec = STAGES[stage]
+    missing = [ws.rel(p) for p in spec.inputs(cfg, ws, item) if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"stage {stage}@{item_id(item) or '-'} needs {', '.join(missing)}: "
+                                "run the upstream stages first")
+    key = key or stage_key(stage, cfg, ws, item)
+    if (summary := up_to_date(stage, cfg, ws, item, key)) is not None:
+        log.info("%s@%s is up to date", stage, item_id(item) or "-")
+        return {**summary, "reused": True}
+    summary = BODIES[stage](cfg, ws, **item)
+    outputs = {ws.rel(p): file_digest(p) for p in spec.outputs(cfg, ws, item)}
+    if missing_out := [p for p, d in outputs.items() if d == "missing"]:
+        raise RuntimeError(f"stage {stage} did not write {missing_out}")
+    write_json(ws.stamp(stage, item_id(item)), {"key": key, "outputs": outputs, "summary": summary})
+    return {**summary, "reused": False}
