@@ -1,14 +1,18 @@
 """Training speed of the seed's DataLoader loop against this project's trainer.
 
-Runs the seed's workload (N=1000 series, T=20, L=4, hidden 5, batch 1000) three
+Runs the seed's workload (N=1000 series, T=20, L=4, hidden 5, batch 1000) four
 ways in one process, side by side, so the ratios are the figure, not the times:
 
   (a) a re-creation of the seed notebook's loop (TensorDataset + DataLoader);
   (b) neural_trader.train.train_trader with one replica;
-  (c) the same trainer with S = 16, 64 and 256 replicas in one batched computation.
+  (c) the same trainer with S = 16, 64 and 256 replicas in one batched computation;
+  (d) the same trainer at S = 64 with dropout 0.5 (the study's DropoutTrader).
 
-Each ratio is model-epochs per second over (a)'s. The configurations are timed
-in turn, `--repeats` rounds of all of them, and each keeps its fastest round:
+Each ratio is model-epochs per second over (a)'s. Row (d) also prints its cost
+over the same configuration without dropout (the (c) row of the same S, timed
+in the same rounds): seconds with dropout over seconds without, the JSON's
+`dropout_cost_ratio`. The configurations are timed in turn, `--repeats`
+rounds of all of them, and each keeps its fastest round:
 on a shared machine another process can stall any single run, and taking the
 best of interleaved rounds lets every configuration meet the same quiet spells.
 Data drawing and model set-up are outside the timed region. The last line
@@ -36,8 +40,8 @@ from torch import nn
 
 from neural_trader.config import AR1Regime
 from neural_trader.data import Windows, make_generator, window_returns
-from neural_trader.sources import generate_returns
 from neural_trader.models import TraderNet
+from neural_trader.sources import generate_returns
 from neural_trader.train import resolve_device, train_trader
 
 N, M, T, L, HIDDEN, BATCH, LR = 1000, 100, 20, 4, 5, 1000, 0.01
@@ -93,9 +97,10 @@ def replica_data(replicas: int, device: torch.device) -> tuple[Windows, Windows]
     return window_returns(draw(N, "train"), L).to(device), window_returns(draw(M, "valid"), L).to(device)
 
 
-def ours(replicas: int, epochs: int, device: torch.device) -> float:
+def ours(replicas: int, epochs: int, device: torch.device, dropout: float = 0.0) -> float:
     train, valid = replica_data(replicas, device)
-    model = TraderNet([make_generator("init", s, device=device) for s in range(replicas)], L, HIDDEN).to(device)
+    inits = [make_generator("init", s, device=device) for s in range(replicas)]
+    model = TraderNet(inits, L, HIDDEN, dropout).to(device)
     gens = [make_generator("shuffle", s, device=device) for s in range(replicas)]
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -116,16 +121,22 @@ def main() -> None:
         help="torch intra-op threads (default 1, the study's runtime.torch_threads; see the module docstring)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="rounds over all configurations; the best counts")
+    parser.add_argument("--dropout", type=float, default=0.5, help="dropout of row (d)")
+    parser.add_argument("--dropout-replicas", type=int, default=64, help="replicas of row (d) and of its base")
     args = parser.parse_args()
-    if args.epochs < 1 or args.repeats < 1:
-        parser.error("--epochs and --repeats must be >= 1")
+    if args.epochs < 1 or args.repeats < 1 or args.dropout_replicas < 1:
+        parser.error("--epochs, --repeats and --dropout-replicas must be >= 1")
+    if not 0.0 < args.dropout < 1.0:
+        parser.error("--dropout must be in (0, 1)")
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
 
     seed_train, seed_valid = replica_data(1, torch.device("cpu"))
     seed_train, seed_valid = Windows(seed_train.x[0], seed_train.y[0]), Windows(seed_valid.x[0], seed_valid.y[0])
     runs = {"seed": lambda: seed_loop(seed_train, seed_valid, args.epochs), 1: lambda: ours(1, args.epochs, device)}
-    runs |= {s: (lambda s=s: ours(s, args.epochs, device)) for s in args.replicas}
+    sd = args.dropout_replicas
+    runs |= {s: (lambda s=s: ours(s, args.epochs, device)) for s in dict.fromkeys([*args.replicas, sd])}
+    runs["dropout"] = lambda: ours(sd, args.epochs, device, args.dropout)
     best = {key: float("inf") for key in runs}
     for _ in range(args.repeats):
         for key, run in runs.items():
@@ -133,6 +144,8 @@ def main() -> None:
     seed_eps = args.epochs / best["seed"]
     single_eps = args.epochs / best[1]
     batched = {s: s * args.epochs / best[s] for s in args.replicas}
+    base_eps, dropout_eps = sd * args.epochs / best[sd], sd * args.epochs / best["dropout"]
+    cost = best["dropout"] / best[sd]  # seconds with dropout over seconds without, same S and data
 
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, device {device}, {args.epochs} epochs each, best of {args.repeats} rounds")
@@ -141,11 +154,19 @@ def main() -> None:
     print(f"{'(b) ours, 1 replica':<28}{single_eps:>16.1f}{single_eps / seed_eps:>10.1f}")
     for s, eps in batched.items():
         print(f"{f'(c) ours, {s} replicas':<28}{eps:>16.1f}{eps / seed_eps:>10.1f}")
+    if sd not in batched:
+        print(f"{f'(c) ours, {sd} replicas':<28}{base_eps:>16.1f}{base_eps / seed_eps:>10.1f}")
+    print(f"{f'(d) {sd} replicas, dropout {args.dropout:g}':<28}{dropout_eps:>16.1f}{dropout_eps / seed_eps:>10.1f}")
+    print(f"dropout cost at {sd} replicas: {cost:.2f}x the time without dropout")
     print(json.dumps({
         "seed_loop_epochs_per_s": round(seed_eps, 2),
         "single_epochs_per_s": round(single_eps, 2),
         "single_ratio": round(single_eps / seed_eps, 2),
         "batched": {str(s): round(eps / seed_eps, 2) for s, eps in batched.items()},
+        "dropout_replicas": sd,
+        "dropout_epochs_per_s": round(dropout_eps, 2),
+        "dropout_base_epochs_per_s": round(base_eps, 2),
+        "dropout_cost_ratio": round(cost, 3),
         "threads": torch.get_num_threads(),
     }))
 

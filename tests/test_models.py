@@ -116,21 +116,78 @@ def test_eval_mode_has_no_dropout():
     assert without.sample_noise(50, noise_gens) is None  # nothing to drop
 
 
+@pytest.mark.parametrize(
+    "dropout,keep_bytes", [(0.5, 128), (0.25, 192), (0.3, 179), (0.1, 230), (0.001, 256), (0.999, 1)]
+)
+def test_keep_probability_is_within_1_256_of_one_minus_dropout(dropout, keep_bytes):
+    """A unit is kept when its byte is < keep_bytes = round(256 * (1 - dropout)), clamped to 1..256."""
+    model = TraderNet(gens(1), 4, 5, dropout)
+    assert model.keep_bytes == keep_bytes and model.keep == keep_bytes / 256
+    assert abs(model.keep - (1 - dropout)) <= 1 / 256
+    if (256 * dropout).is_integer():
+        assert model.keep == 1 - dropout  # exact on the 1/256 grid, the study's 0.5 included
+    every_byte = torch.arange(256, dtype=torch.uint8).view(1, 256, 1).expand(1, 256, 5)
+    mask = model.dropout_mask(every_byte)
+    assert torch.equal(mask[0, :, 0] > 0, torch.arange(256) < keep_bytes)
+    assert torch.all(mask[mask > 0] == 1 / model.keep)
+    assert float(mask[0, :, 0].mean()) == pytest.approx(1.0)  # exactly: keep_bytes values of 1/keep, over 256
+
+
 def test_dropout_mask_is_inverted_dropout():
     model = TraderNet(gens(1), 4, 5, dropout=0.3)
     noise = model.sample_noise(20_000, gens(1, "noise"))
+    assert noise.dtype == torch.uint8 and noise.shape == (1, 20_000, 5)
     mask = model.dropout_mask(noise)
-    assert mask.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
-    assert abs(float((mask == 0).float().mean()) - 0.3) < 0.01
+    assert mask.dtype == torch.float32 and mask.shape == noise.shape
+    assert mask.unique().tolist() == [0.0, pytest.approx(1 / model.keep)]
+    assert abs(float((mask == 0).float().mean()) - (1 - model.keep)) < 0.01
     assert abs(float(mask.mean()) - 1.0) < 0.02  # the expected hidden activation is unchanged
+
+
+def test_dropout_mask_t_is_the_transposed_mask_written_into_out():
+    model = TraderNet(gens(2), 4, 5, dropout=0.5)
+    noise = model.sample_noise(33, gens(2, "noise"))
+    mask = model.dropout_mask(noise)  # (2, 33, 5)
+    mask_t = model.dropout_mask_t(noise)
+    assert mask_t.shape == (2, 5, 33) and mask_t.is_contiguous()
+    assert torch.equal(mask_t, mask.transpose(1, 2))
+    buf = torch.full((2, 5, 40), float("nan"))
+    got = model.dropout_mask_t(noise[:, 3:30], out=buf[:, :, :27])
+    assert got.data_ptr() == buf.data_ptr() and torch.equal(got, mask_t[:, :, 3:30])
+    assert torch.equal(model.dropout_mask(noise.contiguous()), mask)  # any layout of the bytes
 
 
 def test_sample_noise_draws_each_replica_from_its_own_generator():
     model = TraderNet(gens(3), 4, 5, dropout=0.5)
     batched = model.sample_noise(7, gens(3, "noise"))
     for s in range(3):
-        alone = torch.rand(7, 5, generator=gens(3, "noise")[s])
-        assert torch.equal(batched[s], alone)
+        alone = model.sample_noise(7, [gens(3, "noise")[s]])
+        assert torch.equal(batched[s], alone[0])
+    assert not torch.equal(batched[0], batched[1])
+
+
+def test_sample_noise_is_the_bytes_of_full_range_int64_words():
+    """ceil(n * hidden / 8) int64 words per replica, every bit uniform, read as bytes hidden-major."""
+    model = TraderNet(gens(1), 4, 3, dropout=0.3)
+    noise = model.sample_noise(7, gens(1, "noise"))  # 21 bytes from 3 words
+    words = torch.empty(3, dtype=torch.int64).random_(-(2**63), None, generator=gens(1, "noise")[0])
+    assert torch.equal(noise[0], words.view(torch.uint8)[:21].view(3, 7).T)  # little-endian byte order
+    # the bytes are uniform on 0..255 in every lane of the word, the sign byte included
+    lanes = model.sample_noise(40_000, gens(1, "many"))[0].transpose(0, 1).reshape(-1, 8).float()  # (15000, 8)
+    assert lanes.min() == 0 and lanes.max() == 255
+    assert torch.allclose(lanes.mean(0), torch.full((8,), 127.5), atol=2.0)  # sd of a lane mean ~0.6
+
+
+def test_sample_noise_at_dropout_half_is_one_random_bit_per_unit():
+    """keep_bytes 128 looks only at a byte's top bit: unit 64j + 8k + i gets bit 8i + k of word j, as 0 or 128."""
+    model = TraderNet(gens(1), 4, 3, dropout=0.5)
+    noise = model.sample_noise(30, gens(1, "noise"))  # 90 units from 2 words
+    words = torch.empty(2, dtype=torch.int64).random_(-(2**63), None, generator=gens(1, "noise")[0])
+    bits = [(w >> (8 * i + k)) & 1 for w in words.tolist() for k in range(8) for i in range(8)]
+    assert torch.equal(noise[0], (128 * torch.tensor(bits[:90], dtype=torch.uint8)).view(3, 30).T)
+    many = model.sample_noise(40_000, gens(1, "many"))[0].transpose(0, 1).reshape(-1, 64)  # (1875, 64)
+    assert set(many.unique().tolist()) == {0, 128}
+    assert torch.allclose((many == 0).float().mean(0), torch.full((64,), 0.5), atol=0.06)  # sd ~0.012
 
 
 # ------------------------------------------------- hand-written gradient
@@ -195,7 +252,7 @@ def test_objective_grads_drops_the_same_units_as_forward():
     model = TraderNet(gens(1), 3, 4, dropout=0.5)
     x = torch.randn(1, 1, 3, generator=make_generator("one-row"))
     y = torch.ones(1, 1)
-    noise = torch.tensor([[[0.1, 0.9, 0.2, 0.7]]])  # keep units 0 and 2 (noise < 0.5)
+    noise = torch.tensor([[[10, 230, 127, 128]]], dtype=torch.uint8)  # keep units 0 and 2 (bytes < 128)
     _, (dw0, db0, dw1, _) = model.objective_grads(x, y, noise)
     assert torch.all(dw0[0, :, [1, 3]] == 0) and torch.all(db0[0, 0, [1, 3]] == 0)
     assert torch.all(dw1[0, [1, 3], 0] == 0)

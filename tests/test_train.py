@@ -21,8 +21,8 @@ import torch
 
 from neural_trader.config import AR1Regime, IIDRegime
 from neural_trader.data import Windows, make_generator, window_returns
-from neural_trader.sources import generate_returns
 from neural_trader.models import LinearRegression1D, TraderNet
+from neural_trader.sources import generate_returns
 from neural_trader.train import (
     TRADER_COLUMNS,
     History,
@@ -117,14 +117,14 @@ def test_train_stats_are_means_of_batch_means_in_train_mode(dropout):
     valid = windows(AR1Regime(rho=0.2), 2, 10, "valid")
     model = TraderNet(gens("init", 2), L, HIDDEN, dropout)
     perms, noises = [], []
+    model.train()
     for g in gens("shuffle", 2):  # replay the draws; lr is tiny, so the weights stay put
         perms.append(torch.randperm(320, generator=g))
-        noises.append(torch.rand(320, HIDDEN, generator=g))
+        noises.append(model.sample_noise(320, [g]))  # (1, 320, HIDDEN) bytes, or None
     perm = torch.stack(perms)
     rows = torch.arange(2).unsqueeze(1)
-    model.train()
     with torch.no_grad():
-        pos = model(train.x[rows, perm], torch.stack(noises) if dropout else None)  # (2, 320)
+        pos = model(train.x[rows, perm], torch.cat(noises) if dropout else None)  # (2, 320)
     ret = pos * train.y[rows, perm]
     expected = torch.stack(
         [(pos[:, :300].mean(1) + pos[:, 300:].mean(1)) / 2, (ret[:, :300].mean(1) + ret[:, 300:].mean(1)) / 2], 1
@@ -157,6 +157,21 @@ def test_same_generators_same_history(dropout):
     assert torch.equal(h1.values, h2.values)
     for k in b1:
         assert torch.equal(b1[k], b2[k])
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_each_epoch_draws_the_permutation_then_the_noise_and_nothing_else(dropout):
+    """Without dropout the generators draw only the permutations, so such runs do not depend on the noise."""
+    train, valid = windows(AR1Regime(rho=0.2), 2, 10, "train"), windows(AR1Regime(rho=0.2), 2, 5, "valid")
+    model = TraderNet(gens("init", 2), L, HIDDEN, dropout)
+    used = gens("shuffle", 2)
+    train_trader(model, train, valid, used, lr=0.01, epochs=3, batch_size=50, progress=False)
+    replay = TraderNet(gens("init", 2), L, HIDDEN, dropout)  # in train mode, as fit puts the model
+    for g_used, g in zip(used, gens("shuffle", 2)):
+        for _ in range(3):
+            torch.randperm(160, generator=g)
+            replay.sample_noise(160, [g])  # None, drawing nothing, without dropout
+        assert torch.equal(g_used.get_state(), g.get_state())
 
 
 def test_other_shuffle_generators_other_history():
@@ -193,6 +208,23 @@ def test_hand_written_step_equals_autograd_step(dropout):
     # and the weights moved a lot further than that tolerance over these 8 epochs
     first = TraderNet(gens("init", 3), L, HIDDEN, dropout)
     assert (fast_model.layer0.weight - first.layer0.weight).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("dropout", [0.3, 0.5])  # random bytes, random bits
+def test_hand_written_step_equals_autograd_step_on_odd_sizes(dropout):
+    """Dropout noise that does not fill whole int64 words (101 rows x 3 units) and a short last batch."""
+    train = windows(AR1Regime(rho=0.2), 2, 10, "train")
+    train = Windows(train.x[:, :101], train.y[:, :101])  # batches of 40, 40 and 21
+    out = []
+    for loss in (trader_loss, lambda o, y: trader_loss(o, y)):
+        model = TraderNet(gens("init", 2), L, 3, dropout)
+        hist, _ = fit(model, loss, train.x, train.y, gens("shuffle", 2), lr=0.01, epochs=4, batch_size=40,
+                      batch_stats=trader_stats, progress=False)
+        out.append((hist.values, [p.detach() for p in model.parameters()]))
+    (fast, fast_params), (slow, slow_params) = out
+    assert torch.allclose(fast, slow, atol=1e-5)
+    for a, b in zip(fast_params, slow_params):
+        assert torch.allclose(a, b, atol=1e-5)
 
 
 def test_generic_model_trains_through_autograd():
