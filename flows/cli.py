@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     stage = sub.add_parser("stage", help="run one stage in-process, without Prefect (dvc.yaml calls this)")
     stage.add_argument("name", help="a stage of dvc.yaml: generate, window, train, evaluate, plot, compare, ...")
     stage.add_argument("--regime")
+    stage.add_argument("--market")
     stage.add_argument("--model")
     common(stage)
     check = sub.add_parser("check", help="validate the params file and print the resolved config")
@@ -88,6 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"neural-trader: error: {exc}", file=sys.stderr)
         return 2
 
+    if args.command in ("check", "run") and cfg.markets.regimes:
+        from stages.catalog import check_inputs
+
+        try:
+            check_inputs(cfg, args.workspace)  # a bad price file fails here, before any work
+        except ValueError as exc:
+            print(f"neural-trader: error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "check":
         print(json.dumps(cfg.model_dump(mode="json"), indent=2))
         return 0
@@ -193,9 +202,8 @@ def _stage(args: argparse.Namespace, cfg) -> int:
         print(f"neural-trader: error: unknown stage {args.name!r}; one of {', '.join(STAGES)}", file=sys.stderr)
         return 2
     item = {}
-    for key in STAGES[args.name].items:
+    for key, names in STAGES[args.name].choices(cfg).items():
         value = getattr(args, key)
-        names = cfg.data.regimes if key == "regime" else cfg.models
         if value not in names:
             print(f"neural-trader: error: stage {args.name} needs --{key}, one of {', '.join(names)}; got {value!r}",
                   file=sys.stderr)

@@ -22,15 +22,18 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 
 from neural_trader.config import StudyConfig
-from stages.catalog import Workspace, load_params
+from stages.catalog import Workspace, check_inputs, load_params
 from stages.reruns import rerun_root, slot_base_seed, slot_id
 from stages.versioning import DvcError, check_recordable, is_dvc_workspace
 from tasks.reruns import pool, record, version_rerun
-from tasks.study import compare, evaluate, generate, plot, record_in_dvc, train, window
+from tasks.study import (compare, evaluate, generate, market_data, market_evaluate, market_train, plot,
+                         record_in_dvc, train, window)
 
 from .runners import make_task_runner
 
-DVC_STAGES = ("generate", "window", "train", "evaluate", "plot", "compare")  # dvc.yaml stages this flow produces
+# dvc.yaml stages this flow produces
+DVC_STAGES = ("generate", "window", "train", "evaluate", "plot", "market_data", "market_train", "market_evaluate",
+              "compare")
 
 
 @flow(name="experiment", log_prints=False, persist_result=True, result_serializer="json")
@@ -88,6 +91,12 @@ def experiment(
             evaluations.append(evaluate.submit(cfg, ws, regime, model, wait_for=[trained]))
             figures.append(plot.submit(cfg, ws, regime, model, wait_for=[trained]))
 
+        for market in cfg.markets.regimes:  # real closes, walk-forward: their own section of the report
+            series = market_data.submit(cfg, ws, market)
+            for model in cfg.markets.models:
+                trained = market_train.submit(cfg, ws, market, model, wait_for=[series])
+                evaluations.append(market_evaluate.submit(cfg, ws, market, model, wait_for=[trained]))
+
         verdicts = compare.submit(cfg, ws, wait_for=evaluations)
         wait(figures)
         summary = verdicts.result()
@@ -109,6 +118,7 @@ def run_experiment(params: str, overrides: list[str], workspace: str, rerun: boo
                    cfg: StudyConfig | None = None) -> dict[str, Any]:
     """Validate params (unless `cfg` is given), then run the flow under the task runner they ask for."""
     cfg = cfg or load_params(params, overrides)  # fails here, before any work, on a bad key
+    check_inputs(cfg, workspace)  # and on a bad price file
     runner = make_task_runner(cfg.runtime)
     return experiment.with_options(task_runner=runner)(
         params=str(Path(params).resolve()), overrides=list(overrides), workspace=str(Workspace(Path(workspace)).root),

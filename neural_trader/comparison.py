@@ -115,12 +115,17 @@ def headline(comparison: dict[str, Any]) -> dict[str, Any]:
     """The numbers `dvc exp show` lists: flat maps, no lists."""
     cells, family = comparison["cells"], comparison["contrasts"]
     keys = [f"{r['metric']}:{r['a']}-{r['b']}@{r['within']}" for r in family]
-    return {
+    out = {
         "test_return": {cell_name(x["regime"], x["model"]): x["test_return"]["mean"] for x in cells},
         "gap": {cell_name(x["regime"], x["model"]): x["gap"]["mean"] for x in cells},
         "diff": {k: r["diff"] for k, r in zip(keys, family)},
         "p_adj": {k: r["p_adj"] for k, r in zip(keys, family)},
     }
+    if market := comparison.get("market"):
+        out["market_sharpe_net"] = {cell_name(m, v): row["sharpe_net"] for m, r in market.items()
+                                    for v, row in {**r["variants"], **r["baselines"]}.items()}
+        out["market_spa_p"] = {m: r["spa_p"] for m, r in market.items()}
+    return out
 
 
 def valid_return_table(valid: Mapping[str, np.ndarray], epochs: np.ndarray) -> str:

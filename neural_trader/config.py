@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .market_config import MARKET_KINDS, CostsConfig, MarketsConfig
+
 __all__ = [
     "ConfigError",
     "StudyConfig",
@@ -144,6 +146,8 @@ class StudyConfig(_Strict):
     compare: CompareConfig = Field(default_factory=CompareConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     warmups: WarmupsConfig = Field(default_factory=WarmupsConfig)
+    markets: MarketsConfig = Field(default_factory=MarketsConfig)  # real prices, walk-forward
+    costs: CostsConfig = Field(default_factory=CostsConfig)
 
     @field_validator("models")
     @classmethod
@@ -193,15 +197,16 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         # discriminated unions put the tag in the location ("ar1"); drop it
-        loc = [str(p) for p in err["loc"] if p not in REGIME_KINDS]
+        loc = [str(p) for p in err["loc"] if p not in (*REGIME_KINDS, *MARKET_KINDS)]
         key = ".".join(loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             tag = (err.get("ctx") or {}).get("tag")
             got = f"unknown source kind {tag!r}" if err["type"] == "union_tag_invalid" else "missing source kind"
-            lines.append(f"{key}.kind: {got} (allowed: {', '.join(REGIME_KINDS)})")
+            kinds = MARKET_KINDS if loc[:1] == ["markets"] else REGIME_KINDS
+            lines.append(f"{key}.kind: {got} (allowed: {', '.join(kinds)})")
             continue
-        if not key:  # cross-field checks name their own keys
+        if not key or msg.startswith(f"{key}."):  # cross-field checks name their own keys
             lines.append(msg)
             continue
         if err["type"] == "extra_forbidden":

@@ -128,3 +128,50 @@ def epochs_png(
     fig.suptitle(title)
     fig.tight_layout()
     return figure_png(fig)
+
+
+# ---------------------------------------------------------------------- markets
+def equity_png(dates: np.ndarray, log_wealth: Mapping[str, np.ndarray], *, title: str,
+               fold_starts: Sequence[int] = ()) -> bytes:
+    """Wealth of each strategy on a log scale (from cumulative log P&L), fold boundaries dotted."""
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for name, curve in log_wealth.items():
+        ax.plot(dates, np.exp(curve), label=name, linewidth=1.2)
+    for i in fold_starts:
+        ax.axvline(dates[i], color="grey", linewidth=0.5, linestyle=":")
+    ax.set_yscale("log")
+    ax.set(title=title, ylabel="wealth (start = 1, log scale)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def drawdown_png(dates: np.ndarray, log_wealth: Mapping[str, np.ndarray], *, title: str) -> bytes:
+    """Fall of each strategy's wealth from its running peak, as a fraction of the peak."""
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for name, curve in log_wealth.items():
+        peak = np.maximum.accumulate(np.maximum(curve, 0.0))  # wealth starts at 1 (log 0)
+        ax.plot(dates, -np.expm1(curve - peak), label=name, linewidth=1.0)
+    ax.invert_yaxis()
+    ax.set(title=title, ylabel="drawdown (fraction of peak)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def fold_curves_png(grid: np.ndarray, curves: Mapping[str, np.ndarray], *, title: str) -> bytes:
+    """One panel per variant: its learned position against the last scaled return, one line per fold.
+
+    curves: variant -> (F, S, grid) positions; each line is the mean over seeds of one fold.
+    """
+    fig, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.6), sharey=True, squeeze=False)
+    for ax, (name, values) in zip(axes[0], curves.items()):
+        colours = plt.cm.viridis(np.linspace(0, 1, values.shape[0]))
+        for f, colour in enumerate(colours):
+            ax.plot(grid, values[f].mean(axis=0), color=colour, linewidth=1.0)
+        ax.axhline(0.5, color="grey", linewidth=0.6, linestyle=":")
+        ax.set(title=name, xlabel="last return / volatility", ylim=(0, 1))
+    axes[0][0].set_ylabel("position (mean over seeds)")
+    fig.suptitle(f"{title} (one line per fold, early dark to late light)")
+    fig.tight_layout()
+    return figure_png(fig)

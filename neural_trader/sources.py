@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,8 +30,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from .config import AR1Regime, ConfigError, IIDRegime, RegimeConfig
 from .data import ar1_returns, iid_returns, make_generator
+from .market import read_market
+from .prices import PriceSeries
 
-__all__ = ["Oracle", "Source", "IIDSource", "AR1Source", "SOURCES", "make_source", "generate_returns"]
+__all__ = ["Oracle", "Source", "IIDSource", "AR1Source", "PriceSource", "CsvSource", "DatasetSource", "SOURCES",
+           "make_source", "generate_returns"]
 
 
 def _last_return(x: Any) -> np.ndarray:
@@ -142,14 +146,58 @@ class AR1Source(Source):
         return ar1_returns(n, length, rho=self.config.rho, vol=self.config.vol, generator=generator)
 
 
-#: kind tag of a regime's config -> its source
-SOURCES: dict[str, type[Source]] = {"iid": IIDSource, "ar1": AR1Source}
+class PriceSource:
+    """One real price path (`markets.regimes`): no law is known, so no oracle; it is tested walk-forward."""
+
+    oracle: Oracle | None = None
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def files(self, root: Path) -> list[Path]:
+        """The workspace files the series is read from (part of the stage key, and a dvc.yaml dependency)."""
+        return []
+
+    def series(self, root: Path) -> PriceSeries:
+        """Dates and closes, checked (`PriceDataError` names the file, line and problem)."""
+        raise NotImplementedError
+
+    def label(self) -> str:
+        """Where the closes come from, the same on every machine (for the report)."""
+        raise NotImplementedError
+
+
+class CsvSource(PriceSource):
+    """A CSV of dates and closes in the workspace."""
+
+    def files(self, root: Path) -> list[Path]:
+        return [Path(root) / self.config.path]
+
+    def series(self, root: Path) -> PriceSeries:
+        return read_market(self.config, Path(root))
+
+    def label(self) -> str:
+        return self.config.path
+
+
+class DatasetSource(PriceSource):
+    """A daily series shipped inside the arch package (offline)."""
+
+    def series(self, root: Path) -> PriceSeries:
+        return read_market(self.config, Path(root))
+
+    def label(self) -> str:
+        return f"arch.data.{self.config.name}"
+
+
+#: kind tag of a regime's or market's config -> its source
+SOURCES: dict[str, type] = {"iid": IIDSource, "ar1": AR1Source, "csv": CsvSource, "dataset": DatasetSource}
 
 _REGIME = TypeAdapter(RegimeConfig)
 
 
-def make_source(regime: Any) -> Source:
-    """The source of a regime config (or of an equivalent mapping, validated and defaulted)."""
+def make_source(regime: Any) -> Any:
+    """The source of a regime or market config (or of an equivalent regime mapping, validated and defaulted)."""
     if isinstance(regime, Mapping):
         try:
             regime = _REGIME.validate_python(dict(regime))

@@ -89,6 +89,21 @@ def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def check_inputs(cfg: StudyConfig, root: str | Path) -> None:
+    """Read every market's price file and cut its folds, writing nothing.
+
+    A bad file (named with its line and problem) or a series too short for one
+    fold raises ValueError before any work starts. Light: no torch.
+    """
+    from neural_trader.market import prepare_market, read_market
+
+    for market, spec in cfg.markets.regimes.items():
+        try:
+            prepare_market(read_market(spec, Path(root)), cfg.markets)
+        except ValueError as exc:
+            raise ValueError(f"markets.regimes.{market}: {exc}") from None
+
+
 # ---------------------------------------------------------------------- atomic io
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` through a temporary sibling and a rename."""
@@ -136,8 +151,12 @@ def load_tensors(path: str | Path, device: str = "cpu") -> dict[str, Any]:
 
 
 def file_digest(path: str | Path) -> str:
-    """sha256 of a file's bytes, or 'missing'."""
+    """sha256 of a file's bytes, or of a folder's files (names and bytes, in order), or 'missing'."""
     path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.endswith(".tmp"))
+        listing = "".join(f"{p.relative_to(path).as_posix()}\0{file_digest(p)}\n" for p in files)
+        return hashlib.sha256(listing.encode()).hexdigest() if files else "missing"
     if not path.is_file():
         return "missing"
     h = hashlib.sha256()
@@ -154,6 +173,7 @@ class Workspace:
 
     data/generate/<regime>/returns.safetensors     generate
     data/window/<regime>/windows.safetensors       window
+    data/market/, models/market/, metrics/market/, plots/market/   the markets (see below)
     models/<regime>-<model>/{last,best}.safetensors   train
     metrics/train/<regime>-<model>/{summary.json,history.tsv}   train
     metrics/evaluate/<regime>-<model>.json         evaluate
@@ -253,6 +273,30 @@ class Workspace:
 
     def rel(self, path: Path) -> str:
         return Path(path).relative_to(self.root).as_posix()
+
+    # the markets (stages.market), <m> = a market of markets.regimes, <model> = a market variant:
+    #   data/market/<m>/series.safetensors                    market_data (returns, windows, folds)
+    #   metrics/market/<m>/data.json                          market_data (rows, dropped, dates, folds)
+    #   models/market/<m>-<model>/{best,history}.safetensors  market_train (every fold x seed)
+    #   metrics/market/evaluate/<m>-<model>.safetensors       market_evaluate (out-of-sample positions)
+    #   plots/market/<m>/<figure>.png                         compare
+    def market_series(self, market: str) -> Path:
+        return self.root / "data" / "market" / market / "series.safetensors"
+
+    def market_summary(self, market: str) -> Path:
+        return self.root / "metrics" / "market" / market / "data.json"
+
+    def market_model(self, cell: str, which: str = "best") -> Path:
+        return self.root / "models" / "market" / cell / f"{which}.safetensors"
+
+    def market_eval(self, cell: str) -> Path:
+        return self.root / "metrics" / "market" / "evaluate" / f"{cell}.safetensors"
+
+    def market_plots(self, market: str) -> Path:
+        return self.root / "plots" / "market" / market
+
+    def market_plot(self, market: str, figure: str) -> Path:
+        return self.market_plots(market) / f"{figure}.png"
 
     # the warm-ups (stages.warmups), <exp> = regression | classifier:
     #   data/warmups/<exp>/data.safetensors       <exp>_generate

@@ -46,7 +46,7 @@ def cell_name(regime: str, model: str) -> str:
 
 
 def item_id(item: Item) -> str:
-    return "-".join(item[k] for k in ("regime", "model") if k in item)
+    return "-".join(item[k] for k in ("regime", "market", "model") if k in item)
 
 
 @dataclass(frozen=True)
@@ -54,11 +54,30 @@ class Stage:
     """What a stage reads, writes and depends on; dvc.yaml declares the same."""
 
     name: str
-    items: tuple[str, ...]  # what one run is about: ("regime",), ("regime", "model") or ()
+    items: tuple[str, ...]  # what one run is about: ("regime",), ("regime", "model"), ("market", ...) or ()
     params: Callable[[StudyConfig, Item], list[str]]
     code: tuple[str, ...]  # modules whose source is part of the key, its body's module first
     inputs: Callable[[StudyConfig, Workspace, Item], list[Path]]
     outputs: Callable[[StudyConfig, Workspace, Item], list[Path]]
+    tracked: tuple[str, ...] = ()  # folders dvc.yaml depends on whole (prices/: where CSVs live)
+
+    def grid(self, cfg: StudyConfig) -> list[Item]:
+        """Every item the stage runs for, in params order."""
+        if self.items == ("regime",):
+            return [{"regime": r} for r in cfg.data.regimes]
+        if self.items == ("regime", "model"):
+            return [{"regime": r, "model": m} for r, m in cfg.cells]
+        if self.items == ("market",):
+            return [{"market": m} for m in cfg.markets.regimes]
+        if self.items == ("market", "model"):
+            return [{"market": r, "model": m} for r, m in cfg.markets.cells]
+        return [{}]
+
+    def choices(self, cfg: StudyConfig) -> dict[str, list[str]]:
+        """The names each item key may take (what `neural-trader stage` checks its flags against)."""
+        names = {"regime": list(cfg.data.regimes), "market": list(cfg.markets.regimes),
+                 "model": list(cfg.markets.models if "market" in self.items else cfg.models)}
+        return {k: names[k] for k in self.items}
 
 
 def _cell(ws: Workspace, i: Item) -> str:
@@ -72,12 +91,27 @@ def _train_outputs(ws: Workspace, i: Item) -> list[Path]:
 
 
 COMPARISON_FIGURES = ("test_return", "gap", "learned_position", "valid_return")  # neural_trader.comparison.FIGURES
+MARKET_FIGURES = ("equity", "drawdown", "learned_position")  # plots/market/<m>/, written by compare
 
 
 def comparison_outputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
     tables = [ws.comparison_tables / "headline.json", ws.comparison_tables / "valid_return.tsv"]
     figures = [ws.comparison_plots / f"{f}.png" for f in COMPARISON_FIGURES]
-    return [ws.comparison_json, ws.comparison_report, *tables, *figures]
+    markets = [ws.root / "plots" / "market"] if cfg.markets.regimes else []  # plots/market/<m>/<figure>.png
+    return [ws.comparison_json, ws.comparison_report, *tables, *figures, *markets]
+
+
+def _market_files(cfg: StudyConfig, ws: Workspace, market: str) -> list[Path]:
+    """The workspace files a market's closes are read from (a CSV's path; none for a shipped data set)."""
+    path = getattr(cfg.markets.regimes[market], "path", None)
+    return [ws.root / path] if path else []
+
+
+def _compare_inputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
+    cells = [ws.eval_metrics(cell_name(r, m)) for r, m in cfg.cells]
+    markets = [p for m in cfg.markets.regimes for p in (ws.market_series(m), ws.market_summary(m))]
+    market_cells = [ws.market_eval(cell_name(r, m)) for r, m in cfg.markets.cells]
+    return [*cells, *markets, *market_cells]
 
 
 STUDY_STAGES: tuple[Stage, ...] = (
@@ -108,11 +142,32 @@ STUDY_STAGES: tuple[Stage, ...] = (
           ("stages.study", "neural_trader.plots"),
           lambda c, w, i: [w.model_dir(_cell(w, i)) / "history.safetensors"],
           lambda c, w, i: [w.history_plot(_cell(w, i))]),
+    # -------------------------------------------------------------- the markets
+    Stage("market_data", ("market",),
+          lambda c, i: [f"markets.regimes.{i['market']}", "markets.lag", "markets.vol_window", "markets.walk_forward"],
+          ("stages.market", "neural_trader.market", "neural_trader.prices", "neural_trader.walkforward",
+           "neural_trader.sources"),
+          lambda c, w, i: _market_files(c, w, i["market"]),
+          lambda c, w, i: [w.market_series(i["market"]), w.market_summary(i["market"])],
+          tracked=("prices",)),
+    Stage("market_train", ("market", "model"),
+          lambda c, i: ["seeds", "train", "markets.lag", f"markets.models.{i['model']}", THREADS, DEVICE],
+          ("stages.market", "neural_trader.market", "neural_trader.models", "neural_trader.train",
+           "neural_trader.data"),
+          lambda c, w, i: [w.market_series(i["market"])],
+          lambda c, w, i: [w.market_model(cell_name(i["market"], i["model"]), k) for k in ("best", "history")]),
+    Stage("market_evaluate", ("market", "model"),
+          lambda c, i: ["seeds.count", "markets.lag", f"markets.models.{i['model']}", THREADS],
+          ("stages.market", "neural_trader.market", "neural_trader.models", "neural_trader.evaluate"),
+          lambda c, w, i: [w.market_series(i["market"]), w.market_model(cell_name(i["market"], i["model"]))],
+          lambda c, w, i: [w.market_eval(cell_name(i["market"], i["model"]))]),
     Stage("compare", (),
-          lambda c, i: ["compare", "data", "models", "seeds", "train"],
+          lambda c, i: ["compare", "data", "models", "seeds", "train", "markets", "costs"],
           ("stages.compare", "neural_trader.comparison", "neural_trader.contrasts", "neural_trader.stats",
-           "neural_trader.report", "neural_trader.plots", "neural_trader.evaluate", "neural_trader.sources"),
-          lambda c, w, i: [w.eval_metrics(cell_name(r, m)) for r, m in c.cells],
+           "neural_trader.report", "neural_trader.plots", "neural_trader.evaluate", "neural_trader.sources",
+           "neural_trader.market", "neural_trader.market_report", "neural_trader.backtest",
+           "neural_trader.market_stats"),
+          lambda c, w, i: _compare_inputs(c, w),
           lambda c, w, i: comparison_outputs(c, w)),
 )
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from neural_trader.config import StudyConfig
 
-from . import compare, study, warmups
+from . import compare, market, study, warmups
 from .catalog import Workspace, file_digest, write_json
 from .registry import STAGES, item_id, stage_key, up_to_date
 
@@ -30,6 +30,9 @@ BODIES: dict[str, Callable[..., dict[str, Any]]] = {
     "train": study.train,
     "evaluate": study.evaluate,
     "plot": study.plot,
+    "market_data": market.market_data,
+    "market_train": market.market_train,
+    "market_evaluate": market.market_evaluate,
     "compare": compare.compare,
     **{f"{exp}_{step}": getattr(warmups, f"{exp}_{step}")
        for exp in ("regression", "classifier") for step in ("generate", "train", "evaluate", "plot")},

@@ -42,7 +42,7 @@ class StageCache(CachePolicy):
         **kwargs: Any,
     ) -> str | None:
         cfg, ws = inputs["cfg"], Workspace(Path(inputs["workspace"]))
-        item = {k: inputs[k] for k in ("regime", "model") if k in inputs}
+        item = {k: inputs[k] for k in ("regime", "market", "model") if k in inputs}
         digest = stage_key(self.stage, cfg, ws, item)
         key = f"{self.stage}-{digest}"
         if up_to_date(self.stage, cfg, ws, item, digest) is None:

@@ -95,6 +95,24 @@ def plot(cfg: StudyConfig, workspace: str, regime: str, model: str) -> dict[str,
     return run("plot", cfg, workspace, regime=regime, model=model)
 
 
+@task(**_options("market_data"), task_run_name="market_data[{market}]")
+def market_data(cfg: StudyConfig, workspace: str, market: str) -> dict[str, Any]:
+    """Read one market's closes; cut its scaled windows and walk-forward folds."""
+    return run("market_data", cfg, workspace, market=market)
+
+
+@task(**_options("market_train"), task_run_name="market_train[{market}-{model}]")
+def market_train(cfg: StudyConfig, workspace: str, market: str, model: str) -> dict[str, Any]:
+    """Retrain one variant's S seeds on every fold of one market."""
+    return run("market_train", cfg, workspace, market=market, model=model)
+
+
+@task(**_options("market_evaluate"), task_run_name="market_evaluate[{market}-{model}]")
+def market_evaluate(cfg: StudyConfig, workspace: str, market: str, model: str) -> dict[str, Any]:
+    """Out-of-sample positions of every seed of one variant."""
+    return run("market_evaluate", cfg, workspace, market=market, model=model)
+
+
 @task(**_options("compare"), task_run_name="compare")
 def compare(cfg: StudyConfig, workspace: str) -> dict[str, Any]:
     """Contrasts across seeds; publishes the verdict table and the report as artifacts."""

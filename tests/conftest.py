@@ -37,6 +37,7 @@ SHRUNK = {
     "data": {"n_train": 300, "n_valid": 50, "n_test": 500},
     "train": {"epochs": 15},
     "runtime": {"device": "cpu", "torch_threads": 1},
+    "markets": {"walk_forward": {"train": 500, "valid": 100, "test": 1000}, "reps": 200},
 }
 
 
@@ -63,18 +64,17 @@ def shrunk_cfg(shrunk_params: Path):
     return load_params(shrunk_params)
 
 
+STUDY_ORDER = ("generate", "window", "train", "evaluate", "market_data", "market_train", "market_evaluate")
+
+
 def run_study_stages(cfg, root: Path, compare: bool = True) -> None:
-    """Every stage of the study in order, in-process, without Prefect."""
+    """Every stage of the study (markets included, figures of the cells left out) in order, without Prefect."""
+    from stages.registry import STAGES
     from stages.run import run_stage
 
-    for regime in cfg.data.regimes:
-        run_stage("generate", cfg, root, regime=regime)
-        run_stage("window", cfg, root, regime=regime)
-    for regime, model in cfg.cells:
-        run_stage("train", cfg, root, regime=regime, model=model)
-        run_stage("evaluate", cfg, root, regime=regime, model=model)
-    if compare:
-        run_stage("compare", cfg, root)
+    for name in STUDY_ORDER + ("compare",) * compare:
+        for item in STAGES[name].grid(cfg):
+            run_stage(name, cfg, root, **item)
 
 
 FINAL_STATES = ("Completed", "Cached", "Failed", "Crashed", "Cancelled")

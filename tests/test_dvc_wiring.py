@@ -27,25 +27,17 @@ DVC = [sys.executable, "-m", "dvc"]
 
 
 # ------------------------------------------------------------------ dvc.yaml = registry
-def _items(cfg, kinds: tuple[str, ...]) -> list[dict[str, str]]:
-    if kinds == ("regime",):
-        return [{"regime": r} for r in cfg.data.regimes]
-    if kinds == ("regime", "model"):
-        return [{"regime": r, "model": m} for r, m in cfg.cells]
-    return [{}]
-
-
 def _expected(root: Path) -> dict[str, dict]:
     """Every stage the registry defines for root/params.yaml, as dvc.yaml should declare it."""
     cfg, ws = load_params(root / "params.yaml"), Workspace(root)
     out = {}
     for name, spec in STAGES.items():
-        for item in _items(cfg, spec.items):
+        for item in spec.grid(cfg):
             flags = "".join(f" --{k} {v}" for k, v in item.items())
             out[name + (f"@{item_id(item)}" if item else "")] = {
                 "cmd": f"python -m flows.cli stage {name}{flags}",
                 "code": {p.resolve().relative_to(ROOT).as_posix() for p in code_files(spec)},
-                "inputs": {ws.rel(p) for p in spec.inputs(cfg, ws, item)},
+                "inputs": {ws.rel(p) for p in spec.inputs(cfg, ws, item)} | set(spec.tracked),
                 "params": set(spec.params(cfg, item)),
                 "outs": {ws.rel(p) for p in spec.outputs(cfg, ws, item)},
             }

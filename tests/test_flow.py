@@ -65,7 +65,7 @@ def test_same_params_give_byte_identical_metrics(shrunk_params, tmp_path):
     for root in roots:
         run_study_stages(cfg, root, compare=False)
     files = sorted(p.relative_to(roots[0]) for p in (roots[0] / "metrics").rglob("*") if p.is_file())
-    assert len(files) == 3 * len(cfg.cells)
+    assert len(files) == 3 * len(cfg.cells) + len(cfg.markets.cells) + len(cfg.markets.regimes)
     for rel in files:
         assert (roots[0] / rel).read_bytes() == (roots[1] / rel).read_bytes(), rel
 

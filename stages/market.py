@@ -1,0 +1,110 @@
+"""The markets' stage bodies: load from the catalog, call the core, save.
+
+market_data -> market_train -> market_evaluate, per market (`markets.regimes`)
+or per (market, variant) cell; compare (`stages.compare`) writes their section
+of the report. Every fold retrains every variant's S seeds; seed s of every
+variant with the same architecture starts from the same weights and sees the
+same shuffles on every fold, so variants pair by seed on the same days.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from neural_trader.config import StudyConfig
+from neural_trader.data import Windows, make_generator
+from neural_trader.evaluate import CURVE_GRID, position_curve, replica_positions
+from neural_trader.market import MarketData, fold_groups, oos_rows, prepare_market
+from neural_trader.models import LinearTrader, TraderNet
+from neural_trader.sources import make_source
+from neural_trader.train import resolve_device, train_trader
+
+from .catalog import Workspace, load_tensors, save_tensors, write_json
+from .registry import cell_name
+
+log = logging.getLogger("neural_trader")
+
+
+def _load(ws: Workspace, market: str) -> MarketData:
+    return MarketData.from_arrays({k: v.numpy() for k, v in load_tensors(ws.market_series(market)).items()})
+
+
+def market_data(cfg: StudyConfig, ws: Workspace, market: str) -> dict[str, Any]:
+    """Read the market's closes, and cut its scaled windows and walk-forward folds."""
+    source = make_source(cfg.markets.regimes[market])
+    series = source.series(ws.root)
+    data = prepare_market(series, cfg.markets)
+    save_tensors(ws.market_series(market), {k: torch.from_numpy(v) for k, v in data.arrays().items()})
+    oos = data.t[oos_rows(data)]
+    day = lambda i: str(np.datetime64(int(data.dates[i]), "D"))  # noqa: E731  the end day of return i
+    summary = {"market": market, "source": source.label(), "prices": len(series), "dropped": series.dropped,
+               "first": str(series.dates[0]), "last": str(series.dates[-1]), "folds": len(data.folds),
+               "oos_days": int(oos.size), "oos_first": day(oos[0] + 1), "oos_last": day(oos[-1] + 1)}
+    write_json(ws.market_summary(market), summary)
+    return summary
+
+
+def _net(cfg: StudyConfig, model: str, generators: list[torch.Generator]) -> torch.nn.Module:
+    m, lag = cfg.markets.models[model], cfg.markets.lag
+    if m.hidden == 0:
+        return LinearTrader(generators, lag=lag)
+    return TraderNet(generators, lag=lag, hidden=m.hidden, dropout=m.dropout)
+
+
+def _generators(cfg: StudyConfig, market: str, purpose: str, folds: tuple[int, ...], device: Any) -> list:
+    """One per replica (fold-major, seed-minor); the key leaves out the variant, so variants pair by seed."""
+    return [make_generator(cfg.seeds.base, "market", market, purpose, f, s, device=device)
+            for f in folds for s in range(cfg.seeds.count)]
+
+
+def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> dict[str, Any]:
+    """Train S seeds of one variant on every fold; keep each replica's best-validation-epoch weights."""
+    t, cell = cfg.train, cell_name(market, model)
+    dev = resolve_device(cfg.runtime.device)
+    torch.set_num_threads(cfg.runtime.torch_threads)
+    best, history, start = {}, {}, time.perf_counter()
+    groups = fold_groups(_load(ws, market), cfg.seeds.count)
+    for i, g in enumerate(groups):
+        net = _net(cfg, model, _generators(cfg, market, "init", g.folds, dev)).to(dev)
+        train, valid = (Windows(torch.from_numpy(a), torch.from_numpy(b)).to(dev)
+                        for a, b in ((g.train_x, g.train_y), (g.valid_x, g.valid_y)))
+        hist, state = train_trader(net, train, valid,
+                                   _generators(cfg, market, "train", g.folds, dev), lr=t.lr, epochs=t.epochs,
+                                   batch_size=t.batch_size, progress=cfg.runtime.progress, desc=cell)
+        best.update({f"{i}.{k}": v for k, v in state.items()})
+        history[f"{i}"] = hist.values
+    folds = [list(g.folds) for g in groups]
+    meta = {"folds": json.dumps(folds), "seeds": str(cfg.seeds.count)}
+    save_tensors(ws.market_model(cell, "best"), best, metadata=meta)
+    save_tensors(ws.market_model(cell, "history"), history, metadata=meta)
+    seconds = time.perf_counter() - start
+    log.info("trained %s: %d folds x %d seeds x %d epochs in %.1f s", cell, sum(map(len, folds)),
+             cfg.seeds.count, t.epochs, seconds)
+    return {"cell": cell, "replicas": sum(map(len, folds)) * cfg.seeds.count, "seconds": round(seconds, 2)}
+
+
+def market_evaluate(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> dict[str, Any]:
+    """Every seed's out-of-sample positions, each test segment traded by its own fold's weights."""
+    cell, S = cell_name(market, model), cfg.seeds.count
+    torch.set_num_threads(cfg.runtime.torch_threads)
+    data, weights = _load(ws, market), load_tensors(ws.market_model(cell, "best"))
+    positions = torch.empty(S, len(oos_rows(data)))  # (S, n_oos)
+    curves = torch.empty(len(data.folds), S, len(CURVE_GRID))  # (F, S, grid)
+    offsets = np.cumsum([0, *(data.folds[:, 5] - data.folds[:, 4])])
+    for i, g in enumerate(fold_groups(data, S)):
+        net = _net(cfg, model, [torch.Generator() for _ in range(len(g.folds) * S)])
+        net.load_state_dict({k.split(".", 1)[1]: v for k, v in weights.items() if k.split(".", 1)[0] == str(i)})
+        net.eval()
+        pos = replica_positions(net, torch.from_numpy(g.test_x)).view(len(g.folds), S, -1)  # (G, S, n_test)
+        curve = torch.from_numpy(position_curve(net, cfg.markets.lag, CURVE_GRID, replicas=len(g.folds) * S))
+        for j, f in enumerate(g.folds):
+            positions[:, offsets[f]:offsets[f + 1]] = pos[j]
+            curves[f] = curve.view(len(g.folds), S, -1)[j].float()
+    save_tensors(ws.market_eval(cell), {"positions": positions, "curve": curves})
+    return {"cell": cell, "oos_days": positions.shape[1], "mean_position": float(positions.mean())}
