@@ -222,6 +222,10 @@ def _print_verdicts(summary: dict, workspace: Path) -> None:
     print("\nTest return per step (mean over seeds):")
     for cell, value in summary["cells"].items():
         print(f"  {cell:<28}{value:+.4f}")
+    for market, verdicts in summary.get("market", {}).items():
+        print(f"\nMarket {market} (walk-forward, out of sample):")
+        for line in verdicts:
+            print(f"  {line}")
     print(f"\nReport: {workspace / 'reports' / 'comparison.md'}")
 
 

@@ -9,16 +9,21 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from neural_trader.config import RuntimeConfig
 
 
+WAITING_THREADS = 64  # threads for tasks that wait on their upstream; a waiting thread costs no CPU
+
+
 def make_task_runner(runtime: RuntimeConfig) -> Any:
     """The runner `runtime.task_runner` names.
 
-    threads: a thread pool of `max_workers` (torch releases the GIL in its kernels).
+    threads: a thread pool in which at most `max_workers` stage bodies compute at
+    once (`tasks.slots`; torch releases the GIL in its kernels); tasks waiting for
+    their inputs wait in spare threads, so they never hold up ready work.
     sequential: one task at a time.
     dask: prefect-dask's DaskTaskRunner on `dask_address`, or a local cluster
     of `max_workers` single-threaded worker processes when no address is given.
     """
     if runtime.task_runner == "threads":
-        return ThreadPoolTaskRunner(max_workers=runtime.max_workers)
+        return ThreadPoolTaskRunner(max_workers=runtime.max_workers + WAITING_THREADS)
     if runtime.task_runner == "sequential":
         return ThreadPoolTaskRunner(max_workers=1)
     try:

@@ -104,7 +104,7 @@ class CompareConfig(_Strict):
 class RuntimeConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     task_runner: Literal["threads", "dask", "sequential"] = "threads"
-    max_workers: int = Field(2, ge=1, le=256, description="concurrent tasks under the thread runner")
+    max_workers: int = Field(2, ge=1, le=256, description="stage bodies computing at once (threads), or local Dask worker processes")
     dask_address: str | None = Field(None, description="scheduler address for task_runner=dask; None starts a local cluster")
     torch_threads: int = Field(1, ge=1, le=256, description="intra-op threads per process (1 keeps CPU numbers identical)")
     progress: bool = Field(False, description="tqdm bar per training task")

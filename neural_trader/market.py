@@ -72,6 +72,12 @@ def prepare_market(series: PriceSeries, cfg: MarketsConfig) -> MarketData:
     dates, r = log_returns(series)
     w = scaled_inputs(r, cfg.lag, cfg.vol_window)
     wf = cfg.walk_forward
+    fold = wf.train + 2 * wf.embargo + wf.valid + wf.test  # decision days of one fold
+    if len(w.t) < fold:
+        need = fold + max(cfg.lag, cfg.vol_window) + 1  # prices: the volatility warm-up and the last target
+        raise ValueError(f"{series.source}: too short for one walk-forward fold: {len(series)} prices, one fold "
+                         f"needs {need} (markets.walk_forward train + 2 x embargo + valid + test, "
+                         f"plus {cfg.vol_window} days of volatility warm-up)")
     try:
         folds = make_folds(len(w.t), train=wf.train, valid=wf.valid, test=wf.test, step=wf.test,
                            scheme=wf.scheme, embargo=wf.embargo, lag=cfg.lag)

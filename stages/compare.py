@@ -105,4 +105,5 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     keys = ("diff", "ci_lo", "ci_hi", "p_adj", "significant", "verdict")
     table = [{"contrast": r["name"], **{k: r[k] for k in keys}} for r in result["contrasts"]]
     return {"table": table, "replicas": result["replicas"], "runs": result["runs"],
-            "cells": {cmp.cell_name(x["regime"], x["model"]): x["test_return"]["mean"] for x in result["cells"]}}
+            "cells": {cmp.cell_name(x["regime"], x["model"]): x["test_return"]["mean"] for x in result["cells"]},
+            "market": {m: r["verdicts"] for m, r in result.get("market", {}).items()}}

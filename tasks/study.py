@@ -21,6 +21,7 @@ from stages import versioning
 from stages.catalog import Workspace
 
 from .caching import StageCache, stage_digest
+from .slots import compute_slot
 
 
 def _io_error(task: Any, task_run: Any, state: Any) -> bool:
@@ -58,7 +59,8 @@ def run(stage: str, cfg: StudyConfig, workspace: str, **item: str) -> dict[str, 
     """Run a stage with the key the cache policy computed, and log what happened."""
     from stages.run import run_stage  # the bodies, and torch, load only when a stage runs
 
-    summary = run_stage(stage, cfg, workspace, key=stage_digest(stage), **item)
+    with compute_slot(cfg.runtime.max_workers):  # taken once the inputs are ready: see tasks.slots
+        summary = run_stage(stage, cfg, workspace, key=stage_digest(stage), **item)
     verb = "reused" if summary.get("reused") else "ran"
     brief = {k: v for k, v in summary.items() if k != "reused" and isinstance(v, (str, int, float))}
     _logger().info("%s %s: %s", verb, stage, brief)

@@ -112,9 +112,8 @@ def test_classifier_near_bayes_rate(full_run):
 
 
 def _warmups_doc() -> str:
-    """The README's warm-ups section."""
-    readme = (ROOT / "README.md").read_text()
-    return readme[readme.index("## Warm-ups"):]
+    """The warm-ups page of the docs."""
+    return (ROOT / "docs" / "warmups.md").read_text()
 
 
 def test_documented_numbers_are_the_measured_ones(full_run):
