@@ -309,3 +309,35 @@ def test_contrasts_unequal_seed_counts():
     }
     with pytest.raises(ValueError, match="cannot pair"):
         contrasts(res, ["random", "momentum"], ["base"])
+
+
+# ------------------------------------------------------- held to statsmodels
+def test_holm_agrees_with_statsmodels_and_keeps_todays_values():
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.array([0.01, 0.04, 0.03, 0.005, 0.5, np.nan])
+    expected = [0.04, 0.09, 0.09, 0.025, 0.5]  # sorted .005 .01 .03 .04 .5 times 5 4 3 2 1, running max
+    assert holm(p)[:5] == pytest.approx(expected) and np.isnan(holm(p)[5])
+    assert holm(p)[:5] == pytest.approx(multipletests(p[:5], method="holm")[1], abs=1e-15)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        q = rng.uniform(size=rng.integers(1, 30)) ** 3
+        assert holm(q) == pytest.approx(multipletests(q, method="holm")[1], abs=1e-15)
+
+
+@pytest.mark.parametrize("n", [8, 32, 200])
+@pytest.mark.parametrize("alpha, power", [(0.05, 0.8), (0.05 / 6, 0.8), (0.01, 0.9)])
+def test_min_detectable_effect_agrees_with_statsmodels(n, alpha, power):
+    """The power curve is statsmodels' TTestPower wherever statsmodels is finite."""
+    from statsmodels.stats.power import TTestPower
+
+    mde = min_detectable_effect(1.0, n, alpha, power)
+    assert TTestPower().power(effect_size=mde, nobs=n, alpha=alpha, alternative="two-sided") == pytest.approx(power)
+    if n >= 8:  # below that, solve_power stops at its search bound for strict alpha (see stats._power_exact)
+        assert TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power,
+                                        alternative="two-sided") == pytest.approx(mde, rel=1e-5)
+
+
+def test_min_detectable_effect_keeps_todays_values():
+    assert min_detectable_effect(1.0, 32, 0.05 / 6, 0.8) == pytest.approx(0.6521142084216548, rel=1e-12)
+    assert min_detectable_effect(1.0, 2, 0.01, 0.9) == pytest.approx(74.04747294443334, rel=1e-9)
