@@ -38,8 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the whole study (or the seed's warm-ups) as a Prefect flow")
     run.add_argument("flow", nargs="?", default="experiment",
-                     choices=("experiment", "warmups", "regression", "classifier"),
-                     help="experiment (default): the study; warmups: both of the seed's warm-ups; or one of them")
+                     choices=("experiment", "sweep", "warmups", "regression", "classifier"),
+                     help="experiment (default): the study; sweep: the study over the `sweep` grid; "
+                          "warmups: both of the seed's warm-ups; or one of them")
     run.add_argument("--rerun", action="store_true",
                      help="a rerun that adds evidence: fresh seeds from --slot, its own folder, ledger, pooled report")
     run.add_argument("--slot", help="the rerun's slot, e.g. 20261128T0200Z (default: now)")
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     _prefect_env()
     if args.command == "serve":
         return _serve(args)
+    if args.flow == "sweep":
+        return _sweep(args)
     if args.flow != "experiment":
         from flows.warmups import format_reports, run_warmups
 
@@ -124,6 +127,25 @@ def main(argv: list[str] | None = None) -> int:
         summary = summary["pooled"]
     _print_verdicts(summary, Path(args.workspace) / ("reruns/pooled" if args.rerun else ""))
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from flows.sweep import run_sweep
+    from stages.catalog import load_sweep
+
+    try:
+        load_sweep(args.params, args.overrides)  # every grid point validated before any work
+    except ConfigError as exc:
+        print(f"neural-trader: error: {exc}", file=sys.stderr)
+        return 2
+    summary = run_sweep(args.params, args.overrides, args.workspace, dvc_record=args.dvc_record,
+                        dvc_push=args.dvc_push)
+    print(f"\nSweep: {summary['points']} points, {summary['significant']} significant contrasts"
+          + (f", failed: {', '.join(summary['failed'])}" if summary["failed"] else ""))
+    for line in summary["verdicts"]:
+        print(f"  {line}")
+    print(f"\nReport: {Path(args.workspace) / 'reports' / 'sweep.md'}")
+    return 0 if not summary["failed"] else 1
 
 
 def _reruns(args: argparse.Namespace, cfg) -> int:

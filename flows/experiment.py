@@ -80,24 +80,7 @@ def experiment(
 
     with root.lock("experiment"):  # runs on one workspace are serialised, never interleaved
         root.sweep_temporaries()
-        windows = {}
-        for regime in cfg.data.regimes:
-            returns = generate.submit(cfg, ws, regime)
-            windows[regime] = window.submit(cfg, ws, regime, wait_for=[returns])
-
-        evaluations, figures = [], []
-        for regime, model in cfg.cells:
-            trained = train.submit(cfg, ws, regime, model, wait_for=[windows[regime]])
-            evaluations.append(evaluate.submit(cfg, ws, regime, model, wait_for=[trained]))
-            figures.append(plot.submit(cfg, ws, regime, model, wait_for=[trained]))
-
-        for market in cfg.markets.regimes:  # real closes, walk-forward: their own section of the report
-            series = market_data.submit(cfg, ws, market)
-            for model in cfg.markets.models:
-                trained = market_train.submit(cfg, ws, market, model, wait_for=[series])
-                evaluations.append(market_evaluate.submit(cfg, ws, market, model, wait_for=[trained]))
-
-        verdicts = compare.submit(cfg, ws, wait_for=evaluations)
+        verdicts, figures = submit_study(cfg, ws)
         wait(figures)
         summary = verdicts.result()
 
@@ -111,6 +94,33 @@ def experiment(
             recorded = record_in_dvc(ws, list(DVC_STAGES), push=dvc_push, wait_for=[verdicts, *figures])
             summary = {**summary, "dvc": recorded}
     return summary
+
+
+def submit_study(cfg: StudyConfig, ws: str) -> tuple[Any, list[Any]]:
+    """Submit every task of one study in `ws`; the future of its comparison, and of its figures.
+
+    generate -> window -> train each variant -> evaluate -> plot, per regime and
+    cell; then each market's data -> train -> evaluate; compare waits for every
+    evaluation. A task waits for its inputs in a spare thread, not a compute slot.
+    """
+    windows = {}
+    for regime in cfg.data.regimes:
+        returns = generate.submit(cfg, ws, regime)
+        windows[regime] = window.submit(cfg, ws, regime, wait_for=[returns])
+
+    evaluations, figures = [], []
+    for regime, model in cfg.cells:
+        trained = train.submit(cfg, ws, regime, model, wait_for=[windows[regime]])
+        evaluations.append(evaluate.submit(cfg, ws, regime, model, wait_for=[trained]))
+        figures.append(plot.submit(cfg, ws, regime, model, wait_for=[trained]))
+
+    for market in cfg.markets.regimes:  # real closes, walk-forward: their own section of the report
+        series = market_data.submit(cfg, ws, market)
+        for model in cfg.markets.models:
+            trained = market_train.submit(cfg, ws, market, model, wait_for=[series])
+            evaluations.append(market_evaluate.submit(cfg, ws, market, model, wait_for=[trained]))
+
+    return compare.submit(cfg, ws, wait_for=evaluations), figures
 
 
 def run_experiment(params: str, overrides: list[str], workspace: str, rerun: bool = False,

@@ -81,10 +81,25 @@ def read_params(path: str | Path) -> dict[str, Any]:
 
 
 def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
-    """Read, override and validate a params file; ConfigError names the file and key."""
+    """Read, override and validate a params file (its `sweep` section aside); ConfigError names the file and key."""
     raw = read_params(path)
     try:
-        return parse_config(apply_overrides(raw, list(overrides)))
+        raw = apply_overrides(raw, list(overrides))
+        raw.pop("sweep", None)  # the grid over this study: `load_sweep`
+        return parse_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], Any, list[Any]]:
+    """The study's raw params, its `sweep` section and every grid point, all validated before any work."""
+    from neural_trader.sweep import parse_sweep, validate_sweep
+
+    raw = read_params(path)
+    try:
+        raw = apply_overrides(raw, list(overrides))
+        sweep = parse_sweep(raw.pop("sweep", None))
+        return raw, sweep, validate_sweep(raw, sweep)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -263,7 +278,7 @@ class Workspace:
 
     def sweep_temporaries(self) -> list[Path]:
         """Delete temporary files a killed writer left behind; call while holding the lock."""
-        stale = [p for top in ("data", "models", "metrics", "plots", "reports", "reruns")
+        stale = [p for top in ("data", "models", "metrics", "plots", "reports", "reruns", "sweeps")
                  for p in (self.root / top).rglob(".*.tmp") if p.is_file()]
         for p in stale:
             p.unlink(missing_ok=True)
@@ -297,6 +312,27 @@ class Workspace:
 
     def market_plot(self, market: str, figure: str) -> Path:
         return self.market_plots(market) / f"{figure}.png"
+
+    # the sweep (stages.sweep): sweeps/<point>/ a whole study workspace per grid point, and
+    #   sweeps/ledger.json, metrics/sweep.json, reports/sweep.md, plots/sweep/<figure>.png
+    def sweep_point(self, point: str) -> Path:
+        return self.root / "sweeps" / point
+
+    @property
+    def sweep_ledger(self) -> Path:
+        return self.root / "sweeps" / "ledger.json"
+
+    @property
+    def sweep_json(self) -> Path:
+        return self.root / "metrics" / "sweep.json"
+
+    @property
+    def sweep_report(self) -> Path:
+        return self.root / "reports" / "sweep.md"
+
+    @property
+    def sweep_plots(self) -> Path:
+        return self.root / "plots" / "sweep"
 
     # the warm-ups (stages.warmups), <exp> = regression | classifier:
     #   data/warmups/<exp>/data.safetensors       <exp>_generate

@@ -312,7 +312,12 @@ def test_params_fragments_validate():
     for block in fragments:
         fragment = yaml.safe_load(block.text)
         assert isinstance(fragment, dict) and set(fragment) <= set(raw), f"{block}: not a params.yaml fragment"
-        cfg = parse_config(_merge(raw, fragment))  # ConfigError names the key
+        merged = _merge(raw, fragment)
+        if "sweep" in merged:  # the grid over the study: its own parser, every point validated
+            from neural_trader.sweep import parse_sweep, validate_sweep
+
+            validate_sweep({k: v for k, v in merged.items() if k != "sweep"}, parse_sweep(merged["sweep"]))
+        cfg = parse_config({k: v for k, v in merged.items() if k != "sweep"})  # ConfigError names the key
         for regime in (fragment.get("data") or {}).get("regimes") or {}:
             assert any(r == regime for r, _ in cfg.cells), block
         for model in fragment.get("models") or {}:

@@ -1,0 +1,76 @@
+"""Where does dropout help? The study over a grid of points, every point through the same stages and caches.
+
+    neural-trader run sweep                # the `sweep` section of params.yaml
+    neural-trader run sweep --set 'sweep.axes={"hidden": [5, 32]}'
+
+Each grid point is a whole study (one AR(1) regime, one model per dropout
+value, paired by seed) in its own workspace `sweeps/<point>/`: a point already
+computed is a stamp hit, and a new axis value computes only its new points.
+A point that fails fails alone: the others finish, and the report names it.
+The report (`metrics/sweep.json`, `reports/sweep.md`, `plots/sweep/`) controls
+the false discovery rate across the whole grid. Under
+`runtime.task_runner: dask` the points' tasks run on a Dask cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+
+from neural_trader.sweep import point_config
+from stages.catalog import Workspace, load_sweep
+from tasks.reruns import version_rerun
+from tasks.study import sweep_report
+
+from .experiment import submit_study
+from .runners import make_task_runner
+
+
+@flow(name="sweep", log_prints=False, persist_result=True, result_serializer="json")
+def sweep(params: str = "params.yaml", overrides: list[str] | None = None, workspace: str = ".",
+          dvc_record: bool = False, dvc_push: bool = False) -> dict[str, Any]:
+    """Run every point of the `sweep` grid, then compare dropout across the grid."""
+    raw, grid, points = load_sweep(params, overrides or [])  # every point validated before any work
+    root, log = Workspace(Path(workspace)), get_run_logger()
+    log.info("sweep: %d points x %d dropout values in %s", len(points), len(grid.dropout), root.root / "sweeps")
+    start, failed = time.perf_counter(), {}
+    with root.lock("sweep"):
+        root.sweep_temporaries()
+        futures = {}
+        for point in points:
+            verdicts, figures = submit_study(point_config(raw, point), str(root.sweep_point(point.name)))
+            futures[verdicts] = point
+        for done, future in enumerate(as_completed(list(futures)), 1):
+            point = futures[future]
+            if (reason := _failure(future)) is not None:
+                failed[point.name] = reason
+            log.info("point %d/%d %s: %s (%.0f s)", done, len(points), point.name,
+                     "failed: " + failed[point.name] if point.name in failed else "done", time.perf_counter() - start)
+        summary = sweep_report(raw, grid, points, str(root.root), failed)
+        if dvc_record:
+            summary["dvc"] = [version_rerun(str(root.root), f"sweeps/{p.name}", push=dvc_push)
+                              for p in points if p.name not in failed]
+    return summary
+
+
+def _failure(future: Any) -> str | None:
+    """None if a point's comparison completed, else one line on why not (its error, or an upstream task's)."""
+    try:
+        future.result()
+    except BaseException as exc:  # noqa: BLE001  reported, not raised: a failed point fails alone
+        return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return None
+
+
+def run_sweep(params: str, overrides: list[str], workspace: str, dvc_record: bool = False,
+              dvc_push: bool = False) -> dict[str, Any]:
+    """Validate the grid, then run the sweep flow under the task runner the study's runtime asks for."""
+    raw, _, points = load_sweep(params, overrides)  # fails here, before any work, on a bad axis
+    runner = make_task_runner(point_config(raw, points[0]).runtime)
+    return sweep.with_options(task_runner=runner)(
+        params=str(Path(params).resolve()), overrides=list(overrides), workspace=str(Workspace(Path(workspace)).root),
+        dvc_record=dvc_record, dvc_push=dvc_push)

@@ -1,0 +1,316 @@
+"""The sweep's inference and report: per-point summaries, the grid-wide contrast family, verdicts, figures.
+
+Takes each point's evaluations (the dicts `evaluate.evaluate_cell` produced, as
+read back from JSON, keyed by dropout value) and returns values: the
+`metrics/sweep.json` dict, the Markdown of `reports/sweep.md` and figures as
+PNG bytes. Nothing here reads or writes a file.
+
+Within a point, replica s of every dropout value shares its data draw and
+initial weights, so dropout d is compared with dropout 0 paired by seed
+(`stats.paired_test`). The family is every (point, dropout value != 0,
+metric) contrast of the whole grid, test return and gap together; p-values are
+adjusted once over that family by statsmodels' `multipletests`
+(Benjamini-Hochberg `fdr_bh`, or `holm`), never by hand.
+
+metrics/sweep.json, schema 1 (returns and gaps are per step, in units of the
+return series; NaN where a value is undefined, e.g. fewer than two seeds)::
+
+    schema: 1
+    dropout: [0.0, ...]            # the contrast axis, reference first
+    axes: [{key, values}]          # the grid axes in sweep order (a list: JSON writers sort dict keys)
+    method: "bh" | "holm"          # the multiplicity control
+    alpha, confidence, power       # q threshold / family-wise level, CI level, power of the MDE
+    family_size: int               # contrasts with a p-value (the m of the adjustment)
+    points: [{                     # one per computed point, grid order
+        name, values: {axis: value},
+        settings: {hidden, n_train, rho},   # effective, swept or not
+        replicas: S,
+        summary: [{                # one row per dropout value, reference first
+            dropout, model,
+            test_return, test_return_best, gap: {mean, ci_lo, ci_hi},   # t-intervals over seeds
+            oracle_fraction: {mean, ci_lo, ci_hi} | null,  # per-seed test return / that seed's realised
+                                                           # oracle return; null when the oracle earns 0 (rho 0)
+            oracle_fraction_pooled: float | null,          # mean test return / mean oracle return
+            train_return, sharpe, hit_rate, mean_position, best_epoch,
+            oracle_return, buy_and_hold_return, oracle_expected_return}]}]
+    contrasts: [{                  # one per (point, dropout != 0, metric), grid order, test_return then gap
+        point, values, settings, dropout,
+        metric: "test_return" | "gap",
+        mean_a, mean_b,            # dropout d, dropout 0
+        diff, ci_lo, ci_hi, t, p, n, sd_diff,   # paired over seeds: d minus 0
+        mde,                       # minimum detectable effect at level alpha (one test, unadjusted)
+        mde_adjusted,              # ... at alpha / family_size, the strictest level either method applies
+        q,                         # BH q-value or Holm-adjusted p, over the whole family
+        significant}]              # q < alpha
+    verdicts: [str]                # plain words, significant cells then a closing line per metric
+    failed: [{point, values, error}]   # points that did not compute: reported, not fatal
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from statsmodels.stats.multitest import multipletests
+
+from . import stats
+from .comparison import summarise_cell
+from .sweep import REFERENCE, Point, SweepConfig
+
+__all__ = ["SCHEMA", "FIGURES", "METRICS", "METHODS", "point_summary", "adjust_pvalues", "sweep_contrasts",
+           "verdicts", "sweep_summary", "sweep_markdown"]
+
+SCHEMA = 1
+#: the sweep's figures, plots/sweep/<name>.png
+FIGURES = ("effect_test_return", "effect_gap", "oracle_fraction")
+#: contrast metric -> its per-seed key in an evaluation
+METRICS = {"test_return": "test_mean_return", "gap": "gap"}
+#: fdr setting -> (statsmodels method, words)
+METHODS = {"bh": ("fdr_bh", "Benjamini-Hochberg false discovery rate"),
+           "holm": ("holm", "Holm family-wise error rate")}
+_LABELS = {"test_return": "test return", "gap": "the overfitting gap"}
+#: how an axis value reads in a sentence; other keys read 'key = value'
+_PHRASES = {"hidden": "{} hidden units", "data.n_train": "{} training series", "rho": "rho {}",
+            "train.epochs": "{} epochs", "seeds.count": "{} seeds", "data.length": "series of length {}",
+            "data.lag": "lag {}", "train.lr": "learning rate {}"}
+_TOL = 1e-12  # |oracle return| at or below this: the oracle earns nothing, no fraction
+
+
+# ---------------------------------------------------------------- summaries
+def _fraction_ci(ev: dict[str, Any], confidence: float) -> dict[str, float] | None:
+    """Mean and t-interval over seeds of test return / the same seed's realised oracle return."""
+    ps = ev["per_seed"]
+    if "oracle_return" not in ps:
+        return None
+    oracle = np.asarray(ps["oracle_return"], dtype=float)
+    if not np.all(np.isfinite(oracle)) or np.any(np.abs(oracle) <= _TOL):
+        return None
+    mean, lo, hi = stats.mean_ci(np.asarray(ps["test_mean_return"], dtype=float) / oracle, confidence)
+    return {"mean": mean, "ci_lo": lo, "ci_hi": hi}
+
+
+def point_summary(evals: Mapping[float, dict[str, Any]], confidence: float) -> list[dict[str, Any]]:
+    """One row per dropout value (reference first): `comparison.summarise_cell` plus the oracle fraction's CI.
+
+    Args:
+        evals: {dropout: evaluation} of one point.
+        confidence: two-sided level of every interval.
+    """
+    rows = []
+    for d in sorted(evals, key=lambda d: d != REFERENCE):  # stable: the others keep their order
+        row = summarise_cell(evals[d], confidence)
+        row["oracle_fraction_pooled"] = row.pop("oracle_fraction")
+        rows.append({"dropout": float(d), **row, "oracle_fraction": _fraction_ci(evals[d], confidence)})
+    return rows
+
+
+# ---------------------------------------------------------------- contrasts
+def adjust_pvalues(pvalues: Sequence[float], method: str = "bh") -> np.ndarray:
+    """Adjusted p-values (BH q-values or Holm), in input order, by statsmodels; NaN stays NaN and is not counted."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    p = np.asarray(pvalues, dtype=float)
+    valid = ~np.isnan(p)
+    if np.any((p[valid] < 0) | (p[valid] > 1)):
+        raise ValueError("p-values must lie in [0, 1]")
+    out = np.full(p.shape, np.nan)
+    if valid.any():
+        out[valid] = multipletests(p[valid], method=METHODS[method][0])[1]
+    return out
+
+
+def _contrast(point: Point, d: float, metric: str, a: Any, b: Any, confidence: float, alpha: float,
+              power: float) -> dict[str, Any]:
+    va, vb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if va.shape != vb.shape:
+        raise ValueError(f"point {point.name}, dropout {d}: cannot pair {va.size} seeds with {vb.size}")
+    test = stats.paired_test(va, vb, confidence)
+    sd = float(np.std(va - vb, ddof=1)) if va.size > 1 else math.nan
+    return {"point": point.name, "values": dict(point.values), "settings": dict(point.settings),
+            "dropout": float(d), "metric": metric, "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
+            "diff": test["diff"], "ci_lo": test["lo"], "ci_hi": test["hi"], "t": test["t"], "p": test["p"],
+            "n": test["n"], "sd_diff": sd, "mde": stats.min_detectable_effect(sd, test["n"], alpha, power)}
+
+
+def sweep_contrasts(points: Sequence[tuple[Point, Mapping[float, dict[str, Any]]]], *, confidence: float = 0.95,
+                    power: float = 0.8, alpha: float = 0.05, method: str = "bh") -> list[dict[str, Any]]:
+    """Dropout d minus dropout 0, paired by seed, on test return and gap, at every point; adjusted grid-wide.
+
+    Args:
+        points: (point, {dropout: evaluation}) for every computed point; each
+            mapping holds the reference 0.0.
+        confidence, power: CI level and the power of the minimum detectable effect.
+        alpha: q threshold (bh) or family-wise level (holm); also the MDE's level.
+        method: "bh" or "holm".
+
+    Returns one record per (point, dropout, metric), in the schema of the module docstring.
+    """
+    records = []
+    for point, evals in points:
+        if REFERENCE not in evals:
+            raise ValueError(f"point {point.name}: no evaluation at dropout {REFERENCE}, the reference")
+        ref = evals[REFERENCE]["per_seed"]
+        for d, ev in evals.items():
+            if d == REFERENCE:
+                continue
+            for metric, key in METRICS.items():
+                records.append(_contrast(point, d, metric, ev["per_seed"][key], ref[key], confidence, alpha, power))
+    q = adjust_pvalues([r["p"] for r in records], method)
+    m = max(1, int(np.sum(~np.isnan(q))))
+    for rec, qi in zip(records, q):
+        rec["q"] = float(qi)
+        rec["significant"] = bool(qi < alpha)  # NaN compares False
+        rec["mde_adjusted"] = stats.min_detectable_effect(rec["sd_diff"], rec["n"], alpha / m, power)
+    return records
+
+
+# ---------------------------------------------------------------- verdicts
+def _value_text(value: Any) -> str:
+    """An axis or dropout value as given: 0.1 -> '0.1', 10000.0 -> '10000' (no exponent, no padding)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return np.format_float_positional(value + 0.0, trim="-")
+    return str(value)
+
+
+def _phrase(key: str, value: Any) -> str:
+    text = _value_text(value)
+    if key == "hidden" and value == 1:
+        return "1 hidden unit"
+    return _PHRASES.get(key, key + " = {}").format(text)
+
+
+def _where(values: Mapping[str, Any]) -> str:
+    """' at 128 hidden units with 100 training series and rho 0.1', or '' for a grid of one point."""
+    parts = [_phrase(k, v) for k, v in values.items()]
+    if not parts:
+        return ""
+    rest = parts[1:]
+    tail = "" if not rest else " with " + (rest[0] if len(rest) == 1 else ", ".join(rest[:-1]) + " and " + rest[-1])
+    return f" at {parts[0]}{tail}"
+
+
+def _signed(x: float) -> str:
+    return ("+" if x > 0 else "") + stats.format_number(x)
+
+
+def _qname(method: str) -> str:
+    return "q" if method == "bh" else "Holm-adjusted p"
+
+
+def _verdict(rec: dict[str, Any], confidence: float, method: str) -> str:
+    d, diff = _value_text(rec["dropout"]), rec["diff"]
+    if rec["metric"] == "test_return":
+        what = f"{'raises' if diff > 0 else 'lowers'} test return"
+    else:
+        what = f"{'widens' if diff > 0 else 'narrows'} the overfitting gap"
+    return (f"dropout {d} {what}{_where(rec['values'])} ({_signed(diff)} per step, "
+            f"{stats._percent(confidence)} CI {stats.format_number(rec['ci_lo'])} to "
+            f"{stats.format_number(rec['ci_hi'])}, {_qname(method)} {stats.format_p(rec['q'])})")
+
+
+def _closing(metric: str, rows: list[dict[str, Any]], hits: int, alpha: float, method: str) -> str:
+    label, level = _LABELS[metric], f"{_qname(method)} < {alpha:g}"
+    count = f"{len(rows)} contrast{'s' if len(rows) != 1 else ''}"
+    untestable = sum(math.isnan(r["p"]) for r in rows)
+    note = f"; {untestable} not testable (fewer than 2 seeds)" if untestable else ""
+    if not hits:
+        return (f"no effect of dropout on {label} is significant anywhere in the grid at {level} "
+                f"({count}{note})")
+    return f"on {label}, nowhere else significant at {level} ({hits} of {count} significant{note})"
+
+
+def verdicts(records: Sequence[dict[str, Any]], alpha: float = 0.05, *, method: str = "bh",
+             confidence: float = 0.95) -> list[str]:
+    """Plain words: one line per significant contrast, then a closing line per metric, whatever the data say."""
+    lines = []
+    for metric in METRICS:
+        rows = [r for r in records if r["metric"] == metric]
+        if not rows:
+            continue
+        hits = [r for r in rows if r["significant"]]
+        lines += [_verdict(r, confidence, method) for r in hits]
+        lines.append(_closing(metric, rows, len(hits), alpha, method))
+    return lines
+
+
+# ---------------------------------------------------------------- the JSON
+def sweep_summary(sweep: SweepConfig, results: Sequence[tuple[Point, Mapping[float, dict[str, Any]]]],
+                  failed: Sequence[tuple[Point, str]] = (), *, confidence: float = 0.95,
+                  power: float = 0.8) -> dict[str, Any]:
+    """The metrics/sweep.json dict (schema in the module docstring).
+
+    Args:
+        results: (point, {dropout: evaluation}) of every point that computed, grid order.
+        failed: (point, error message) of every point that did not.
+        confidence, power: params `compare` of the study.
+    """
+    family = sweep_contrasts(results, confidence=confidence, power=power, alpha=sweep.alpha, method=sweep.fdr)
+    points = [{**point.to_json(), "replicas": len(next(iter(evals.values()))["per_seed"]["test_mean_return"]),
+               "summary": point_summary(evals, confidence)} for point, evals in results]
+    return {
+        "schema": SCHEMA,
+        "dropout": sorted(sweep.dropout, key=lambda d: d != REFERENCE),
+        "axes": [{"key": k, "values": list(v)} for k, v in sweep.axes.items()],
+        "method": sweep.fdr, "alpha": sweep.alpha, "confidence": confidence, "power": power,
+        "family_size": int(sum(not math.isnan(r["q"]) for r in family)),
+        "points": points,
+        "contrasts": family,
+        "verdicts": verdicts(family, sweep.alpha, method=sweep.fdr, confidence=confidence),
+        "failed": [{"point": p.name, "values": dict(p.values), "error": str(err)} for p, err in failed],
+    }
+
+
+# ---------------------------------------------------------------- Markdown
+def _fmt(x: float | None, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def _ci_text(c: dict[str, float] | None, digits: int = 4) -> str:
+    if not c:
+        return "n/a"
+    return f"{_fmt(c['mean'], digits)} ({_fmt(c['ci_lo'], digits)} to {_fmt(c['ci_hi'], digits)})"
+
+
+def _p(p: float) -> str:
+    return stats.format_p(p).removeprefix("= ")
+
+
+def sweep_markdown(summary: dict[str, Any], figures_dir: str = "../plots/sweep") -> str:
+    """reports/sweep.md: design, verdicts, failed points, points and contrasts; figures under `figures_dir`."""
+    pct = f"{summary['confidence']:.0%}"
+    axes = "; ".join(f"{a['key']}: {', '.join(str(v) for v in a['values'])}" for a in summary["axes"]) or "none"
+    qname = _qname(summary["method"])
+    drops = ", ".join(_value_text(d) for d in summary["dropout"])
+    lines = [
+        "# Dropout sweep", "",
+        (f"Grid axes: {axes}. Dropout values at every point: {drops} (each compared with 0, paired by seed: "
+         f"replica s shares its data draw and initial weights). {len(summary['points'])} points computed, "
+         f"{len(summary['failed'])} failed. Intervals are {pct} t-intervals over seeds; p-values are paired "
+         f"t-tests, adjusted over all {summary['family_size']} contrasts of the grid "
+         f"({METHODS[summary['method']][1]}, {qname} < {summary['alpha']:g})."), "",
+        "## Verdicts", "",
+    ]
+    lines += [f"- {v}" for v in summary["verdicts"]] or ["- no contrasts"]
+    if summary["failed"]:
+        lines += ["", "## Failed points", ""] + [f"- {f['point']}: {f['error']}" for f in summary["failed"]]
+    lines += ["", "## Points", "",
+              f"| point | dropout | test return ({pct} CI) | oracle fraction | gap (train - test) |",
+              "|---|---|---|---|---|"]
+    for p in summary["points"]:
+        for r in p["summary"]:
+            lines.append(f"| {p['name']} | {_value_text(r['dropout'])} | {_ci_text(r['test_return'])} "
+                         f"| {_ci_text(r['oracle_fraction'], 2)} | {_ci_text(r['gap'])} |")
+    lines += ["", "## Contrasts (dropout d minus dropout 0)", "",
+              (f"| point | dropout | metric | diff | {pct} CI | p | {qname} | detectable at {summary['power']:.0%} "
+               "power (alpha / adjusted) | significant |"),
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["contrasts"]:
+        lines.append(f"| {r['point']} | {_value_text(r['dropout'])} | {r['metric']} | {_fmt(r['diff'])} "
+                     f"| {_fmt(r['ci_lo'])} to {_fmt(r['ci_hi'])} | {_p(r['p'])} | {_p(r['q'])} "
+                     f"| {_fmt(r['mde'])} / {_fmt(r['mde_adjusted'])} | {'yes' if r['significant'] else 'no'} |")
+    lines += ["", "## Figures", ""] + [f"![{f}]({figures_dir}/{f}.png)" for f in FIGURES]
+    return "\n".join(lines) + "\n"
