@@ -8,7 +8,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from neural_trader.config import RuntimeConfig
 
-
+#: A local Dask cluster listens on loopback only: its scheduler, workers and nannies on 127.0.0.1 (`host`),
+#: and the scheduler's dashboard too (LocalCluster's default, ':8787', binds every interface). Workers
+#: start no dashboard (LocalCluster's default `worker_dashboard_address=None`).
+LOCAL_CLUSTER = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:8787"}
 WAITING_THREADS = 64  # threads for tasks that wait on their upstream; a waiting thread costs no CPU
 
 
@@ -20,7 +23,8 @@ def make_task_runner(runtime: RuntimeConfig) -> Any:
     their inputs wait in spare threads, so they never hold up ready work.
     sequential: one task at a time.
     dask: prefect-dask's DaskTaskRunner on `dask_address`, or a local cluster
-    of `max_workers` single-threaded worker processes when no address is given.
+    of `max_workers` single-threaded worker processes when no address is given,
+    every listener of it bound to 127.0.0.1 (`LOCAL_CLUSTER`).
     """
     if runtime.task_runner == "threads":
         return ThreadPoolTaskRunner(max_workers=runtime.max_workers + WAITING_THREADS)
@@ -34,4 +38,5 @@ def make_task_runner(runtime: RuntimeConfig) -> Any:
         ) from exc
     if runtime.dask_address:
         return DaskTaskRunner(address=runtime.dask_address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": runtime.max_workers, "threads_per_worker": 1, "processes": True})
+    return DaskTaskRunner(cluster_kwargs={"n_workers": runtime.max_workers, "threads_per_worker": 1,
+                                          "processes": True, **LOCAL_CLUSTER})

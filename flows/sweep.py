@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.futures import as_completed
+from prefect.futures import as_completed, wait
 
 from neural_trader.sweep import point_config
 from stages.catalog import Workspace, load_sweep
@@ -40,16 +40,18 @@ def sweep(params: str = "params.yaml", overrides: list[str] | None = None, works
     start, failed = time.perf_counter(), {}
     with root.lock("sweep"):
         root.sweep_temporaries()
-        futures = {}
+        futures, figures = {}, []
         for point in points:
-            verdicts, figures = submit_study(point_config(raw, point), str(root.sweep_point(point.name)))
+            verdicts, plots = submit_study(point_config(raw, point), str(root.sweep_point(point.name)))
             futures[verdicts] = point
+            figures += plots
         for done, future in enumerate(as_completed(list(futures)), 1):
             point = futures[future]
             if (reason := _failure(future)) is not None:
                 failed[point.name] = reason
             log.info("point %d/%d %s: %s (%.0f s)", done, len(points), point.name,
                      "failed: " + failed[point.name] if point.name in failed else "done", time.perf_counter() - start)
+        wait(figures)  # every point's training pictures too, before the flow (and a Dask client) ends
         summary = sweep_report(raw, grid, points, str(root.root), failed)
         if dvc_record:
             summary["dvc"] = [version_rerun(str(root.root), f"sweeps/{p.name}", push=dvc_push)

@@ -1,0 +1,155 @@
+"""The sweep end to end: through the Prefect flow, cached point by point, a failed point alone, on a real Dask cluster.
+
+A shrunk grid (2 hidden sizes x 2 rho, dropout 0 and 0.5, 4 seeds, 10 epochs)
+so every test runs in seconds per point; the session's real Prefect server
+records the runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.catalog import file_digest, read_json
+from tests.conftest import ROOT, SHRUNK, _merge, beyond_loopback, listening_sockets
+
+GRID = {"sweep": {"dropout": [0.0, 0.5], "axes": {"hidden": [5, 8], "rho": [0.0, 0.2]}},
+        "data": {"n_train": 100, "n_test": 300}, "train": {"epochs": 10}}
+BIN = Path(sys.executable).parent
+
+
+def _params(tmp_path: Path, extra: dict | None = None) -> Path:
+    raw = _merge(_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), SHRUNK), GRID)
+    raw["sweep"] = _merge(GRID["sweep"], (extra or {}).get("sweep", {}))  # this grid, not the shipped one
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _stamps(ws: Path) -> dict[str, str]:
+    """Every stage stamp under sweeps/, by path: their digests change only when a stage reran."""
+    return {p.relative_to(ws).as_posix(): file_digest(p) for p in sorted((ws / "sweeps").rglob(".nt/stamps/*.json"))}
+
+
+@pytest.mark.slow
+def test_sweep_runs_every_point_then_only_new_ones(tmp_path, prefect_server):
+    from flows.sweep import run_sweep
+
+    params, ws = _params(tmp_path), tmp_path / "ws"
+    summary = run_sweep(str(params), [], str(ws))
+    result = read_json(ws / "metrics" / "sweep.json")
+    assert summary["points"] == 4 and not summary["failed"] and len(result["points"]) == 4
+    assert len(result["contrasts"]) == 4 * 2 and result["family_size"] == 8 and result["method"] == "bh"
+    assert result["verdicts"] and (ws / "reports" / "sweep.md").read_text().startswith("# Dropout sweep")
+    assert {p.name for p in (ws / "plots" / "sweep").iterdir()} >= {"effect_test_return.png", "effect_gap.png"}
+    for point in result["points"]:  # replica s of both dropout values saw the same data: same windows file
+        cells = read_json(ws / "sweeps" / point["name"] / "metrics" / "evaluate" / "momentum-d0.json")
+        assert cells["replicas"] == 4
+    first = _stamps(ws)
+    run_sweep(str(params), [], str(ws))  # nothing changed: no stage reran
+    assert _stamps(ws) == first
+    grown = _params(tmp_path, {"sweep": {"axes": {"hidden": [5, 8, 12]}}})
+    run_sweep(str(grown), [], str(ws))  # one more axis value: only its two new points compute
+    after = _stamps(ws)
+    assert {k: v for k, v in after.items() if k in first} == first
+    assert {k.split("/")[1] for k in set(after) - set(first)} == {"hidden12-rho0", "hidden12-rho0p2"}
+    assert len(read_json(ws / "metrics" / "sweep.json")["points"]) == 6
+
+
+@pytest.mark.slow
+def test_a_failed_point_fails_alone_and_a_rerun_computes_only_it(tmp_path, prefect_server):
+    from flows.sweep import run_sweep
+
+    params, ws = _params(tmp_path), tmp_path / "ws"
+    run_sweep(str(params), [], str(ws))
+    broken = ws / "sweeps" / "hidden8-rho0p2"
+    returns = broken / "data" / "generate" / "momentum" / "returns.safetensors"
+    returns.write_bytes(b"not a safetensors file")  # a corrupt input that its stamp vouches for
+    stamp = broken / ".nt" / "stamps" / "generate@momentum.json"
+    record = read_json(stamp)
+    record["outputs"]["data/generate/momentum/returns.safetensors"] = file_digest(returns)
+    stamp.write_text(json.dumps(record))
+    (broken / ".nt" / "stamps" / "window@momentum.json").unlink()
+    before = _stamps(ws)
+    summary = run_sweep(str(params), [], str(ws))
+    assert summary["failed"] == ["hidden8-rho0p2"]
+    result = read_json(ws / "metrics" / "sweep.json")
+    (lost,) = result["failed"]
+    assert lost["point"] == "hidden8-rho0p2" and lost["error"]
+    assert len(result["points"]) == 3 and "hidden8-rho0p2" in (ws / "reports" / "sweep.md").read_text()
+    assert {k: v for k, v in _stamps(ws).items() if "hidden8-rho0p2" not in k} == \
+        {k: v for k, v in before.items() if "hidden8-rho0p2" not in k}  # the other points were kept as they were
+    returns.unlink()  # the fix: the rerun rebuilds the missing point only
+    stamp.unlink()
+    summary = run_sweep(str(params), [], str(ws))
+    assert not summary["failed"] and len(read_json(ws / "metrics" / "sweep.json")["points"]) == 4
+    assert {k: v for k, v in _stamps(ws).items() if "hidden8-rho0p2" not in k} == \
+        {k: v for k, v in before.items() if "hidden8-rho0p2" not in k}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy(),
+                            start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_sweep_on_a_real_dask_cluster_gives_the_threads_bytes_on_loopback(tmp_path, prefect_server):
+    pytest.importorskip("prefect_dask")
+    from flows.sweep import run_sweep
+
+    params = _params(tmp_path)
+    run_sweep(str(params), ["runtime.task_runner=threads"], str(tmp_path / "threads"))
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [_start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                     "--dashboard-address", "127.0.0.1:0"], tmp_path / "scheduler.log")]
+    try:
+        deadline = time.monotonic() + 60
+        while not any(s[3] == port for s in listening_sockets(procs[0].pid)):
+            assert procs[0].poll() is None and time.monotonic() < deadline, (tmp_path / "scheduler.log").read_text()
+            time.sleep(0.5)
+        # a worker's HTTP server (health, metrics) binds every interface unless given an address
+        for i in range(2):
+            procs.append(_start([str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
+                                 "--nworkers", "1", "--dashboard-address", "127.0.0.1:0", "--name", f"w{i}"],
+                                tmp_path / f"worker{i}.log"))
+        summary = run_sweep(str(params), ["runtime.task_runner=dask", f"runtime.dask_address={address}"],
+                            str(tmp_path / "dask"))
+        assert not summary["failed"]
+        listening = set().union(*(listening_sockets(p.pid) for p in procs))
+        assert {pid for pid, *_ in listening} >= {p.pid for p in procs[:1]}
+        assert not beyond_loopback(listening), beyond_loopback(listening)
+    finally:
+        for proc in procs:
+            _stop(proc)
+    assert all(p.poll() is not None for p in procs)
+    threads, dask = tmp_path / "threads", tmp_path / "dask"
+    files = sorted(p.relative_to(threads) for d in ("metrics", "reports", "plots", "sweeps")
+                   for p in (threads / d).rglob("*") if p.is_file() and ".nt" not in p.parts)
+    assert any("models" in p.parts for p in files) and (threads / "metrics" / "sweep.json").is_file()
+    for rel in files:
+        assert (threads / rel).read_bytes() == (dask / rel).read_bytes(), rel
