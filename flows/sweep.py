@@ -23,7 +23,8 @@ from prefect.futures import as_completed, wait
 
 from neural_trader.sweep import point_config
 from stages.catalog import Workspace, load_sweep
-from tasks.reruns import version_rerun
+from stages.versioning import DvcError, is_dvc_workspace
+from tasks.reruns import version_sweep
 from tasks.study import sweep_report
 
 from .experiment import submit_study
@@ -36,6 +37,8 @@ def sweep(params: str = "params.yaml", overrides: list[str] | None = None, works
     """Run every point of the `sweep` grid, then compare dropout across the grid."""
     raw, grid, points = load_sweep(params, overrides or [])  # every point validated before any work
     root, log = Workspace(Path(workspace)), get_run_logger()
+    if dvc_record and not is_dvc_workspace(root.root):
+        raise DvcError(f"record: {root.root} is not a DVC workspace: run `git init && dvc init` there")
     log.info("sweep: %d points x %d dropout values in %s", len(points), len(grid.dropout), root.root / "sweeps")
     start, failed = time.perf_counter(), {}
     with root.lock("sweep"):
@@ -54,8 +57,8 @@ def sweep(params: str = "params.yaml", overrides: list[str] | None = None, works
         wait(figures)  # every point's training pictures too, before the flow (and a Dask client) ends
         summary = sweep_report(raw, grid, points, str(root.root), failed)
         if dvc_record:
-            summary["dvc"] = [version_rerun(str(root.root), f"sweeps/{p.name}", push=dvc_push)
-                              for p in points if p.name not in failed]
+            summary["dvc"] = version_sweep(str(root.root), [p.name for p in points if p.name not in failed],
+                                           push=dvc_push)
     return summary
 
 

@@ -195,11 +195,20 @@ def add_rerun(workspace: str | Path, slot_folder: str, push: bool = False, remot
     A rerun overrides the base seed, so dvc.lock (which pairs outs with params.yaml)
     cannot describe it; each rerun is its own tracked folder instead.
     """
+    return add_folders(workspace, [slot_folder], push=push, remote=remote, timeout=timeout)
+
+
+def add_folders(workspace: str | Path, folders: list[str], push: bool = False, remote: str | None = None,
+                timeout: float = DVC_TIMEOUT_S) -> dict[str, Any]:
+    """`dvc add` result folders that dvc.lock cannot describe (reruns, sweep points) and their ledger, in one call.
+
+    The ledger is `ledger.json` beside the first folder (reruns/ledger.json, sweeps/ledger.json).
+    """
     ws = Workspace(Path(workspace))
     if not is_dvc_workspace(ws.root):
         raise DvcError(f"record: {ws.root} is not a DVC workspace (needs .dvc/): run `git init && dvc init` there")
-    targets = [slot_folder, str(Path(slot_folder).parent / "ledger.json")]
-    with dvc_access(ws, "dvc add rerun"):
+    targets = [*folders, str(Path(folders[0]).parent / "ledger.json")]
+    with dvc_access(ws, "dvc add results"):
         dvc(ws.root, "add", *targets, timeout=timeout)
         pushed = None
         if push:

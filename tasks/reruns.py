@@ -42,3 +42,12 @@ def version_rerun(root: str, slot: str, push: bool = False) -> dict[str, Any]:
     result = versioning.add_rerun(root, f"{RERUNS}/{slot}", push=push)
     _logger().info("versioned rerun %s in DVC: %s", slot, ", ".join(result["added"]))
     return result
+
+
+@task(name="version_sweep", cache_policy=NO_CACHE, retries=4, retry_delay_seconds=[5, 15, 45, 120],
+      retry_condition_fn=_dvc_busy)
+def version_sweep(root: str, points: list[str], push: bool = False) -> dict[str, Any]:
+    """`dvc add` every computed point's folder and sweeps/ledger.json (then push, if asked)."""
+    result = versioning.add_folders(root, [f"sweeps/{p}" for p in points], push=push)
+    _logger().info("versioned %d sweep points in DVC%s", len(points), "; pushed" if push else "")
+    return result

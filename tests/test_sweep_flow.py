@@ -153,3 +153,22 @@ def test_sweep_on_a_real_dask_cluster_gives_the_threads_bytes_on_loopback(tmp_pa
     assert any("models" in p.parts for p in files) and (threads / "metrics" / "sweep.json").is_file()
     for rel in files:
         assert (threads / rel).read_bytes() == (dask / rel).read_bytes(), rel
+
+
+@pytest.mark.slow
+def test_sweep_results_are_versioned_in_dvc(tmp_path, prefect_server):
+    """With dvc_record, every computed point's folder and the ledger are `dvc add`ed, as reruns are."""
+    from flows.sweep import run_sweep
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(cmd, cwd=ws, check=True, capture_output=True)
+    params = _params(tmp_path, {"sweep": {"axes": {"hidden": [5], "rho": [0.2]}}})
+    summary = run_sweep(str(params), [], str(ws), dvc_record=True)
+    assert summary["dvc"]["added"] == ["sweeps/hidden5-rho0p2.dvc", "sweeps/ledger.json.dvc"]
+    for pointer in summary["dvc"]["added"]:
+        assert (ws / pointer).is_file()
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "sweeps/hidden5-rho0p2.dvc"], cwd=ws,
+                            capture_output=True, text=True, check=True)
+    assert "up to date" in status.stdout.lower() or not status.stdout.strip(), status.stdout
