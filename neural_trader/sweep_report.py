@@ -218,6 +218,8 @@ def _closing(metric: str, rows: list[dict[str, Any]], hits: int, alpha: float, m
     if not hits:
         return (f"no effect of dropout on {label} is significant anywhere in the grid at {level} "
                 f"({count}{note})")
+    if hits == len(rows) - untestable:
+        return f"on {label}, significant at every point and dropout value of the grid at {level} ({count}{note})"
     return f"on {label}, nowhere else significant at {level} ({hits} of {count} significant{note})"
 
 
