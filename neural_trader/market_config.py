@@ -85,6 +85,8 @@ class MarketsConfig(_Strict):
     vol_window: int = Field(60, ge=2, le=2000, description="days in the volatility that scales the inputs")
     walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
     models: dict[str, MarketModel] = Field(default_factory=_default_models)
+    epochs: int = Field(100, ge=1, le=100_000, description="passes over each fold's training window "
+                        "(with train.batch_size >= train, one step each); the best is picked on validation")
     reps: int = Field(1000, ge=100, le=100_000, description="stationary-bootstrap resamples (CIs and SPA)")
     bootstrap_seed: int = Field(0, ge=0, lt=2**32, description="seed of every bootstrap: same params, same bytes")
 

@@ -247,3 +247,20 @@ class LinearTrader(nn.Module):
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """(S, B, lag) past returns -> (S, B) positions; `noise` is ignored (no dropout)."""
         return self.layer(x).sigmoid().squeeze(-1)
+
+    def objective_grads_t(
+        self, x_t: torch.Tensor, y: torch.Tensor, mask_t: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Positions and the gradient of -mean(position * y) by hand, on the trainer's layout.
+
+        x_t (S, lag, B), y (S, B); `mask_t` must be None (nothing to drop). Returns
+        positions (S, B) and the gradients of (layer.weight, layer.bias), the order
+        of `parameters()`, so the trainer's fast path (no autograd) applies.
+        """
+        if mask_t is not None:
+            raise ValueError("the linear trader has no hidden layer to drop")
+        w, b = self.layer.weight.detach(), self.layer.bias.detach()  # (S, lag, 1), (S, 1, 1)
+        pos = torch.baddbmm(b, w.transpose(1, 2), x_t).sigmoid_()  # (S, 1, B)
+        py = pos * y.unsqueeze(1)
+        g = torch.addcmul(py, py, pos, value=-1.0).mul_(-1.0 / x_t.shape[-1])  # d/dz of -mean(pos * y)
+        return pos.squeeze(1), (torch.bmm(x_t, g.transpose(1, 2)), g.sum(dim=2, keepdim=True))

@@ -16,19 +16,19 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from neural_trader.config import ConfigError, StudyConfig, apply_overrides, parse_config
+from .params import check_inputs, load_params, load_sweep, read_params  # the catalog reads params.yaml
 
 log = logging.getLogger("neural_trader")
 
 __all__ = [
     "Workspace",
+    "check_inputs",
+    "load_sweep",
     "WorkspaceBusy",
     "load_params",
     "read_params",
@@ -43,80 +43,6 @@ __all__ = [
 
 class WorkspaceBusy(RuntimeError):
     """Another run holds the workspace."""
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, refusing a mapping that repeats a key (plain YAML keeps the last silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                raise ConfigError(f"duplicate key {key!r} at line {line} (first at line {seen[key]})")
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def read_params(path: str | Path) -> dict[str, Any]:
-    """The params file as a dict; ConfigError naming the file (and line) when it is not a usable mapping."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: params file not found")
-    try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or exc.__class__.__name__
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    if raw is None:
-        raise ConfigError(f"{path}: the file is empty; it needs the study's sections (seeds, data, models, ...)")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
-    return raw
-
-
-def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
-    """Read, override and validate a params file (its `sweep` section aside); ConfigError names the file and key."""
-    raw = read_params(path)
-    try:
-        raw = apply_overrides(raw, list(overrides))
-        raw.pop("sweep", None)  # the grid over this study: `load_sweep`
-        return parse_config(raw)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
-def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], Any, list[Any]]:
-    """The study's raw params, its `sweep` section and every grid point, all validated before any work."""
-    from neural_trader.sweep import parse_sweep, validate_sweep
-
-    raw = read_params(path)
-    try:
-        raw = apply_overrides(raw, list(overrides))
-        sweep = parse_sweep(raw.pop("sweep", None))
-        return raw, sweep, validate_sweep(raw, sweep)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
-def check_inputs(cfg: StudyConfig, root: str | Path) -> None:
-    """Read every market's price file and cut its folds, writing nothing.
-
-    A bad file (named with its line and problem) or a series too short for one
-    fold raises ValueError before any work starts. Light: no torch.
-    """
-    from neural_trader.market import prepare_market, read_market
-
-    for market, spec in cfg.markets.regimes.items():
-        try:
-            prepare_market(read_market(spec, Path(root)), cfg.markets)
-        except ValueError as exc:
-            raise ValueError(f"markets.regimes.{market}: {exc}") from None
 
 
 # ---------------------------------------------------------------------- atomic io

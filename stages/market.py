@@ -75,7 +75,7 @@ def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> di
         train, valid = (Windows(torch.from_numpy(a), torch.from_numpy(b)).to(dev)
                         for a, b in ((g.train_x, g.train_y), (g.valid_x, g.valid_y)))
         hist, state = train_trader(net, train, valid,
-                                   _generators(cfg, market, "train", g.folds, dev), lr=t.lr, epochs=t.epochs,
+                                   _generators(cfg, market, "train", g.folds, dev), lr=t.lr, epochs=cfg.markets.epochs,
                                    batch_size=t.batch_size, progress=cfg.runtime.progress, desc=cell)
         best.update({f"{i}.{k}": v for k, v in state.items()})
         history[f"{i}"] = hist.values
@@ -84,9 +84,11 @@ def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> di
     save_tensors(ws.market_model(cell, "best"), best, metadata=meta)
     save_tensors(ws.market_model(cell, "history"), history, metadata=meta)
     seconds = time.perf_counter() - start
+    best_epoch = float(np.mean([h[:, :, -1].argmax(dim=1).double().mean() + 1 for h in history.values()]))
     log.info("trained %s: %d folds x %d seeds x %d epochs in %.1f s", cell, sum(map(len, folds)),
-             cfg.seeds.count, t.epochs, seconds)
-    return {"cell": cell, "replicas": sum(map(len, folds)) * cfg.seeds.count, "seconds": round(seconds, 2)}
+             cfg.seeds.count, cfg.markets.epochs, seconds)
+    return {"cell": cell, "replicas": sum(map(len, folds)) * cfg.seeds.count, "epochs": cfg.markets.epochs,
+            "best_epoch_mean": round(best_epoch, 1), "seconds": round(seconds, 2)}
 
 
 def market_evaluate(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> dict[str, Any]:

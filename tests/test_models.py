@@ -257,3 +257,18 @@ def test_objective_grads_drops_the_same_units_as_forward():
     assert torch.all(dw0[0, :, [1, 3]] == 0) and torch.all(db0[0, 0, [1, 3]] == 0)
     assert torch.all(dw1[0, [1, 3], 0] == 0)
     assert torch.all(db0[0, 0, [0, 2]] != 0) and torch.all(dw1[0, [0, 2], 0] != 0)
+
+
+def test_linear_trader_hand_written_gradient_equals_autograd():
+    from neural_trader.models import LinearTrader
+    from neural_trader.train import trader_loss
+
+    gens = [torch.Generator().manual_seed(s) for s in range(3)]
+    net = LinearTrader(gens, lag=4)
+    g = torch.Generator().manual_seed(9)
+    x, y = torch.randn(3, 50, 4, generator=g), torch.randn(3, 50, generator=g)
+    pos, grads = net.objective_grads_t(x.transpose(1, 2), y)
+    assert torch.allclose(pos, net(x), atol=1e-6)
+    trader_loss(net(x), y).sum().backward()
+    for got, param in zip(grads, net.parameters()):
+        assert torch.allclose(got, param.grad, atol=1e-6, rtol=1e-5)
