@@ -4,7 +4,7 @@ market_data -> market_train -> market_evaluate, per market (`markets.regimes`)
 or per (market, variant) cell; compare (`stages.compare`) writes their section
 of the report. Every fold retrains every variant's S seeds; seed s of every
 variant with the same architecture starts from the same weights and sees the
-same shuffles on every fold, so variants pair by seed on the same days.
+same data on every fold, so variants pair by seed on the same days.
 """
 
 from __future__ import annotations

@@ -220,10 +220,22 @@ STAGES: dict[str, Stage] = {s.name: s for s in (*STUDY_STAGES, *(s for e in WARM
 
 
 # ------------------------------------------------------------------- keys, stamps
+def _module_file(name: str) -> Path:
+    """The source file of a dotted module name, found without importing it or its packages.
+
+    `find_spec` of a submodule imports its parent package first (neural_trader.warmups
+    imports torch), so only the top-level package is located and the rest is a path.
+    """
+    top, *rest = name.split(".")
+    origin = Path(importlib.util.find_spec(top).origin)  # the package's __init__.py
+    path = origin.parent.joinpath(*rest) if rest else origin
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py") if rest else path
+
+
 def code_files(stage: Stage) -> list[Path]:
     """Source files of a stage: its modules, this registry and the catalog (located, not imported)."""
     names = sorted({*stage.code, __name__, "stages.catalog"})
-    return [Path(importlib.util.find_spec(name).origin) for name in names]
+    return [_module_file(name) for name in names]
 
 
 def _code_digest(stage: Stage) -> str:

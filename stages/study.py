@@ -73,7 +73,9 @@ def train(cfg: StudyConfig, ws: Workspace, regime: str, model: str, device: str 
     """Train the S replicas of one model variant on one regime in one batched run.
 
     Replica r of every variant with the same architecture starts from the same
-    weights and sees the same data and shuffles: contrasts pair by replica.
+    weights and sees the same data: contrasts pair by replica. (Its generator also
+    draws the shuffles, then the dropout masks, so a dropout variant's later
+    shuffles differ from the dropout-free variant's.)
     """
     t, s, cell = cfg.train, cfg.seeds, cell_name(regime, model)
     dev = resolve_device(device or cfg.runtime.device)

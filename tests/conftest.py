@@ -81,10 +81,12 @@ FINAL_STATES = ("Completed", "Cached", "Failed", "Crashed", "Cancelled")
 
 
 def task_states(flow_run_id, expected: int, timeout: float = 60.0) -> dict[str, str]:
-    """{task run name: state name} of a flow run, once the server has recorded all `expected`.
+    """{task run name: state name} of a flow run, once the server has recorded all `expected` in a final state.
 
     The server records task runs from events, asynchronously: right after a flow
-    returns, some may still be missing or show an earlier state.
+    returns, some may still be missing or show an earlier state. Fails (naming
+    what it saw) if they are not all there by `timeout` seconds; returns more
+    than `expected` if the server has more, for the caller's count to catch.
     """
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -94,16 +96,92 @@ def task_states(flow_run_id, expected: int, timeout: float = 60.0) -> dict[str, 
         while True:
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
             states = {r.name: r.state.name for r in runs if r.state}
-            if (len(states) >= expected and all(s in FINAL_STATES for s in states.values())) \
-                    or time.monotonic() > deadline:
+            if len(states) >= expected and all(s in FINAL_STATES for s in states.values()):
                 return states
+            if time.monotonic() > deadline:
+                raise AssertionError(f"flow run {flow_run_id}: {len(states)} of {expected} task runs recorded in a "
+                                     f"final state after {timeout:.0f} s: {states}")
             time.sleep(0.5)
 
 
-def _free_port() -> int:
+# ------------------------------------------------------------------ listening sockets
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def listening_sockets(pid: int) -> set[tuple[int, str, str, int]]:
+    """(pid, process name, ip, port) of every TCP socket listening in process `pid` and its descendants."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return set()
+    found = set()
+    for proc in procs:
+        try:
+            name = " ".join(proc.cmdline()[:4])[:120]
+            conns = proc.net_connections(kind="inet")
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            continue  # gone between the listing and the look
+        found |= {(proc.pid, name, c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+    return found
+
+
+def beyond_loopback(sockets) -> list:
+    """The sockets of `listening_sockets` bound to anything but 127.0.0.1 or ::1 (0.0.0.0 is every interface)."""
+    return sorted(s for s in sockets if s[2] not in LOOPBACK)
+
+
+class ListenerWatch:
+    """Samples `listening_sockets(pid)` every `every` seconds in a thread while the block runs.
+
+    `seen` is every listener that existed at some sample: short-lived
+    processes (a Dask cluster inside one flow run) are caught while they live.
+    """
+
+    def __init__(self, pid: int, every: float = 0.1):
+        import threading
+
+        self.pid, self.every, self.seen = pid, every, set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.seen |= listening_sockets(self.pid)
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> ListenerWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self.seen |= listening_sockets(self.pid)
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """Signal the process group `proc` leads (started with start_new_session), SIGKILL it if it lingers."""
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=timeout)
+    except ProcessLookupError:  # the whole group is gone already
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+_free_port = free_port  # the name this helper had
 
 
 def _healthy(url: str) -> bool:
@@ -121,7 +199,7 @@ def prefect_server():
     Sets PREFECT_API_URL for this process (and the subprocesses it starts);
     yields the API URL.
     """
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = open(Path(_PREFECT_HOME) / "server.log", "w")
     proc = subprocess.Popen(

@@ -1,15 +1,23 @@
 """DVC for real: `dvc repro`, the two front doors, a param change, a remote round trip, experiments.
 
 One temporary git + DVC repository per module holds a copy of the project on
-shrunk params; the tests run in order against it, the way a user would:
+shrunk params, built by one cold `dvc repro` (`built`): shared because that
+build is most of the module's cost. Every test starts from a committed,
+up-to-date repository and leaves one (a test that changes params repros or
+records and commits, or resets), so each runs alone, under -k, or in any order:
 
-1. a cold `dvc repro` builds every stage, a second one runs nothing;
-2. the Prefect flow after `dvc repro` rewrites nothing (every stage is a stamp hit);
-3. the flow with `dvc_record` after a params change leaves `dvc repro` nothing to do;
-4. changing the momentum regime's rho reruns exactly the momentum stages and compare;
-5. `dvc metrics diff` and `dvc plots show/diff` (offline page) on the result;
-6. push to a local remote, clone, pull: a clean `dvc status`, a no-op `dvc repro`;
-7. `dvc exp run -S` and `dvc exp run --queue` + `dvc queue start`, listed by `dvc exp show --json`.
+- a cold `dvc repro` builds every stage, a second one runs nothing;
+- the flow, run the way `make run` runs it (no PREFECT_API_URL: Prefect's
+  temporary server) in a separate clone of the same commit, writes byte for
+  byte what `dvc repro` wrote: data, models, evaluations, metrics, figures, report;
+- the Prefect flow after `dvc repro` rewrites nothing (every stage is a stamp hit);
+- the flow with `dvc_record` after a params change leaves `dvc repro` nothing to do;
+- changing the momentum regime's rho reruns exactly the momentum stages and
+  compare, seen by `dvc metrics diff` and `dvc plots show/diff` (offline page)
+  across the commit the test makes;
+- push to a local remote, clone, pull: a clean `dvc status`, a no-op `dvc repro`;
+- `dvc exp run -S` reruns exactly the stages the param touches, and `dvc exp run --queue` +
+  `dvc queue start` runs one in the background; `dvc exp show --json` lists both.
 
 Each stage runs in its own process (about 2.5 s of imports), so the module
 takes a few minutes on 2 cores. DVC is never mocked.
@@ -17,6 +25,7 @@ takes a few minutes on 2 cores. DVC is never mocked.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -24,16 +33,20 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
+
+from tests.conftest import SHRUNK, ListenerWatch, beyond_loopback
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
-                 "dvc_plots_template/index.html", "neural_trader", "stages", "tasks", "flows"]
+                 "dvc_plots_template/index.html", "neural_trader", "stages", "tasks", "flows", "prices"]
 TINY = {
     "seeds": {"count": 3},
     "data": {"n_train": 200, "n_valid": 50, "n_test": 500},
@@ -42,6 +55,7 @@ TINY = {
     "warmups": {"regression": {"n": 500, "epochs": 3, "batch_size": 100},
                 "classifier": {"n": 500, "n_test": 500, "dim": 10, "epochs": 2, "batch_size": 100,
                                "bayes_draws": 10000}},
+    "markets": SHRUNK["markets"],
 }
 OUTPUT_DIRS = ("data", "models", "metrics", "plots", "reports")
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # `python` = this venv
@@ -82,10 +96,19 @@ def set_param(repo: Path, dotted: str, value) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
+def outputs(repo: Path) -> list[Path]:
+    """Every output file of the study and the warm-ups (DVC's .gitignore files left out)."""
+    return [p for d in OUTPUT_DIRS for p in sorted((repo / d).rglob("*")) if p.is_file() and p.name != ".gitignore"]
+
+
 def snapshot(repo: Path) -> dict[str, tuple[int, bytes]]:
     """Every output file with its mtime and bytes."""
-    return {p.relative_to(repo).as_posix(): (p.stat().st_mtime_ns, p.read_bytes())
-            for d in OUTPUT_DIRS for p in sorted((repo / d).rglob("*")) if p.is_file() and p.name != ".gitignore"}
+    return {p.relative_to(repo).as_posix(): (p.stat().st_mtime_ns, p.read_bytes()) for p in outputs(repo)}
+
+
+def digests(repo: Path) -> dict[str, str]:
+    """Every output file with the sha256 of its bytes."""
+    return {p.relative_to(repo).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in outputs(repo)}
 
 
 @pytest.fixture(scope="module")
@@ -108,24 +131,66 @@ def repo(tmp_path_factory) -> Path:
     return root
 
 
+@dataclass(frozen=True)
+class Built:
+    repo: Path
+    log: str  # of the cold `dvc repro`
+    commit: str  # the commit it ran on
+    outputs: dict[str, str]  # what it wrote: path -> sha256
+
+    def __iter__(self):  # repo, log = built
+        return iter((self.repo, self.log))
+
+
 @pytest.fixture(scope="module")
-def built(repo: Path) -> tuple[Path, str]:
-    """The cold `dvc repro` of every stage (its log), then committed like a user would."""
+def built(repo: Path) -> Built:
+    """The cold `dvc repro` of every stage (its log and what it wrote), then committed like a user would."""
+    head = sh(repo, "git", "rev-parse", "HEAD").strip()
     log = dvc(repo, "repro")
+    wrote = digests(repo)
     commit(repo, "dvc repro")
-    return repo, log
+    return Built(repo, log, head, wrote)
 
 
 def test_repro_builds_every_stage_then_runs_nothing(built):
     repo, log = built
     stages = set(dvc(repo, "stage", "list", "--name-only").split())
-    assert ran(log) == stages and len(stages) == 25  # 2 regimes, 2 x 2 cells, compare, 8 warm-up stages
+    # generate+window per regime (2 x 2), train+evaluate+plot per cell (3 x 4), compare, market_data,
+    # market_train+market_evaluate per market cell (2 x 3), 8 warm-up stages
+    assert ran(log) == stages and len(stages) == 32
     assert (repo / "metrics/comparison/headline.json").is_file()
     assert (repo / "metrics/comparison/valid_return.tsv").read_text().startswith("epoch\tcell\tvalid_return\n")
     assert json.loads(dvc(repo, "status", "--json")) == {}
     assert sh(repo, "git", "status", "--porcelain") == ""  # every output is git-tracked or git-ignored
     again = dvc(repo, "repro")
     assert ran(again) == set() and "Data and pipelines are up to date" in again
+
+
+def test_flow_writes_the_bytes_dvc_repro_wrote(built, tmp_path):
+    """`dvc repro` (the built repository) and the flow (a fresh clone of the same commit, so nothing is shared
+    but the commit), each from scratch: the same files, byte for byte. The flow runs as `make run` runs it,
+    without PREFECT_API_URL: Prefect starts a temporary server (on 127.0.0.1) and stops it at the end."""
+    clone = tmp_path / "clone"
+    sh(built.repo.parent, "git", "clone", "-q", str(built.repo), str(clone))
+    sh(clone, "git", "checkout", "-q", built.commit)
+    assert not outputs(clone)
+    env = {k: v for k, v in ENV.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")  # a fresh machine's
+    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", "--params", "params.yaml", "--workspace", "."],
+                            cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with ListenerWatch(proc.pid, every=0.2) as watch:
+        out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    assert re.search(r"Starting temporary server on http://127\.0\.0\.1:\d+", out), out[-3000:]
+    assert watch.seen and not beyond_loopback(watch.seen), watch.seen  # the temporary server's uvicorn
+    assert not [pid for pid, *_ in watch.seen if psutil.pid_exists(pid)], "the temporary server outlived the run"
+
+    flow = digests(clone)
+    repro = {path: digest for path, digest in built.outputs.items() if "/warmups/" not in path}  # not the flow's
+    assert set(flow) == set(repro)
+    for kind in ("data/", "models/", "metrics/evaluate/", "metrics/market/", "plots/", "reports/"):
+        assert any(path.startswith(kind) for path in flow), kind
+    assert [path for path in sorted(flow) if flow[path] != repro[path]] == []
 
 
 def test_flow_after_repro_rewrites_nothing(built, prefect_server):
@@ -140,32 +205,33 @@ def test_flow_after_repro_rewrites_nothing(built, prefect_server):
 
 
 def test_flow_with_dvc_record_leaves_repro_nothing_to_do(built, prefect_server):
-    """Flow (recording in DVC), then repro: nothing reruns."""
-    from flows.experiment import run_experiment
+    """Flow (recording in DVC), then repro: nothing reruns. (That the flow's bytes are repro's is checked
+    above, independently: here `dvc commit` hashes the flow's own files.)"""
+    from flows.experiment import DVC_STAGES, run_experiment
 
     repo, _ = built
     set_param(repo, "models.dropout.dropout", 0.4)
     lock_before = (repo / "dvc.lock").read_text()
     summary = run_experiment(str(repo / "params.yaml"), [], str(repo), dvc_record=True)
-    assert summary["dvc"]["stages"] == ["generate", "window", "train", "evaluate", "plot", "compare"]
+    assert summary["dvc"]["stages"] == list(DVC_STAGES)
     assert (repo / "dvc.lock").read_text() != lock_before
     assert json.loads(dvc(repo, "status", "--json")) == {}
     assert ran(dvc(repo, "repro")) == set()
     commit(repo, "dropout 0.4, by the flow")
 
 
-def test_rho_change_reruns_exactly_the_momentum_stages_and_compare(built):
+def test_metrics_diff_and_offline_plots(built):
+    """A change of rho, reproduced and committed (exactly the momentum stages and compare rerun), then
+    `dvc metrics diff HEAD~1` and `dvc plots show/diff HEAD~1` (an offline page) across that commit."""
     repo, _ = built
-    set_param(repo, "data.regimes.momentum.rho", 0.3)
+    rho = yaml.safe_load((repo / "params.yaml").read_text())["data"]["regimes"]["momentum"]["rho"]
+    set_param(repo, "data.regimes.momentum.rho", round(rho + 0.1, 6))
     log = dvc(repo, "repro")
     cells = ("momentum-base", "momentum-dropout")
     assert ran(log) == {"generate@momentum", "window@momentum", "compare",
                         *(f"{stage}@{cell}" for stage in ("train", "evaluate", "plot") for cell in cells)}
-    commit(repo, "rho 0.3")
+    commit(repo, "rho + 0.1")
 
-
-def test_metrics_diff_and_offline_plots(built):
-    repo, _ = built
     diff = dvc(repo, "metrics", "diff", "HEAD~1", "--precision", "8")
     assert re.search(r"headline\.json\s+test_return\.momentum-base\s+-?\d\.\d{5,}", diff)
     dvc(repo, "plots", "diff", "HEAD~1", "-o", "plots_diff")
@@ -208,21 +274,27 @@ def _headline(data: dict) -> dict:
 
 
 def test_exp_run_with_a_set_param_is_listed_with_its_metric(built):
+    """`dvc exp run -S`: the dropout stages and compare rerun, nothing else; `dvc exp show --json` lists the
+    experiment with its param, and only the dropout cells' numbers moved. Its result is then reset."""
     repo, _ = built
-    log = dvc(repo, "exp", "run", "-n", "dropout03", "-S", "models.dropout.dropout=0.3")
-    assert ran(log) == {"compare", *(f"{stage}@{regime}-dropout" for stage in ("train", "evaluate", "plot")
-                                     for regime in ("random", "momentum"))}
-    show = json.loads(dvc(repo, "exp", "show", "--json"))
-    exp = _experiments(show)["dropout03"]
-    baseline = next(b["data"] for b in show if b["rev"] != "workspace")
-    assert exp["params"]["params.yaml"]["data"]["models"]["dropout"]["dropout"] == 0.3
-    assert _headline(exp)["test_return"]["random-dropout"] != _headline(baseline)["test_return"]["random-dropout"]
-    assert _headline(exp)["test_return"]["random-base"] == _headline(baseline)["test_return"]["random-base"]
-    sh(repo, "git", "checkout", "--", ".")  # `exp run` leaves its result in the workspace
-    dvc(repo, "checkout", "--force")
+    try:
+        log = dvc(repo, "exp", "run", "-n", "dropout03", "-S", "models.dropout.dropout=0.3")
+        assert ran(log) == {"compare", *(f"{stage}@{regime}-dropout" for stage in ("train", "evaluate", "plot")
+                                         for regime in ("random", "momentum"))}
+        show = json.loads(dvc(repo, "exp", "show", "--json"))
+        exp = _experiments(show)["dropout03"]
+        baseline = next(b["data"] for b in show if b["rev"] != "workspace")
+        assert exp["params"]["params.yaml"]["data"]["models"]["dropout"]["dropout"] == 0.3
+        assert _headline(exp)["test_return"]["random-dropout"] != _headline(baseline)["test_return"]["random-dropout"]
+        assert _headline(exp)["test_return"]["random-base"] == _headline(baseline)["test_return"]["random-base"]
+    finally:
+        sh(repo, "git", "checkout", "--", ".")  # `exp run` leaves its result in the workspace
+        dvc(repo, "checkout", "--force")
 
 
 def test_queued_experiment_runs_under_queue_start(built):
+    """`dvc exp run --queue -S`, then `dvc queue start`: a background worker runs it (compare alone) and
+    `dvc exp show --json` lists it; the workspace is left alone."""
     repo, _ = built
     dvc(repo, "exp", "run", "--queue", "-n", "conf90", "-S", "compare.confidence=0.9")
     dvc(repo, "queue", "start", "-j", "1")
@@ -231,5 +303,7 @@ def test_queued_experiment_runs_under_queue_start(built):
         assert time.monotonic() < deadline, dvc(repo, "queue", "status")
         assert "Failed" not in dvc(repo, "queue", "status"), dvc(repo, "queue", "logs", "conf90")
         time.sleep(2)
+    assert ran(dvc(repo, "queue", "logs", "conf90")) == {"compare"}
     exp = _experiments(json.loads(dvc(repo, "exp", "show", "--json")))["conf90"]
     assert exp["params"]["params.yaml"]["data"]["compare"]["confidence"] == 0.9
+    assert json.loads(dvc(repo, "status", "--json")) == {}

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from stages import versioning
-from stages.registry import STAGES, code_files, item_id
 from stages.catalog import Workspace, load_params
+from stages.registry import STAGES, code_files, item_id
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = [sys.executable, "-m", "dvc"]
@@ -202,17 +202,22 @@ def test_busy_message_says_wait_while_dvc_runs():
 
 def test_dvc_access_does_not_wait_on_the_lock_its_own_process_holds(tmp_path):
     ws = Workspace(tmp_path)
-    entered = threading.Event()
+    entered, leave = threading.Event(), threading.Event()
 
     def inner() -> None:
         with versioning.dvc_access(ws, "dvc record"):
             entered.set()
+            leave.wait(timeout=30)
 
     with ws.lock("experiment"):  # what the experiment flow holds around its tasks
         t = threading.Thread(target=inner, daemon=True)
         t.start()
+        # decided while the lock is still held: after the release, a waiting thread would get in too
+        got_in = entered.wait(timeout=10)
+        leave.set()
         t.join(timeout=10)
-    assert entered.is_set(), "dvc_access waited for a lock held by its own process"
+    assert got_in, "dvc_access waited for a lock held by its own process"
+    assert not t.is_alive()
     with versioning.dvc_access(ws, "dvc record"):  # not held: it takes the lock itself
         assert (ws.private / "lock").read_text().strip() == f"dvc record pid {os.getpid()}"
 

@@ -1,26 +1,33 @@
 """The Prefect layer: task logic through `.fn`, and the flow end to end against a real server.
 
-The end-to-end tests share one Prefect server (conftest) and one workspace, in
-order: cold run, a no-change rerun (all cached), a params change (only the
-affected tasks run), a deleted model file (only its rebuild runs).
+The end-to-end tests share one Prefect server (conftest) and one workspace
+built by a cold run (`built`); each starts from that workspace as the cold run
+left it and leaves it so, so any of them runs alone, under -k or in any order:
+a no-change rerun (all cached), the artifacts and result records the cold run
+left on the server, a params change (only the affected tasks run), a deleted
+model file (only its rebuild runs), and retries on injected errors.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tasks import study as pipeline
-from stages.registry import STAGES
-from stages.run import run_stage
 from stages.catalog import Workspace, load_params
-from tests.conftest import run_study_stages, task_states
+from stages.registry import STAGES
+from stages.run import BODIES, run_stage
+from tasks import study as pipeline
+from tests.conftest import ROOT, SHRUNK, _merge, run_study_stages, task_states
 
-STUDY_TASKS = 2 * 2 + 3 * 4 + 1  # generate+window per regime, train+evaluate+plot per cell, compare
+# generate+window per regime, train+evaluate+plot per cell, market_data per market,
+# market_train+market_evaluate per market cell (1 market x 3 variants), compare
+STUDY_TASKS = 2 * 2 + 3 * 4 + 1 + 2 * 3 + 1
 
 
 # ------------------------------------------------------------------ task logic
@@ -98,65 +105,173 @@ def test_unknown_key_names_the_path(tmp_path):
 
 
 # ------------------------------------------------------------------ end to end
-def _task_states(flow_state, expected: int = STUDY_TASKS) -> dict[str, str]:
-    return task_states(flow_state.state_details.flow_run_id, expected)
-
-
 def _ran(states: dict[str, str]) -> set[str]:
     return {name for name, state in states.items() if state != "Cached"}
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory, prefect_server):
-    """One workspace and params file shared by the ordered end-to-end checks."""
-    root = tmp_path_factory.mktemp("study")
-    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    from tests.conftest import SHRUNK, _merge
+@dataclass(frozen=True)
+class Built:
+    root: Path  # holds params.yaml, ws/ (the workspace) and results/ (Prefect's result records)
+    cold: object  # the cold run's final flow state
+    cold_states: dict[str, str]
 
-    params = root / "params.yaml"
-    params.write_text(yaml.safe_dump(_merge(raw, SHRUNK)))
-    return root, params
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def ws(self) -> Path:
+        return self.root / "ws"
 
 
-def _run(study, overrides=()):
+def _run(built: Built | Path, overrides=()):
+    """The flow on the shrunk params of `built` (its workspace, its result store); (final state, task states)."""
+    from prefect.settings import temporary_settings
+
     from flows.experiment import experiment
 
-    root, params = study
-    state = experiment(params=str(params), overrides=list(overrides), workspace=str(root / "ws"), return_state=True)
+    root = built.root if isinstance(built, Built) else built
+    with temporary_settings(updates={"results.local_storage_path": str(root / "results")}):
+        state = experiment(params=str(root / "params.yaml"), overrides=list(overrides), workspace=str(root / "ws"),
+                           return_state=True)
     assert state.is_completed(), state
-    return state, _task_states(state)
+    states = task_states(state.state_details.flow_run_id, STUDY_TASKS)
+    assert len(states) == STUDY_TASKS, sorted(states)
+    return state, states
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, prefect_server) -> Built:
+    """A workspace after one cold run of the flow on shrunk params.
+
+    Shared because the cold run is most of this module's cost. Tests that change
+    the workspace put it back (a rerun on the same params rewrites the same bytes).
+    """
+    root = tmp_path_factory.mktemp("study")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump(_merge(raw, SHRUNK)))
+    state, states = _run(root)
+    return Built(root, state, states)
 
 
 @pytest.mark.slow
-def test_flow_end_to_end_then_cached(study):
-    state, states = _run(study)
-    assert len(states) == STUDY_TASKS and _ran(states) == set(states)
-    summary = state.result()
+def test_flow_end_to_end_then_cached(built):
+    assert _ran(built.cold_states) == set(built.cold_states), built.cold_states  # the cold run ran every task
+    summary = built.cold.result()
     assert {r["contrast"] for r in summary["table"]} >= {"momentum - random | base", "momentum - random | dropout"}
-    ws = study[0] / "ws"
     for rel in ("metrics/comparison.json", "reports/comparison.md", "plots/comparison/learned_position.png",
-                "plots/history/momentum-dropout.png", "models/random-base/last.safetensors"):
-        assert (ws / rel).is_file(), rel
+                "plots/history/momentum-dropout.png", "models/random-base/last.safetensors",
+                "metrics/market/evaluate/sp500-linear.safetensors", "plots/market/sp500/equity.png"):
+        assert (built.ws / rel).is_file(), rel
 
-    _, again = _run(study)
-    assert len(again) == STUDY_TASKS and _ran(again) == set(), again
-
-
-@pytest.mark.slow
-def test_flow_reruns_only_what_a_param_change_touches(study):
-    _, states = _run(study, ["models.dropout.dropout=0.3"])
-    assert _ran(states) == {
-        "train[random-dropout]", "evaluate[random-dropout]", "plot[random-dropout]",
-        "train[momentum-dropout]", "evaluate[momentum-dropout]", "plot[momentum-dropout]",
-        "compare",
-    }
+    _, again = _run(built)
+    assert _ran(again) == set(), again
 
 
 @pytest.mark.slow
-def test_flow_rebuilds_only_a_deleted_model(study):
-    ws = study[0] / "ws"
-    (ws / "models" / "momentum-base" / "last.safetensors").unlink()
-    _, states = _run(study, ["models.dropout.dropout=0.3"])
-    # retraining is deterministic, so everything downstream of the rebuilt file stays cached
-    assert _ran(states) == {"train[momentum-base]"}
-    assert (ws / "models" / "momentum-base" / "last.safetensors").is_file()
+def test_flow_publishes_its_artifacts_to_the_server(built):
+    """The verdict table and the report, read back from the server, are the run's own."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    flow_run_id = built.cold.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    artifacts = {a.key: a for a in found if a.key}  # unkeyed: the metadata of the flow's persisted result
+    assert set(artifacts) == {"verdicts", "comparison-report"}, sorted(artifacts)
+    table = artifacts["verdicts"]
+    assert table.type == "table"
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert rows == json.loads(json.dumps(built.cold.result()["table"]))
+    report = artifacts["comparison-report"]
+    assert report.type == "markdown" and report.data == (built.ws / "reports" / "comparison.md").read_text()
+
+
+@pytest.mark.slow
+def test_no_result_record_is_a_pickle(built):
+    """Every record the flow and its tasks persisted is JSON: a cache hit never unpickles.
+
+    A task's record is Prefect's envelope naming its serializer; a flow's result
+    is stored bare, as the serialized value (JSON here, pickle bytes otherwise).
+    """
+    records = {p.name: p.read_bytes() for p in (built.root / "results").rglob("*") if p.is_file()}
+    tasks = {name: json.loads(data) for name, data in records.items() if name.partition("-")[0] in STAGES}
+    assert {name.partition("-")[0] for name in tasks} == {n.split("[")[0] for n in built.cold_states}
+    for name, record in tasks.items():
+        assert record["metadata"]["serializer"]["type"] == "json", (name, record["metadata"]["serializer"])
+    flows = {name: data for name, data in records.items() if name not in tasks}
+    assert flows, "the flow's own result was not persisted"
+    for name, data in flows.items():
+        try:
+            value = json.loads(data)
+        except ValueError:
+            pytest.fail(f"the flow result {name} is not JSON (a pickle?): {data[:40]!r}")
+        assert set(value) >= {"table", "cells"}, name
+
+
+@pytest.mark.slow
+def test_flow_reruns_only_what_a_param_change_touches(built):
+    try:
+        _, states = _run(built, ["models.dropout.dropout=0.3"])
+        assert _ran(states) == {
+            "train[random-dropout]", "evaluate[random-dropout]", "plot[random-dropout]",
+            "train[momentum-dropout]", "evaluate[momentum-dropout]", "plot[momentum-dropout]",
+            "compare",
+        }
+    finally:
+        _run(built)  # back to the cold run's outputs
+
+
+@pytest.mark.slow
+def test_flow_rebuilds_only_a_deleted_model(built):
+    model = built.ws / "models" / "momentum-base" / "last.safetensors"
+    original = model.read_bytes()
+    model.unlink()
+    try:
+        _, states = _run(built)
+        # retraining is deterministic, so everything downstream of the rebuilt file stays cached
+        assert _ran(states) == {"train[momentum-base]"}
+        assert model.read_bytes() == original
+    finally:
+        if not model.is_file():
+            _run(built)
+
+
+# ------------------------------------------------------------------ retries
+class _FailsOnce:
+    """The generate stage's body, raising `error` on its first call."""
+
+    def __init__(self, error: BaseException):
+        self.error, self.calls, self.body = error, 0, BODIES["generate"]
+
+    def __call__(self, cfg, ws, **item):
+        self.calls += 1
+        if self.calls == 1:
+            raise self.error
+        return self.body(cfg, ws, **item)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("error, attempts, final", [
+    (OSError(5, "Input/output error"), 2, "Completed"),  # what a retry can fix: retried once, then done
+    (FileNotFoundError(2, "No such file or directory"), 1, "Failed"),  # a missing input stays missing
+    (ValueError("a bug, not the disk"), 1, "Failed"),
+], ids=["io-error", "missing-file", "value-error"])
+def test_tasks_retry_on_io_errors_only(prefect_server, shrunk_cfg, tmp_path, monkeypatch, error, attempts, final):
+    from prefect import flow, get_client
+    from prefect.settings import temporary_settings
+
+    body = _FailsOnce(error)
+    monkeypatch.setitem(BODIES, "generate", body)
+
+    @flow(name="retry-probe")
+    def probe() -> str:
+        state = pipeline.generate(shrunk_cfg, str(tmp_path / "ws"), "random", return_state=True)
+        return str(state.state_details.task_run_id)
+
+    with temporary_settings(updates={"results.local_storage_path": str(tmp_path / "results")}):
+        task_run_id = probe()
+    with get_client(sync_client=True) as client:
+        run = client.read_task_run(task_run_id)
+    assert (body.calls, run.run_count, run.state.name) == (attempts, attempts, final)

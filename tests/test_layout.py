@@ -49,6 +49,7 @@ def test_registry_and_core_agree_on_the_comparison_figures():
 def test_the_registry_stays_light():
     """The cache policy keys every task through the registry: a cached rerun must not pay for torch."""
     loaded = _python("import sys, stages.registry, tasks.caching; "
+                     "[stages.registry.code_files(s) for s in stages.registry.STAGES.values()]; "
                      "print(' '.join(m for m in ('torch', 'scipy', 'matplotlib') if m in sys.modules))")
     assert loaded == ""
 

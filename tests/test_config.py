@@ -1,0 +1,114 @@
+"""Every validator at the door: the params model, `--set` overrides, and the `stage` front door.
+
+Each bad input is refused with exit status 2 and one line naming the params
+file and the key, before any work (nothing is written). Names of regimes,
+models and markets become folder names and DVC stage names (`train@random-base`,
+split back on '-' and '@'), so only letters, digits and '_' pass.
+tests/test_layout.py holds the file-level checks through `neural-trader check`
+(an empty file, a duplicate key, a YAML syntax error, an unknown key, an
+unknown kind of regime); they are not repeated here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+from neural_trader.config import ConfigError
+from stages.catalog import load_params
+from tests.conftest import ROOT
+
+PARAMS = ROOT / "params.yaml"
+NAME = "must be letters, digits and '_' only"
+
+BAD_OVERRIDES = [
+    # lag < length, from either side
+    ("data.lag=20", "data.lag: must be < data.length (20), got 20"),
+    ("data.lag=25", "data.lag: must be < data.length (20), got 25"),
+    ("data.length=4", "data.lag: must be < data.length (4), got 4"),
+    # names that would break a path or a DVC stage name
+    ('data.regimes={"mo-mentum": {"kind": "ar1"}}', f"data.regimes: regime name 'mo-mentum' {NAME}"),
+    ('data.regimes={"../up": {"kind": "iid"}}', f"data.regimes: regime name '../up' {NAME}"),
+    ('data.regimes={"a/b": {"kind": "iid"}}', f"data.regimes: regime name 'a/b' {NAME}"),
+    ('data.regimes={"x@y": {"kind": "iid"}}', f"data.regimes: regime name 'x@y' {NAME}"),
+    ('data.regimes={"": {"kind": "iid"}}', f"data.regimes: regime name '' {NAME}"),
+    ("data.regimes={}", "data.regimes: at least one regime is required"),
+    ('models.big-net={"hidden": 8}', f"models: model name 'big-net' {NAME}"),
+    ('models={"two words": {"hidden": 8}}', f"models: model name 'two words' {NAME}"),
+    ('models={"a.b": {"hidden": 8}}', f"models: model name 'a.b' {NAME}"),
+    ("models={}", "models: at least one model is required"),
+    ('markets.regimes={"s&p": {"kind": "dataset"}}', f"markets.regimes: name 's&p' {NAME}"),
+    ('markets.models={"lin-ear": {"hidden": 0}}', f"markets.models: name 'lin-ear' {NAME}"),
+    # kinds of source: a missing one, and an unknown market kind (an unknown regime kind: test_layout.py)
+    ('data.regimes.x={"vol": 2.0}', "data.regimes.x.kind: missing source kind (allowed: iid, ar1)"),
+    ("markets.regimes.x.kind=yahoo", "markets.regimes.x.kind: unknown source kind 'yahoo' (allowed: csv, dataset)"),
+    # malformed --set
+    ("train.epochs", "override 'train.epochs': expected key.path=value"),
+    ("train..epochs=3", "override 'train..epochs=3': empty key in 'train..epochs'"),
+    (".epochs=3", "override '.epochs=3': empty key in '.epochs'"),
+    ("=3", "override '=3': empty key in ''"),
+    ("train.epochs.max=3", "override 'train.epochs.max=3': 'epochs' is not a section"),
+    ("train.epochs=ten", ("train.epochs: Input should be a valid integer, unable to parse string as an integer, "
+                          "got 'ten' (allowed: >= 1 and <= 100000)")),
+]
+
+
+@pytest.mark.parametrize("override, expected", BAD_OVERRIDES, ids=[o for o, _ in BAD_OVERRIDES])
+def test_bad_value_names_the_file_and_the_key(override, expected):
+    with pytest.raises(ConfigError) as bad:
+        load_params(PARAMS, [override])
+    assert str(bad.value) == f"{PARAMS}: {expected}"
+
+
+@pytest.mark.parametrize("override, expected", BAD_OVERRIDES[::4], ids=[o for o, _ in BAD_OVERRIDES[::4]])
+def test_check_exits_2_with_one_line(override, expected, capsys):
+    assert main(["check", "--params", str(PARAMS), "--set", override]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == f"neural-trader: error: {PARAMS}: {expected}\n"
+
+
+def test_names_that_fit_paths_and_stage_names_pass():
+    cfg = load_params(PARAMS, ['data.regimes.momentum_2={"kind": "ar1", "rho": 0.4}', 'models.Wide2={"hidden": 9}'])
+    assert ("momentum_2", "Wide2") in cfg.cells
+
+
+# ------------------------------------------------------------------ the `stage` front door (what dvc.yaml runs)
+def _stage(tmp_path: Path, capsys, *args: str, params: Path = PARAMS) -> tuple[int, str]:
+    ws = tmp_path / "ws"
+    rc = main(["stage", *args, "--params", str(params), "--workspace", str(ws)])
+    captured = capsys.readouterr()
+    assert not ws.exists(), "the stage touched its workspace before refusing"
+    assert captured.out == "" and captured.err.count("\n") == 1, captured.err
+    return rc, captured.err.removeprefix("neural-trader: error: ").rstrip("\n")
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("train.lr=-1", "train.lr: Input should be greater than 0, got -1 (allowed: > 0 and <= 10)"),
+    ("data.lag=20", "data.lag: must be < data.length (20), got 20"),
+    ("train.epochs", "override 'train.epochs': expected key.path=value"),
+])
+def test_stage_refuses_a_bad_parameter_before_any_work(tmp_path, capsys, override, expected):
+    rc, line = _stage(tmp_path, capsys, "train", "--regime", "random", "--model", "base", "--set", override)
+    assert (rc, line) == (2, f"{PARAMS}: {expected}")
+
+
+def test_stage_refuses_a_broken_params_file(tmp_path, capsys):
+    params = tmp_path / "params.yaml"
+    params.write_text(PARAMS.read_text().replace("  lag: 4 ", "  lag: [4 ", 1))
+    rc, line = _stage(tmp_path, capsys, "window", "--regime", "random", params=params)
+    assert rc == 2 and line.startswith(f"{params}: not valid YAML at line "), line
+
+
+@pytest.mark.parametrize("args, expected", [
+    (("trian",), "unknown stage 'trian'; one of generate, window, train"),
+    (("train", "--regime", "random"), "stage train needs --model, one of base, dropout; got None"),
+    (("train", "--regime", "momentum_x", "--model", "base"),
+     "stage train needs --regime, one of random, momentum; got 'momentum_x'"),
+    (("market_train", "--market", "sp500", "--model", "nope"),
+     "stage market_train needs --model, one of base, dropout, linear; got 'nope'"),
+])
+def test_stage_refuses_an_unknown_stage_or_item(tmp_path, capsys, args, expected):
+    rc, line = _stage(tmp_path, capsys, *args)
+    assert rc == 2 and line.startswith(expected), line
