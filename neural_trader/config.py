@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .market_config import MARKET_KINDS, CostsConfig, MarketsConfig
+from .market_config import MARKET_KINDS, CostsConfig, MarketsConfig, check_names as _check_names
 
 __all__ = [
     "ConfigError",
@@ -175,13 +175,6 @@ class StudyConfig(_Strict):
         return node
 
 
-def _check_names(v: dict[str, Any], what: str) -> dict[str, Any]:
-    if not v:
-        raise ValueError(f"at least one {what} is required")
-    for name in v:
-        if not name or not all(c.isalnum() or c == "_" for c in name):
-            raise ValueError(f"{what} name {name!r} must be letters, digits and '_' only")
-    return v
 
 
 # ------------------------------------------------------------------------ parsing

@@ -23,6 +23,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_names(v: dict[str, Any], what: str, required: bool = True) -> dict[str, Any]:
+    """Names that become folders and DVC stage names: letters, digits and '_' only (and at least one)."""
+    if required and not v:
+        raise ValueError(f"at least one {what} is required")
+    for name in v:
+        if not name or not all(c.isalnum() or c == "_" for c in name):
+            raise ValueError(f"{what} name {name!r} must be letters, digits and '_' only")
+    return v
+
+
 class CsvMarket(_Strict):
     """A CSV of dates and closes in the workspace's prices/ folder."""
 
@@ -90,20 +100,15 @@ class MarketsConfig(_Strict):
     reps: int = Field(1000, ge=100, le=100_000, description="stationary-bootstrap resamples (CIs and SPA)")
     bootstrap_seed: int = Field(0, ge=0, lt=2**32, description="seed of every bootstrap: same params, same bytes")
 
-    @field_validator("regimes", "models")
+    @field_validator("regimes")
     @classmethod
-    def _names_ok(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for name in v:
-            if not name or not all(c.isalnum() or c == "_" for c in name):
-                raise ValueError(f"name {name!r} must be letters, digits and '_' only")
-        return v
+    def _markets_ok(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_names(v, "market", required=False)  # no market: the synthetic study alone
 
     @field_validator("models")
     @classmethod
-    def _some_model(cls, v: dict[str, Any]) -> dict[str, Any]:
-        if not v:
-            raise ValueError("at least one model is required")
-        return v
+    def _models_ok(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return check_names(v, "model")
 
     @model_validator(mode="after")
     def _embargo_covers_the_lag(self) -> "MarketsConfig":

@@ -39,8 +39,8 @@ BAD_OVERRIDES = [
     ('models={"two words": {"hidden": 8}}', f"models: model name 'two words' {NAME}"),
     ('models={"a.b": {"hidden": 8}}', f"models: model name 'a.b' {NAME}"),
     ("models={}", "models: at least one model is required"),
-    ('markets.regimes={"s&p": {"kind": "dataset"}}', f"markets.regimes: name 's&p' {NAME}"),
-    ('markets.models={"lin-ear": {"hidden": 0}}', f"markets.models: name 'lin-ear' {NAME}"),
+    ('markets.regimes={"s&p": {"kind": "dataset"}}', f"markets.regimes: market name 's&p' {NAME}"),
+    ('markets.models={"lin-ear": {"hidden": 0}}', f"markets.models: model name 'lin-ear' {NAME}"),
     # kinds of source: a missing one, and an unknown market kind (an unknown regime kind: test_layout.py)
     ('data.regimes.x={"vol": 2.0}', "data.regimes.x.kind: missing source kind (allowed: iid, ar1)"),
     ("markets.regimes.x.kind=yahoo", "markets.regimes.x.kind: unknown source kind 'yahoo' (allowed: csv, dataset)"),
