@@ -7,12 +7,13 @@ explicit `torch.Generator`: tasks run in threads, so the global RNG is off limit
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from .seeding import seed_from
 
 __all__ = [
     "seed_from",
@@ -30,12 +31,6 @@ def check_positive(**sizes: int) -> None:
     for name, value in sizes.items():
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
-def seed_from(*keys: object) -> int:
-    """A 63-bit seed derived from any printable keys; the same keys give the same seed."""
-    digest = hashlib.blake2b("\x1f".join(map(str, keys)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
 
 
 def make_generator(*keys: object, device: str | torch.device = "cpu") -> torch.Generator:

@@ -234,8 +234,10 @@ def _module_file(name: str) -> Path:
 
 def code_files(stage: Stage) -> list[Path]:
     """Source files of a stage: its modules, this registry and the catalog (located, not imported)."""
-    names = sorted({*stage.code, __name__, "stages.catalog"})
-    return [_module_file(name) for name in names]
+    names = {*stage.code, __name__, "stages.catalog"}
+    if "neural_trader.data" in names:  # its generators are seeded by neural_trader.seeding
+        names.add("neural_trader.seeding")
+    return [_module_file(name) for name in sorted(names)]
 
 
 def _code_digest(stage: Stage) -> str:

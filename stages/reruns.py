@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from neural_trader.config import StudyConfig
-from neural_trader.data import seed_from
+from neural_trader.seeding import seed_from
 
 from .catalog import Workspace, read_json, write_json
 

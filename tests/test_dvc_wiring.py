@@ -234,11 +234,8 @@ def test_check_recordable_refuses_what_dvc_yaml_does_not_describe(tmp_path):
         versioning.check_recordable(ws, ROOT / "params.yaml", [], ["generate"])
     with pytest.raises(versioning.DvcError, match="neural_trader/data.py"):  # no copy of the code here
         versioning.check_recordable(ws, tmp_path / "params.yaml", [], ["generate"])
-    for name in STAGES["generate"].code:
-        rel = Path(*name.split(".")).with_suffix(".py")
+    for path in code_files(STAGES["generate"]):  # exactly the files the check compares
+        rel = path.resolve().relative_to(ROOT)
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
-    (tmp_path / "stages").mkdir(exist_ok=True)
-    for rel in ("stages/registry.py", "stages/study.py", "stages/catalog.py"):
         (tmp_path / rel).write_bytes((ROOT / rel).read_bytes())
     versioning.check_recordable(ws, tmp_path / "params.yaml", [], ["generate"])

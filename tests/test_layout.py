@@ -54,6 +54,13 @@ def test_the_registry_stays_light():
     assert loaded == ""
 
 
+def test_the_flows_import_no_torch():
+    """A fully cached rerun runs no stage body, so nothing it imports may pull in torch (about 2.5 s)."""
+    loaded = _python("import sys, flows.cli, flows.experiment, flows.sweep, flows.warmups, stages.reruns; "
+                     "print('torch' in sys.modules)")
+    assert loaded == "False"
+
+
 def test_the_dvc_door_never_imports_prefect(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text())
