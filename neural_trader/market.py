@@ -16,7 +16,6 @@ Replica r = f * S + s is seed s on fold f. Nothing here reads or writes a file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,8 +127,3 @@ def oos_rows(data: MarketData) -> np.ndarray:
 def fold_of_row(data: MarketData) -> np.ndarray:
     """(n_oos,) the fold whose test segment holds each out-of-sample row."""
     return np.concatenate([np.full(int(data.folds[k, 5] - data.folds[k, 4]), k) for k in range(len(data.folds))])
-
-
-def replica_seeds(folds: Sequence[int], seeds: int) -> list[tuple[int, int]]:
-    """(fold, seed) of each replica of a group, fold-major: the order `fold_groups` stacks them."""
-    return [(f, s) for f in folds for s in range(seeds)]

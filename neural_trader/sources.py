@@ -154,10 +154,6 @@ class PriceSource:
     def __init__(self, config: Any):
         self.config = config
 
-    def files(self, root: Path) -> list[Path]:
-        """The workspace files the series is read from (part of the stage key, and a dvc.yaml dependency)."""
-        return []
-
     def series(self, root: Path) -> PriceSeries:
         """Dates and closes, checked (`PriceDataError` names the file, line and problem)."""
         raise NotImplementedError
@@ -169,9 +165,6 @@ class PriceSource:
 
 class CsvSource(PriceSource):
     """A CSV of dates and closes in the workspace."""
-
-    def files(self, root: Path) -> list[Path]:
-        return [Path(root) / self.config.path]
 
     def series(self, root: Path) -> PriceSeries:
         return read_market(self.config, Path(root))
