@@ -3,6 +3,9 @@
     python benchmarks/sweep_speed.py                 # 4 points x 2 dropout values, cold each time
     python benchmarks/sweep_speed.py --seeds 16 --epochs 60
 
+Then, on the two workers, one cell of many seeds (`--cell-seeds`) in one batch
+and as two seed shards (`runtime.seed_shards=2`): the shards' speed-up.
+
 Starts a `prefect server start` on 127.0.0.1 (so no run pays for a temporary
 server), a `dask scheduler` on 127.0.0.1 and `dask worker` processes (one
 thread each), all stopped by their process ids at the end. Each run is cold:
@@ -79,6 +82,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--n-train", type=int, default=300)
+    ap.add_argument("--cell-seeds", type=int, default=256, help="seeds of the one cell trained in shards")
+    ap.add_argument("--cell-epochs", type=int, default=200, help="epochs of that cell")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="nt-sweep-bench-"))
@@ -87,8 +92,13 @@ def main() -> None:
     raw["data"].update(n_train=args.n_train, n_test=500)
     raw["runtime"].update(device="cpu", torch_threads=1)
     raw["sweep"] = {"dropout": [0.0, 0.5], "axes": {"hidden": [5, 16], "rho": [0.0, 0.2]}}
-    params = tmp / "params.yaml"
+    params, cell = tmp / "params.yaml", tmp / "cell.yaml"
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    one = {**raw, "seeds": {**raw["seeds"], "count": args.cell_seeds}, "models": {"dropout": raw["models"]["dropout"]},
+           "train": {**raw["train"], "epochs": args.cell_epochs},
+           "data": {**raw["data"], "regimes": {"momentum": raw["data"]["regimes"]["momentum"]}},
+           "markets": {**raw["markets"], "regimes": {}}}
+    cell.write_text(yaml.safe_dump(one, sort_keys=False))
 
     env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     api_port, dask_port = _free_port(), _free_port()
@@ -101,7 +111,8 @@ def main() -> None:
     try:
         _wait(lambda: _healthy(api), "the Prefect server")
         os.environ.update({k: env[k] for k in ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED")})
-        from flows.sweep import run_sweep  # after the environment: Prefect reads its settings at import
+        from flows.experiment import run_experiment  # after the environment: Prefect reads its settings at import
+        from flows.sweep import run_sweep
 
         seconds = {}
         for workers in (1, 2):
@@ -116,6 +127,11 @@ def main() -> None:
                                 str(tmp / f"ws{workers}"))
             seconds[workers] = time.perf_counter() - start
             assert not summary["failed"], summary["failed"]
+        dask = ["runtime.task_runner=dask", f"runtime.dask_address={address}"]
+        for shards in (1, 2):  # one cell on the two workers: one batch, then two seed shards
+            start = time.perf_counter()
+            run_experiment(str(cell), [*dask, f"runtime.seed_shards={shards}"], str(tmp / f"cell{shards}"))
+            seconds[f"cell{shards}"] = time.perf_counter() - start
     finally:
         for proc in reversed(procs):
             _stop(proc)
@@ -126,8 +142,22 @@ def main() -> None:
     print(f"{'Dask workers':<16}{'wall s':>10}{'ratio':>10}")
     print(f"{'1':<16}{seconds[1]:>10.1f}{1.0:>10.2f}")
     print(f"{'2':<16}{seconds[2]:>10.1f}{speedup:>10.2f}")
+    shard_speedup = seconds["cell1"] / seconds["cell2"]
+    same = all((tmp / "cell1" / p.relative_to(tmp / "cell2")).read_bytes() == p.read_bytes()
+               for d in ("models", "metrics") for p in (tmp / "cell2" / d).rglob("*") if p.is_file())
+    train = {k: max(json.loads(p.read_text())["summary"]["seconds"]  # the train stage, or its slowest shard
+                    for p in (tmp / f"cell{k}" / ".nt" / "stamps").glob("train*@*.json") if "shard" in p.name or k == 1)
+             for k in (1, 2)}
+    print(f"# one cell of {args.cell_seeds} seeds x {args.cell_epochs} epochs on 2 Dask workers (the whole flow, and "
+          f"its training: the batch or the slowest shard); outputs byte-identical: {same}")
+    print(f"{'seed shards':<16}{'wall s':>10}{'ratio':>10}{'train s':>10}{'ratio':>10}")
+    for k in (1, 2):
+        print(f"{k:<16}{seconds[f'cell{k}']:>10.1f}{seconds['cell1'] / seconds[f'cell{k}']:>10.2f}"
+              f"{train[k]:>10.1f}{train[1] / train[k]:>10.2f}")
     print(json.dumps({"speedup": round(speedup, 3), "seconds_1_worker": round(seconds[1], 2),
-                      "seconds_2_workers": round(seconds[2], 2), "cpus": os.cpu_count()}))
+                      "seconds_2_workers": round(seconds[2], 2), "shard_speedup": round(shard_speedup, 3),
+                      "shard_train_speedup": round(train[1] / train[2], 3),
+                      "shards_same_bytes": same, "cpus": os.cpu_count()}))
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ from stages.catalog import Workspace, check_inputs, load_params
 from stages.reruns import rerun_root, slot_base_seed, slot_id
 from stages.versioning import DvcError, check_recordable, is_dvc_workspace
 from tasks.reruns import pool, record, version_rerun
-from tasks.study import (compare, evaluate, generate, market_data, market_evaluate, market_train, plot,
-                         record_in_dvc, train, window)
+from neural_trader.seeding import shard_names
+from tasks.study import (compare, evaluate, generate, join_shards, market_data, market_evaluate, market_train, plot,
+                         record_in_dvc, train, train_shard, window)
 
 from .runners import make_task_runner
 
@@ -99,8 +100,8 @@ def experiment(
 def submit_study(cfg: StudyConfig, ws: str) -> tuple[Any, list[Any]]:
     """Submit every task of one study in `ws`; the future of its comparison, and of its figures.
 
-    generate -> window -> train each variant -> evaluate -> plot, per regime and
-    cell; then each market's data -> train -> evaluate; compare waits for every
+    generate -> window -> train each variant (in seed shards with
+    runtime.seed_shards > 1) -> evaluate -> plot, per regime and cell; then each market's data -> train -> evaluate; compare waits for every
     evaluation. A task waits for its inputs in a spare thread, not a compute slot.
     """
     windows = {}
@@ -110,7 +111,7 @@ def submit_study(cfg: StudyConfig, ws: str) -> tuple[Any, list[Any]]:
 
     evaluations, figures = [], []
     for regime, model in cfg.cells:
-        trained = train.submit(cfg, ws, regime, model, wait_for=[windows[regime]])
+        trained = train_cell(cfg, ws, regime, model, windows[regime])
         evaluations.append(evaluate.submit(cfg, ws, regime, model, wait_for=[trained]))
         figures.append(plot.submit(cfg, ws, regime, model, wait_for=[trained]))
 
@@ -121,6 +122,15 @@ def submit_study(cfg: StudyConfig, ws: str) -> tuple[Any, list[Any]]:
             evaluations.append(market_evaluate.submit(cfg, ws, market, model, wait_for=[trained]))
 
     return compare.submit(cfg, ws, wait_for=evaluations), figures
+
+
+def train_cell(cfg: StudyConfig, ws: str, regime: str, model: str, windows: Any) -> Any:
+    """Submit one cell's training: one batch, or `runtime.seed_shards` shards (on any worker) and their join."""
+    if cfg.runtime.seed_shards == 1:
+        return train.submit(cfg, ws, regime, model, wait_for=[windows])
+    shards = [train_shard.submit(cfg, ws, regime, model, shard, wait_for=[windows])
+              for shard in shard_names(cfg.runtime.seed_shards)]
+    return join_shards.submit(cfg, ws, regime, model, wait_for=shards)
 
 
 def run_experiment(params: str, overrides: list[str], workspace: str, rerun: bool = False,

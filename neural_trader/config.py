@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .market_config import MARKET_KINDS, CostsConfig, MarketsConfig, check_names as _check_names
+from .seeding import SHARD_ALIGN, max_shards
 
 __all__ = [
     "ConfigError",
@@ -108,6 +109,8 @@ class RuntimeConfig(_Strict):
     dask_address: str | None = Field(None, description="scheduler address for task_runner=dask; None starts a local cluster")
     torch_threads: int = Field(1, ge=1, le=256, description="intra-op threads per process (1 keeps CPU numbers identical)")
     progress: bool = Field(False, description="tqdm bar per training task")
+    seed_shards: int = Field(1, ge=1, le=256, description="train each cell's seeds as this many shards (tasks), "
+                             "joined into the bytes of one batch; the Prefect flow's scheduling only")
 
 
 class RegressionConfig(_Strict):
@@ -160,6 +163,9 @@ class StudyConfig(_Strict):
             raise ValueError(
                 f"data.lag: must be < data.length ({self.data.length}), got {self.data.lag}"
             )
+        if self.runtime.seed_shards > (most := max_shards(self.seeds.count)):
+            raise ValueError(f"runtime.seed_shards: must be <= {most} (seeds.count {self.seeds.count} in shards of "
+                             f"{SHARD_ALIGN} replicas or more, for one batch's bytes), got {self.runtime.seed_shards}")
         return self
 
     @property

@@ -120,7 +120,8 @@ class Workspace:
     metrics/evaluate/<regime>-<model>.json         evaluate
     plots/history/<regime>-<model>.png             plot
     metrics/comparison.json, reports/comparison.md, plots/comparison/*.png, metrics/comparison/*.tsv   compare
-    .nt/                                           private: stamps, locks, result store
+    .nt/                                           private: stamps, locks, result store,
+    .nt/shards/<regime>-<model>/<KofN>/            and seed shards of train (the flow's runtime.seed_shards)
     """
 
     root: Path
@@ -168,6 +169,9 @@ class Workspace:
     @property
     def private(self) -> Path:
         return self.root / ".nt"
+
+    def seed_shard(self, cell: str, shard: str) -> Path:
+        return self.private / "shards" / cell / shard
 
     def stamp(self, stage: str, item: str) -> Path:
         return self.private / "stamps" / f"{stage}@{item}.json" if item else self.private / "stamps" / f"{stage}.json"

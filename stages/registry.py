@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from neural_trader.config import StudyConfig
+from neural_trader.seeding import shard_names
 
 from .catalog import Workspace, file_digest, read_json
 
-__all__ = ["Stage", "STAGES", "STUDY_STAGES", "WARMUPS", "Item", "item_id", "cell_name", "code_files",
+__all__ = ["Stage", "STAGES", "FLOW_STAGES", "ALL_STAGES", "STUDY_STAGES", "WARMUPS", "Item", "ITEM_KEYS", "item_id", "cell_name", "code_files",
            "stage_key", "up_to_date", "comparison_outputs"]
 
 Item = dict[str, str]
@@ -45,8 +46,11 @@ def cell_name(regime: str, model: str) -> str:
     return f"{regime}-{model}"
 
 
+ITEM_KEYS = ("regime", "market", "model", "shard")
+
+
 def item_id(item: Item) -> str:
-    return "-".join(item[k] for k in ("regime", "market", "model") if k in item)
+    return "-".join(item[k] for k in ITEM_KEYS if k in item)
 
 
 @dataclass(frozen=True)
@@ -55,11 +59,13 @@ class Stage:
 
     name: str
     items: tuple[str, ...]  # what one run is about: ("regime",), ("regime", "model"), ("market", ...) or ()
+    # (a seed shard's ("regime", "model", "shard") too: see FLOW_STAGES)
     params: Callable[[StudyConfig, Item], list[str]]
     code: tuple[str, ...]  # modules whose source is part of the key, its body's module first
     inputs: Callable[[StudyConfig, Workspace, Item], list[Path]]
     outputs: Callable[[StudyConfig, Workspace, Item], list[Path]]
     tracked: tuple[str, ...] = ()  # folders dvc.yaml depends on whole (prices/: where CSVs live)
+    part_of: str | None = None  # a seed shard's stage: skipped while that stage is up to date
 
     def grid(self, cfg: StudyConfig) -> list[Item]:
         """Every item the stage runs for, in params order."""
@@ -71,13 +77,19 @@ class Stage:
             return [{"market": m} for m in cfg.markets.regimes]
         if self.items == ("market", "model"):
             return [{"market": r, "model": m} for r, m in cfg.markets.cells]
+        if self.items == ("regime", "model", "shard"):
+            return [{"regime": r, "model": m, "shard": k} for r, m in cfg.cells for k in _shards(cfg)]
         return [{}]
 
     def choices(self, cfg: StudyConfig) -> dict[str, list[str]]:
         """The names each item key may take (what `neural-trader stage` checks its flags against)."""
         names = {"regime": list(cfg.data.regimes), "market": list(cfg.markets.regimes),
-                 "model": list(cfg.markets.models if "market" in self.items else cfg.models)}
+                 "model": list(cfg.markets.models if "market" in self.items else cfg.models), "shard": _shards(cfg)}
         return {k: names[k] for k in self.items}
+
+
+def _shards(cfg: StudyConfig) -> list[str]:
+    return shard_names(cfg.runtime.seed_shards) if cfg.runtime.seed_shards > 1 else []
 
 
 def _cell(ws: Workspace, i: Item) -> str:
@@ -88,6 +100,14 @@ def _train_outputs(ws: Workspace, i: Item) -> list[Path]:
     c = _cell(ws, i)
     return [ws.weights(c, "last"), ws.weights(c, "best"), ws.model_dir(c) / "history.safetensors",
             ws.train_metrics(c) / "summary.json", ws.train_metrics(c) / "history.tsv"]
+
+
+def _train_params(cfg: StudyConfig, i: Item) -> list[str]:
+    return ["seeds", "data.lag", "train", f"models.{i['model']}", THREADS, DEVICE]
+
+
+_TRAIN_CODE = ("stages.study", "neural_trader.models", "neural_trader.train", "neural_trader.data",
+               "neural_trader.history")
 
 
 COMPARISON_FIGURES = ("test_return", "gap", "learned_position", "valid_return")  # neural_trader.comparison.FIGURES
@@ -126,9 +146,7 @@ STUDY_STAGES: tuple[Stage, ...] = (
           ("stages.study", "neural_trader.data"),
           lambda c, w, i: [w.returns(i["regime"])],
           lambda c, w, i: [w.windows(i["regime"])]),
-    Stage("train", ("regime", "model"),
-          lambda c, i: ["seeds", "data.lag", "train", f"models.{i['model']}", THREADS, DEVICE],
-          ("stages.study", "neural_trader.models", "neural_trader.train", "neural_trader.data", "neural_trader.history"),
+    Stage("train", ("regime", "model"), _train_params, _TRAIN_CODE,
           lambda c, w, i: [w.windows(i["regime"])],
           lambda c, w, i: _train_outputs(w, i)),
     Stage("evaluate", ("regime", "model"),
@@ -218,6 +236,19 @@ def _warmup_stages(exp: str) -> tuple[Stage, ...]:
 
 STAGES: dict[str, Stage] = {s.name: s for s in (*STUDY_STAGES, *(s for e in WARMUPS for s in _warmup_stages(e)))}
 
+#: Stages only the Prefect flow runs: how train is scheduled, not what it computes. With
+#: runtime.seed_shards = N > 1 the flow trains each cell as N shards of its seeds (on different
+#: workers under Dask), then `stages.study.join_shards` writes train's outputs under train's key,
+#: byte for byte one batch's. dvc.yaml trains a cell in one batch: DVC runs one stage at a time.
+FLOW_STAGES: dict[str, Stage] = {
+    "train_shard": Stage("train_shard", ("regime", "model", "shard"), _train_params, _TRAIN_CODE,
+                         lambda c, w, i: [w.windows(i["regime"])],
+                         lambda c, w, i: [w.seed_shard(_cell(w, i), i["shard"]) / f"{f}.safetensors"
+                                          for f in ("last", "best", "history")],
+                         part_of="train"),
+}
+ALL_STAGES: dict[str, Stage] = {**STAGES, **FLOW_STAGES}
+
 
 # ------------------------------------------------------------------- keys, stamps
 def _module_file(name: str) -> Path:
@@ -249,7 +280,7 @@ def _code_digest(stage: Stage) -> str:
 
 def stage_key(stage: str, cfg: StudyConfig, ws: Workspace, item: Item) -> str:
     """Hash of everything that determines a stage's outputs (not the workspace's history)."""
-    spec = STAGES[stage]
+    spec = ALL_STAGES[stage]
     payload = {
         "stage": stage,
         "item": item,
@@ -269,7 +300,7 @@ def up_to_date(stage: str, cfg: StudyConfig, ws: Workspace, item: Item, key: str
         return None
     if stamp.get("key") != key:
         return None
-    outputs = STAGES[stage].outputs(cfg, ws, item)
+    outputs = ALL_STAGES[stage].outputs(cfg, ws, item)
     recorded = stamp.get("outputs", {})
     if set(recorded) != {ws.rel(p) for p in outputs}:
         return None

@@ -17,9 +17,9 @@ from neural_trader.config import StudyConfig
 
 from . import compare, market, study, warmups
 from .catalog import Workspace, file_digest, write_json
-from .registry import STAGES, item_id, stage_key, up_to_date
+from .registry import ALL_STAGES, item_id, stage_key, up_to_date
 
-__all__ = ["BODIES", "run_stage"]
+__all__ = ["BODIES", "SHARD_JOINS", "run_stage"]
 
 log = logging.getLogger("neural_trader")
 
@@ -28,6 +28,7 @@ BODIES: dict[str, Callable[..., dict[str, Any]]] = {
     "generate": study.generate,
     "window": study.window,
     "train": study.train,
+    "train_shard": study.train_shard,  # the flow's seed shards (registry.FLOW_STAGES)
     "evaluate": study.evaluate,
     "plot": study.plot,
     "market_data": market.market_data,
@@ -39,15 +40,27 @@ BODIES: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+#: stage -> the body that writes its outputs by joining its seed shards (registry.FLOW_STAGES)
+SHARD_JOINS: dict[str, Callable[..., dict[str, Any]]] = {"train": study.join_shards}
+
+
 def run_stage(stage: str, cfg: StudyConfig, ws: Workspace | str | Path, *, key: str | None = None,
-              **item: str) -> dict[str, Any]:
+              from_shards: bool = False, **item: str) -> dict[str, Any]:
     """Run one stage unless its outputs are already up to date; return its summary.
 
     `key` is the stage key when the caller has computed it already (Prefect's
-    cache policy has), so it is computed once per run of a stage.
+    cache policy has), so it is computed once per run of a stage. With
+    `from_shards` the stage's outputs are joined from its seed shards
+    (`SHARD_JOINS`): same key, same stamp, same bytes. A shard is skipped when
+    the stage it is part of is up to date already.
     """
     ws = ws if isinstance(ws, Workspace) else Workspace(Path(ws))
-    spec = STAGES[stage]
+    spec = ALL_STAGES[stage]
+    if spec.part_of:
+        whole = {k: item[k] for k in ALL_STAGES[spec.part_of].items}
+        if (done := up_to_date(spec.part_of, cfg, ws, whole, stage_key(spec.part_of, cfg, ws, whole))) is not None:
+            log.info("%s@%s is up to date: %s@%s needs no run", spec.part_of, item_id(whole), stage, item_id(item))
+            return {**done, **item, "reused": True}
     missing = [ws.rel(p) for p in spec.inputs(cfg, ws, item) if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"stage {stage}@{item_id(item) or '-'} needs {', '.join(missing)}: "
@@ -56,9 +69,10 @@ def run_stage(stage: str, cfg: StudyConfig, ws: Workspace | str | Path, *, key: 
     if (summary := up_to_date(stage, cfg, ws, item, key)) is not None:
         log.info("%s@%s is up to date", stage, item_id(item) or "-")
         return {**summary, "reused": True}
-    summary = BODIES[stage](cfg, ws, **item)
+    summary = (SHARD_JOINS[stage] if from_shards else BODIES[stage])(cfg, ws, **item)
     outputs = {ws.rel(p): file_digest(p) for p in spec.outputs(cfg, ws, item)}
     if missing_out := [p for p, d in outputs.items() if d == "missing"]:
         raise RuntimeError(f"stage {stage} did not write {missing_out}")
     write_json(ws.stamp(stage, item_id(item)), {"key": key, "outputs": outputs, "summary": summary})
     return {**summary, "reused": False}
+

@@ -1,7 +1,8 @@
 """The study's stage bodies: load from the catalog, call the core, save.
 
 generate -> window -> train -> evaluate -> plot, per regime or per
-(regime, model) cell; compare is `stages.compare`. What each reads and writes
+(regime, model) cell; compare is `stages.compare`. The flow may train a cell as
+seed shards (`train_shard`, then `join_shards` writes train's outputs). What each reads and writes
 is declared in `stages.registry`; `stages.run.run_stage` runs them for both
 front doors.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from typing import Any
 
@@ -22,6 +25,7 @@ from neural_trader.config import StudyConfig
 from neural_trader.data import Windows, make_generator, window_returns
 from neural_trader.history import final_summary, replica_table
 from neural_trader.models import TraderNet
+from neural_trader.seeding import shard_names, shard_range
 from neural_trader.sources import make_source
 from neural_trader.train import TRADER_COLUMNS, History, resolve_device, train_trader
 
@@ -77,29 +81,72 @@ def train(cfg: StudyConfig, ws: Workspace, regime: str, model: str, device: str 
     draws the shuffles, then the dropout masks, so a dropout variant's later
     shuffles differ from the dropout-free variant's.)
     """
+    last, best, values, run = _train_replicas(cfg, ws, regime, model, 0, cfg.seeds.count, device)
+    return {**_save_cell(cfg, ws, regime, model, last, best, values), **run}
+
+
+def train_shard(cfg: StudyConfig, ws: Workspace, regime: str, model: str, shard: str,
+                device: str | None = None) -> dict[str, Any]:
+    """Train one seed shard of a cell (replicas lo..hi of `shard_range`) into .nt/shards/; `join_shards` joins them.
+
+    Replica r's generators are keyed on r alone and the batched kernels never mix
+    replicas, so the shards' rows, joined in order, are one batch's bytes.
+    """
+    lo, hi = shard_range(cfg.seeds.count, shard)
+    last, best, values, run = _train_replicas(cfg, ws, regime, model, lo, hi, device)
+    folder = ws.seed_shard(cell_name(regime, model), shard)
+    save_tensors(folder / "last.safetensors", last)
+    save_tensors(folder / "best.safetensors", best)
+    save_tensors(folder / "history.safetensors", {"values": values})
+    return {"cell": cell_name(regime, model), "shard": shard, "replicas": [lo, hi], **run,
+            "worker": f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def join_shards(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dict[str, Any]:
+    """The train stage's outputs from a cell's `runtime.seed_shards` shards, byte for byte those of one batch."""
+    cell = cell_name(regime, model)
+    folders = [ws.seed_shard(cell, shard) for shard in shard_names(cfg.runtime.seed_shards)]
+    parts = {which: [load_tensors(f / f"{which}.safetensors") for f in folders] for which in ("last", "best")}
+    joined = {which: {k: torch.cat([p[k] for p in ps]) for k in ps[0]} for which, ps in parts.items()}
+    values = torch.cat([load_tensors(f / "history.safetensors")["values"] for f in folders])
+    return {**_save_cell(cfg, ws, regime, model, joined["last"], joined["best"], values), "shards": len(folders)}
+
+
+def _train_replicas(cfg: StudyConfig, ws: Workspace, regime: str, model: str, lo: int, hi: int,
+                    device: str | None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor, dict]:
+    """Replicas lo..hi of a cell trained in one batch: last and best weights, history values, run facts."""
     t, s, cell = cfg.train, cfg.seeds, cell_name(regime, model)
     dev = resolve_device(device or cfg.runtime.device)
     torch.set_num_threads(cfg.runtime.torch_threads)  # process-wide; every stage sets the same value
     windows = load_tensors(ws.windows(regime))
-    net = _net(cfg, model, [make_generator(s.base, "init", r, device=dev) for r in range(s.count)]).to(dev)
+    rows = slice(lo, hi)
+    train_w = Windows(windows["train_x"][rows], windows["train_y"][rows])
+    valid_w = Windows(windows["valid_x"][rows], windows["valid_y"][rows])
+    net = _net(cfg, model, [make_generator(s.base, "init", r, device=dev) for r in range(lo, hi)]).to(dev)
     start = time.perf_counter()
     history, best = train_trader(
-        net, _split(windows, "train").to(dev), _split(windows, "valid").to(dev),
-        [make_generator(s.base, "train", r, device=dev) for r in range(s.count)],
+        net, train_w.to(dev), valid_w.to(dev), [make_generator(s.base, "train", r, device=dev) for r in range(lo, hi)],
         lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, progress=cfg.runtime.progress, desc=cell)
     seconds = time.perf_counter() - start
-    mcfg = cfg.models[model]
+    log.info("trained %s replicas %d-%d: %d epochs on %s in %.1f s", cell, lo, hi - 1, t.epochs, dev, seconds)
+    return net.state_dict(), best, history.values, {"device": str(dev), "seconds": round(seconds, 2)}
+
+
+def _save_cell(cfg: StudyConfig, ws: Workspace, regime: str, model: str, last: dict[str, torch.Tensor],
+               best: dict[str, torch.Tensor], values: torch.Tensor) -> dict[str, Any]:
+    """Write the train stage's outputs of one cell; its summary over every replica."""
+    cell, mcfg, history = cell_name(regime, model), cfg.models[model], History(values, TRADER_COLUMNS)
     meta = {"lag": str(cfg.data.lag), "hidden": str(mcfg.hidden), "dropout": str(mcfg.dropout),
-            "replicas": str(s.count)}
-    save_tensors(ws.weights(cell, "last"), net.state_dict(), metadata=meta)
+            "replicas": str(cfg.seeds.count)}
+    save_tensors(ws.weights(cell, "last"), last, metadata=meta)
     save_tensors(ws.weights(cell, "best"), best, metadata=meta)
-    save_tensors(ws.model_dir(cell) / "history.safetensors", {"values": history.values},
+    save_tensors(ws.model_dir(cell) / "history.safetensors", {"values": values},
                  metadata={"columns": json.dumps(history.columns)})
     atomic_write_bytes(ws.train_metrics(cell) / "history.tsv", replica_table(history).encode())
-    summary = {"cell": cell, "replicas": s.count, "epochs": t.epochs, **final_summary(history, "valid_return")}
+    summary = {"cell": cell, "replicas": cfg.seeds.count, "epochs": cfg.train.epochs,
+               **final_summary(history, "valid_return")}
     write_json(ws.train_metrics(cell) / "summary.json", summary)
-    log.info("trained %s: %d replicas x %d epochs on %s in %.1f s", cell, s.count, t.epochs, dev, seconds)
-    return {**summary, "device": str(dev), "seconds": round(seconds, 2)}
+    return summary
 
 
 def _load_history(ws: Workspace, cell: str) -> History:

@@ -55,12 +55,12 @@ def _logger() -> Any:
         return logging.getLogger("neural_trader")
 
 
-def run(stage: str, cfg: StudyConfig, workspace: str, **item: str) -> dict[str, Any]:
-    """Run a stage with the key the cache policy computed, and log what happened."""
+def run(stage: str, cfg: StudyConfig, workspace: str, from_shards: bool = False, **item: str) -> dict[str, Any]:
+    """Run a stage with the key the cache policy computed (from its seed shards with `from_shards`); log it."""
     from stages.run import run_stage  # the bodies, and torch, load only when a stage runs
 
     with compute_slot(cfg.runtime.max_workers):  # taken once the inputs are ready: see tasks.slots
-        summary = run_stage(stage, cfg, workspace, key=stage_digest(stage), **item)
+        summary = run_stage(stage, cfg, workspace, key=stage_digest(stage), from_shards=from_shards, **item)
     verb = "reused" if summary.get("reused") else "ran"
     brief = {k: v for k, v in summary.items() if k != "reused" and isinstance(v, (str, int, float))}
     _logger().info("%s %s: %s", verb, stage, brief)
@@ -83,6 +83,18 @@ def window(cfg: StudyConfig, workspace: str, regime: str) -> dict[str, Any]:
 def train(cfg: StudyConfig, workspace: str, regime: str, model: str) -> dict[str, Any]:
     """Train one variant's S replicas on one regime, batched, on the configured device."""
     return run("train", cfg, workspace, regime=regime, model=model)
+
+
+@task(**_options("train_shard"), task_run_name="train_shard[{regime}-{model}-{shard}]")
+def train_shard(cfg: StudyConfig, workspace: str, regime: str, model: str, shard: str) -> dict[str, Any]:
+    """Train one seed shard ('KofN') of a cell, on whichever worker runs it."""
+    return run("train_shard", cfg, workspace, regime=regime, model=model, shard=shard)
+
+
+@task(**_options("train"), task_run_name="train[{regime}-{model}]")
+def join_shards(cfg: StudyConfig, workspace: str, regime: str, model: str) -> dict[str, Any]:
+    """The train stage of a cell from its seed shards (same key, outputs and bytes as `train`)."""
+    return run("train", cfg, workspace, from_shards=True, regime=regime, model=model)
 
 
 @task(**_options("evaluate"), task_run_name="evaluate[{regime}-{model}]")

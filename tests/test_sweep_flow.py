@@ -121,8 +121,8 @@ def test_sweep_on_a_real_dask_cluster_gives_the_threads_bytes_on_loopback(tmp_pa
     pytest.importorskip("prefect_dask")
     from flows.sweep import run_sweep
 
-    params = _params(tmp_path)
-    run_sweep(str(params), ["runtime.task_runner=threads"], str(tmp_path / "threads"))
+    params, seeds = _params(tmp_path), "seeds.count=20"  # two seed shards of 16 and 4 under Dask
+    run_sweep(str(params), ["runtime.task_runner=threads", seeds], str(tmp_path / "threads"))
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs = [_start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
@@ -137,8 +137,8 @@ def test_sweep_on_a_real_dask_cluster_gives_the_threads_bytes_on_loopback(tmp_pa
             procs.append(_start([str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
                                  "--nworkers", "1", "--dashboard-address", "127.0.0.1:0", "--name", f"w{i}"],
                                 tmp_path / f"worker{i}.log"))
-        summary = run_sweep(str(params), ["runtime.task_runner=dask", f"runtime.dask_address={address}"],
-                            str(tmp_path / "dask"))
+        summary = run_sweep(str(params), ["runtime.task_runner=dask", f"runtime.dask_address={address}", seeds,
+                                          "runtime.seed_shards=2"], str(tmp_path / "dask"))
         assert not summary["failed"]
         listening = set().union(*(listening_sockets(p.pid) for p in procs))
         assert {pid for pid, *_ in listening} >= {p.pid for p in procs[:1]}
@@ -153,6 +153,9 @@ def test_sweep_on_a_real_dask_cluster_gives_the_threads_bytes_on_loopback(tmp_pa
     assert any("models" in p.parts for p in files) and (threads / "metrics" / "sweep.json").is_file()
     for rel in files:
         assert (threads / rel).read_bytes() == (dask / rel).read_bytes(), rel
+    shards = [read_json(p)["summary"] for p in (dask / "sweeps").rglob(".nt/stamps/train_shard@*.json")]
+    assert len(shards) == 4 * 2 * 2 and {tuple(s["replicas"]) for s in shards} == {(0, 16), (16, 20)}
+    assert len({s["worker"] for s in shards}) == 2  # the shards trained in both worker processes
 
 
 @pytest.mark.slow
