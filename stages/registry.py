@@ -31,7 +31,7 @@ from neural_trader.seeding import shard_names
 from .catalog import Workspace, file_digest, read_json
 
 __all__ = ["Stage", "STAGES", "FLOW_STAGES", "ALL_STAGES", "STUDY_STAGES", "WARMUPS", "Item", "ITEM_KEYS", "item_id", "cell_name", "code_files",
-           "stage_key", "up_to_date", "comparison_outputs"]
+           "stage_key", "up_to_date", "whole_up_to_date", "comparison_outputs"]
 
 Item = dict[str, str]
 
@@ -290,6 +290,15 @@ def stage_key(stage: str, cfg: StudyConfig, ws: Workspace, item: Item) -> str:
         "workspace": str(ws.root),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def whole_up_to_date(stage: str, cfg: StudyConfig, ws: Workspace, item: Item) -> dict[str, Any] | None:
+    """For a part of a stage (a seed shard of a cell): that stage's summary if it is up to date, else None."""
+    whole = ALL_STAGES[stage].part_of
+    if whole is None:
+        return None
+    cell = {k: item[k] for k in ALL_STAGES[whole].items}
+    return up_to_date(whole, cfg, ws, cell, stage_key(whole, cfg, ws, cell))
 
 
 def up_to_date(stage: str, cfg: StudyConfig, ws: Workspace, item: Item, key: str) -> dict[str, Any] | None:

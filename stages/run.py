@@ -17,7 +17,7 @@ from neural_trader.config import StudyConfig
 
 from . import compare, market, study, warmups
 from .catalog import Workspace, file_digest, write_json
-from .registry import ALL_STAGES, item_id, stage_key, up_to_date
+from .registry import ALL_STAGES, item_id, stage_key, up_to_date, whole_up_to_date
 
 __all__ = ["BODIES", "SHARD_JOINS", "run_stage"]
 
@@ -56,11 +56,9 @@ def run_stage(stage: str, cfg: StudyConfig, ws: Workspace | str | Path, *, key: 
     """
     ws = ws if isinstance(ws, Workspace) else Workspace(Path(ws))
     spec = ALL_STAGES[stage]
-    if spec.part_of:
-        whole = {k: item[k] for k in ALL_STAGES[spec.part_of].items}
-        if (done := up_to_date(spec.part_of, cfg, ws, whole, stage_key(spec.part_of, cfg, ws, whole))) is not None:
-            log.info("%s@%s is up to date: %s@%s needs no run", spec.part_of, item_id(whole), stage, item_id(item))
-            return {**done, **item, "reused": True}
+    if (whole := whole_up_to_date(stage, cfg, ws, item)) is not None:
+        log.info("%s is up to date: %s@%s needs no run", spec.part_of, stage, item_id(item))
+        return {**whole, **item, "reused": True}
     missing = [ws.rel(p) for p in spec.inputs(cfg, ws, item) if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"stage {stage}@{item_id(item) or '-'} needs {', '.join(missing)}: "

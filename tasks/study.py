@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from neural_trader.config import StudyConfig
 from stages import versioning
 from stages.catalog import Workspace
+from stages.registry import whole_up_to_date
 
 from .caching import StageCache, stage_digest
 from .slots import compute_slot
@@ -57,10 +58,13 @@ def _logger() -> Any:
 
 def run(stage: str, cfg: StudyConfig, workspace: str, from_shards: bool = False, **item: str) -> dict[str, Any]:
     """Run a stage with the key the cache policy computed (from its seed shards with `from_shards`); log it."""
-    from stages.run import run_stage  # the bodies, and torch, load only when a stage runs
+    if (whole := whole_up_to_date(stage, cfg, Workspace(workspace), item)) is not None:
+        summary = {**whole, **item, "reused": True}  # a seed shard of a trained cell: no torch to import
+    else:
+        from stages.run import run_stage  # the bodies, and torch, load only when a stage runs
 
-    with compute_slot(cfg.runtime.max_workers):  # taken once the inputs are ready: see tasks.slots
-        summary = run_stage(stage, cfg, workspace, key=stage_digest(stage), from_shards=from_shards, **item)
+        with compute_slot(cfg.runtime.max_workers):  # taken once the inputs are ready: see tasks.slots
+            summary = run_stage(stage, cfg, workspace, key=stage_digest(stage), from_shards=from_shards, **item)
     verb = "reused" if summary.get("reused") else "ran"
     brief = {k: v for k, v in summary.items() if k != "reused" and isinstance(v, (str, int, float))}
     _logger().info("%s %s: %s", verb, stage, brief)

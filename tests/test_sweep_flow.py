@@ -2,7 +2,7 @@
 
 A shrunk grid (2 hidden sizes x 2 rho, dropout 0 and 0.5, 4 seeds, 10 epochs)
 so every test runs in seconds per point; the session's real Prefect server
-records the runs.
+records the runs. The Dask run trains 20 seeds per cell as two seed shards.
 """
 
 from __future__ import annotations
