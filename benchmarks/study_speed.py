@@ -79,7 +79,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_STAGES = ("train", "market_train")
+TRAIN_STAGES = ("train", "train_shard", "market_train")  # a seed shard trains part of a cell
 TARGETS = {"end_to_end_ratio": (">=", 100.0), "train_cores": (">=", 1.7), "dropout_cost_ratio": ("<=", 1.25)}
 
 Interval = tuple[float, float]
@@ -263,19 +263,20 @@ def throughput(run: dict[str, Any]) -> tuple[dict[str, dict[str, float]], dict[t
     """{synthetic | market: tasks, model_epochs, window_epochs, train_seconds}, and each cell's training seconds."""
     cfg, seeds, epochs = run["cfg"], run["cfg"].seeds.count, run["cfg"].train.epochs
     groups: dict[str, dict[str, float]] = {g: defaultdict(float) for g in ("synthetic", "market")}
-    seconds: dict[tuple[str, str, str], float] = {}  # (group, regime or market, model) -> training seconds
+    seconds: dict[tuple[str, str, str], float] = defaultdict(float)  # (group, regime or market, model) -> seconds
     for stage, item, _, _, summary in run["recorder"].bodies:
         if stage not in TRAIN_STAGES:
             continue
-        group, where = ("synthetic", item["regime"]) if stage == "train" else ("market", item["market"])
+        group, where = ("market", item["market"]) if stage == "market_train" else ("synthetic", item["regime"])
+        replicas = summary["replicas"] if stage != "train_shard" else summary["replicas"][1] - summary["replicas"][0]
         windows = (cfg.data.n_train * (cfg.data.length - cfg.data.lag) if group == "synthetic"  # per replica
-                   else run["market_rows"][where] / (summary["replicas"] // seeds))  # a fold's: rows / folds
+                   else run["market_rows"][where] / (replicas // seeds))  # a fold's: rows / folds
         g = groups[group]
         g["tasks"] += 1
-        g["model_epochs"] += summary["replicas"] * epochs
-        g["window_epochs"] += summary["replicas"] * epochs * windows
+        g["model_epochs"] += replicas * epochs
+        g["window_epochs"] += replicas * epochs * windows
         g["train_seconds"] += summary["seconds"]
-        seconds[group, where, item["model"]] = summary["seconds"]
+        seconds[group, where, item["model"]] += summary["seconds"]
     return groups, seconds
 
 
