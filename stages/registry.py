@@ -236,10 +236,9 @@ def _warmup_stages(exp: str) -> tuple[Stage, ...]:
 
 STAGES: dict[str, Stage] = {s.name: s for s in (*STUDY_STAGES, *(s for e in WARMUPS for s in _warmup_stages(e)))}
 
-#: Stages only the Prefect flow runs: how train is scheduled, not what it computes. With
-#: runtime.seed_shards = N > 1 the flow trains each cell as N shards of its seeds (on different
-#: workers under Dask), then `stages.study.join_shards` writes train's outputs under train's key,
-#: byte for byte one batch's. dvc.yaml trains a cell in one batch: DVC runs one stage at a time.
+#: Stages only the Prefect flow runs: how train is scheduled, not what it computes. With seed_shards N > 1
+#: the flow trains each cell as N shards of its seeds (on any Dask worker), then `stages.study.join_shards`
+#: writes train's outputs, byte for byte one batch's. dvc.yaml trains a cell in one batch.
 FLOW_STAGES: dict[str, Stage] = {
     "train_shard": Stage("train_shard", ("regime", "model", "shard"), _train_params, _TRAIN_CODE,
                          lambda c, w, i: [w.windows(i["regime"])],
@@ -293,12 +292,14 @@ def stage_key(stage: str, cfg: StudyConfig, ws: Workspace, item: Item) -> str:
 
 
 def whole_up_to_date(stage: str, cfg: StudyConfig, ws: Workspace, item: Item) -> dict[str, Any] | None:
-    """For a part of a stage (a seed shard of a cell): that stage's summary if it is up to date, else None."""
+    """A part's summary (a seed shard's) if the stage it is part of is up to date; else None (the part runs)."""
     whole = ALL_STAGES[stage].part_of
     if whole is None:
         return None
     cell = {k: item[k] for k in ALL_STAGES[whole].items}
-    return up_to_date(whole, cfg, ws, cell, stage_key(whole, cfg, ws, cell))
+    if up_to_date(whole, cfg, ws, cell, stage_key(whole, cfg, ws, cell)) is None:
+        return None
+    return {**item, "part_of": f"{whole}@{item_id(cell)}", "reused": True}
 
 
 def up_to_date(stage: str, cfg: StudyConfig, ws: Workspace, item: Item, key: str) -> dict[str, Any] | None:

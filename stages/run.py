@@ -58,7 +58,7 @@ def run_stage(stage: str, cfg: StudyConfig, ws: Workspace | str | Path, *, key: 
     spec = ALL_STAGES[stage]
     if (whole := whole_up_to_date(stage, cfg, ws, item)) is not None:
         log.info("%s is up to date: %s@%s needs no run", spec.part_of, stage, item_id(item))
-        return {**whole, **item, "reused": True}
+        return whole
     missing = [ws.rel(p) for p in spec.inputs(cfg, ws, item) if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"stage {stage}@{item_id(item) or '-'} needs {', '.join(missing)}: "

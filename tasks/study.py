@@ -59,7 +59,7 @@ def _logger() -> Any:
 def run(stage: str, cfg: StudyConfig, workspace: str, from_shards: bool = False, **item: str) -> dict[str, Any]:
     """Run a stage with the key the cache policy computed (from its seed shards with `from_shards`); log it."""
     if (whole := whole_up_to_date(stage, cfg, Workspace(workspace), item)) is not None:
-        summary = {**whole, **item, "reused": True}  # a seed shard of a trained cell: no torch to import
+        summary = whole  # a seed shard of a trained cell: no torch to import
     else:
         from stages.run import run_stage  # the bodies, and torch, load only when a stage runs
 

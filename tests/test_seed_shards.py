@@ -74,7 +74,7 @@ def test_three_uneven_shards_joined_are_one_batchs_bytes(shrunk_params, tmp_path
         assert stamps[0]["outputs"] == stamps[1]["outputs"]
         # up to date now: a shard of a trained cell does not train, nor does the join
         again = run_stage("train_shard", cfg, one, **cell, shard="2of3")
-        assert again["reused"] and "worker" not in again
+        assert again == {**cell, "shard": "2of3", "part_of": f"train@{cell['regime']}-{cell['model']}", "reused": True}
         assert run_stage("train", cfg, sharded, from_shards=True, **cell)["reused"]
 
 
