@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import yaml
@@ -33,6 +32,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
+
+from flows.deploy import server_healthy  # stdlib only: no Prefect before its settings are set
 
 
 def _free_port() -> int:
@@ -60,14 +61,6 @@ def _wait(check, what: str, timeout: float = 120) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not come up in {timeout:.0f} s")
         time.sleep(0.5)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def _workers(address: str) -> int:
@@ -109,7 +102,7 @@ def main() -> None:
              _start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(dask_port),
                      "--dashboard-address", "127.0.0.1:0"], tmp / "scheduler.log", env)]
     try:
-        _wait(lambda: _healthy(api), "the Prefect server")
+        _wait(lambda: server_healthy(api), "the Prefect server")
         os.environ.update({k: env[k] for k in ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED")})
         from flows.experiment import run_experiment  # after the environment: Prefect reads its settings at import
         from flows.sweep import run_sweep

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -181,17 +180,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-_free_port = free_port  # the name this helper had
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def prefect_server():
     """A real `prefect server start` on 127.0.0.1, stopped by its pid at the end.
@@ -199,6 +187,9 @@ def prefect_server():
     Sets PREFECT_API_URL for this process (and the subprocesses it starts);
     yields the API URL.
     """
+    # stdlib only at import: Prefect is not loaded here
+    from flows.deploy import server_healthy
+
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = open(Path(_PREFECT_HOME) / "server.log", "w")
@@ -208,7 +199,7 @@ def prefect_server():
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while not _healthy(url):
+    while not server_healthy(url):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise RuntimeError(f"prefect server did not start: see {log.name}:\n{Path(log.name).read_text()[-2000:]}")

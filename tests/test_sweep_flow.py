@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ import pytest
 import yaml
 
 from stages.catalog import file_digest, read_json
-from tests.conftest import ROOT, SHRUNK, _merge, beyond_loopback, listening_sockets
+from tests.conftest import ROOT, SHRUNK, _merge, beyond_loopback, free_port, listening_sockets, stop_group
 
 GRID = {"sweep": {"dropout": [0.0, 0.5], "axes": {"hidden": [5, 8], "rho": [0.0, 0.2]}},
         "data": {"n_train": 100, "n_test": 300}, "train": {"epochs": 10}}
@@ -96,24 +94,9 @@ def test_a_failed_point_fails_alone_and_a_rerun_computes_only_it(tmp_path, prefe
         {k: v for k, v in before.items() if "hidden8-rho0p2" not in k}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start(args: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy(),
                             start_new_session=True)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
 
 
 @pytest.mark.slow
@@ -123,7 +106,7 @@ def test_sweep_on_a_real_dask_cluster_gives_the_threads_bytes_on_loopback(tmp_pa
 
     params, seeds = _params(tmp_path), "seeds.count=20"  # two seed shards of 16 and 4 under Dask
     run_sweep(str(params), ["runtime.task_runner=threads", seeds], str(tmp_path / "threads"))
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs = [_start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                      "--dashboard-address", "127.0.0.1:0"], tmp_path / "scheduler.log")]
@@ -145,7 +128,7 @@ def test_sweep_on_a_real_dask_cluster_gives_the_threads_bytes_on_loopback(tmp_pa
         assert not beyond_loopback(listening), beyond_loopback(listening)
     finally:
         for proc in procs:
-            _stop(proc)
+            stop_group(proc)
     assert all(p.poll() is not None for p in procs)
     threads, dask = tmp_path / "threads", tmp_path / "dask"
     files = sorted(p.relative_to(threads) for d in ("metrics", "reports", "plots", "sweeps")
