@@ -106,6 +106,9 @@ def join_shards(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dic
     """The train stage's outputs from a cell's `runtime.seed_shards` shards, byte for byte those of one batch."""
     cell = cell_name(regime, model)
     folders = [ws.seed_shard(cell, shard) for shard in shard_names(cfg.runtime.seed_shards)]
+    if missing := [ws.rel(f) for f in folders if not (f / "history.safetensors").is_file()]:
+        raise FileNotFoundError(f"train@{cell} joins {len(folders)} seed shards; missing {', '.join(missing)}: "
+                                "run their train_shard tasks first")
     parts = {which: [load_tensors(f / f"{which}.safetensors") for f in folders] for which in ("last", "best")}
     joined = {which: {k: torch.cat([p[k] for p in ps]) for k in ps[0]} for which, ps in parts.items()}
     values = torch.cat([load_tensors(f / "history.safetensors")["values"] for f in folders])
