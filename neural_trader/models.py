@@ -1,7 +1,9 @@
 """The study's models, each holding S independent replicas in stacked weights.
 
 Replica s of every model is initialised from its own generator, so S replicas
-trained together equal S models trained one at a time. Shapes use S for
+trained together equal S models trained one at a time. The study keeps these
+generators on the CPU and moves the weights to the training device, so every
+device starts from the same bits. Shapes use S for
 replicas, B for rows in a batch.
 """
 
@@ -13,7 +15,29 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ReplicaLinear", "TraderNet", "LinearTrader", "LinearRegression1D", "Classifier"]
+from .streams import DROPOUT, Streams
+
+__all__ = ["ReplicaLinear", "TraderNet", "LinearTrader", "LinearRegression1D", "Classifier", "LANES", "lane_padded"]
+
+#: The traders compute on batches padded to a multiple of this many rows. torch's vectorised CPU loops
+#: take 2 vectors a turn (32 float32 with AVX-512, 16 with AVX2) and finish in scalar code, and sigmoid's
+#: vector and scalar code round differently: measured here, sigmoid of a (3, 5, 1000) tensor differs in
+#: the last bit from the same rows computed alone, while at 1024 columns every row agrees. With every
+#: replica's block a multiple of 64 floats long, no replica's values fall into a scalar tail, so a
+#: replica's bytes do not depend on how many replicas share its batch.
+LANES = 64
+
+
+def lane_padded(rows: int) -> int:
+    """`rows` rounded up to a multiple of LANES."""
+    return -(-rows // LANES) * LANES
+
+
+def _padded_t(x: torch.Tensor) -> torch.Tensor:
+    """(S, B, k) -> (S, k, lane_padded(B)): the transposed layout, zero columns after the B rows."""
+    x_t = x.transpose(1, 2)
+    pad = lane_padded(x_t.shape[-1]) - x_t.shape[-1]
+    return torch.nn.functional.pad(x_t, (0, pad)) if pad else x_t
 
 
 def _uniform(shape: tuple[int, ...], bound: float, generators: Sequence[torch.Generator]) -> torch.Tensor:
@@ -39,9 +63,6 @@ class ReplicaLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
-_TOP_BITS = -0x7F7F7F7F7F7F7F80  # 0x8080808080808080 as an int64: the top bit of each of its bytes
-
-
 def _check_generators(generators: Sequence[torch.Generator]) -> None:
     if len(generators) < 1:
         raise ValueError("generators must hold one torch.Generator per replica (>= 1)")
@@ -51,8 +72,8 @@ class TraderNet(nn.Module):
     """The seed's neural trader: lag returns -> hidden sigmoid -> dropout -> position in [0, 1].
 
     dropout=0 is the seed's NeuralTrader, dropout=0.5 its DropoutTrader. Dropout
-    masks come from `sample_noise` (drawn per replica from the training
-    generators) so that batched and one-at-a-time training draw the same masks.
+    masks come from `sample_noise` (each replica's counter-based stream) so that
+    batched and one-at-a-time training, on any device, draw the same masks.
 
     A unit is kept when its random byte is below `keep_bytes` = round(256 *
     (1 - dropout)), clamped to 1..256, so it is kept with probability `keep` =
@@ -88,30 +109,31 @@ class TraderNet(nn.Module):
         """The probability that dropout keeps a unit: keep_bytes / 256, within 1/256 of 1 - dropout."""
         return self.keep_bytes / 256
 
-    def sample_noise(self, n: int, generators: Sequence[torch.Generator]) -> torch.Tensor | None:
+    def sample_noise(self, n: int, streams: Streams, epoch: int) -> torch.Tensor | None:
         """(S, n, hidden) random bytes (uint8) for n rows of dropout masks, or None without dropout.
 
-        A unit is kept where its byte is < keep_bytes. Replica s fills int64
-        words with 64 random bits each from generators[s] and reads them as
-        bytes (in the machine's byte order): 8 uniform bytes per word. At
-        dropout 0.5 (keep_bytes 128) only a byte's top bit decides, so each
-        word gives 64 units one random bit each, as the top bit of a byte 0 or
-        128. Either is far cheaper than `torch.rand`'s one float per unit: at
-        S=64, n=16000 about 1.8 ms (bytes) or 0.45 ms (bits) against 18. The
-        bytes lie hidden-major ((S, hidden, n) in memory, returned as its
-        transposed view), the layout the trainer's masks take.
+        A unit is kept where its byte is < keep_bytes. The bytes are replica s's
+        counter-based stream (DROPOUT, epoch) (`Streams.bytes`), on the model's
+        device, the same bits on every device. At dropout 0.5 (keep_bytes 128)
+        only a byte's top bit decides, so each stream byte gives 8 units one
+        random bit each, as the top bit of a byte 0 or 128 (bit 7 - k of stream
+        byte i is unit 8i + k): an eighth of the stream that 8 bits a unit
+        need. The units lie hidden-major ((S, hidden, n) in memory: unit
+        j * n + row of the stream, returned as its transposed view), the layout
+        the trainer's masks take.
         """
         if not (self.training and self.dropout > 0):
             return None
-        size = n * self.hidden
-        bits = 1 if self.keep_bytes == 128 else 8  # random bits per unit
-        words = torch.empty(len(generators), -(-size * bits // 64), dtype=torch.int64, device=generators[0].device)
-        for g, row in zip(generators, words):
-            row.random_(-(2**63), None, generator=g)  # the full int64 range: every bit uniform
-        if bits == 1:  # bit 8i + k of a word becomes the top bit of byte i of its k-th output word
-            shifts = torch.arange(7, -1, -1, dtype=torch.int64, device=words.device)
-            words = (words.unsqueeze(-1) << shifts).bitwise_and_(_TOP_BITS).view(len(generators), -1)
-        return words.view(torch.uint8)[:, :size].view(-1, self.hidden, n).transpose(1, 2)
+        if len(streams) != self.replicas:
+            raise ValueError(f"need one stream seed per replica: {len(streams)} seeds for {self.replicas} replicas")
+        size, device = n * self.hidden, self.layer0.weight.device
+        if self.keep_bytes == 128:
+            raw = streams.bytes(DROPOUT, epoch, -(-size // 8), device)  # (S, ceil(size / 8))
+            shifts = torch.arange(8, dtype=torch.uint8, device=device)
+            units = (raw.unsqueeze(-1) << shifts).bitwise_and_(128).view(len(streams), -1)[:, :size]
+        else:
+            units = streams.bytes(DROPOUT, epoch, size, device)
+        return units.reshape(-1, self.hidden, n).transpose(1, 2)
 
     def dropout_mask(self, noise: torch.Tensor) -> torch.Tensor:
         """(S, B, hidden) inverted-dropout multipliers from bytes: 1/keep where noise < keep_bytes, else 0.
@@ -139,16 +161,20 @@ class TraderNet(nn.Module):
         """(S, B, lag) past returns -> (S, B) positions; `noise` (S, B, hidden) bytes drive dropout.
 
         Computes layer1(dropout(sigmoid(layer0(x)))) on the transposed layout,
-        hidden units in rows and the batch along the contiguous axis: the same
-        sums as `ReplicaLinear.forward`, about four times faster for hidden=5.
+        hidden units in rows and the batch along the contiguous axis (about four
+        times faster than `ReplicaLinear.forward` for hidden=5), with the batch
+        padded to `lane_padded(B)` zero columns so a replica's positions do not
+        depend on how many replicas are computed with it.
         """
         w0, b0, w1, b1 = self.layer0.weight, self.layer0.bias, self.layer1.weight, self.layer1.bias
+        rows = x.shape[1]
         # sigmoid_ in place saves two (S, H, B)-sized allocations; autograd allows it
         # because baddbmm's backward does not need its output
-        h = torch.baddbmm(b0.transpose(1, 2), w0.transpose(1, 2), x.transpose(1, 2)).sigmoid_()  # (S, H, B)
+        h = torch.baddbmm(b0.transpose(1, 2), w0.transpose(1, 2), _padded_t(x)).sigmoid_()  # (S, H, width)
         if noise is not None:
-            h = h * self.dropout_mask_t(noise)
-        return torch.baddbmm(b1, w1.transpose(1, 2), h).sigmoid_().squeeze(1)  # (S, B)
+            mask = self.dropout_mask_t(noise)
+            h = h * torch.nn.functional.pad(mask, (0, h.shape[-1] - rows))
+        return torch.baddbmm(b1, w1.transpose(1, 2), h).sigmoid_().squeeze(1)[:, :rows]  # (S, B)
 
     def objective_grads(
         self, x: torch.Tensor, y: torch.Tensor, noise: torch.Tensor | None = None
@@ -163,19 +189,26 @@ class TraderNet(nn.Module):
         layer0.bias, layer1.weight, layer1.bias), the order of `parameters()`,
         shaped like those parameters.
         """
-        mask_t = None if noise is None else self.dropout_mask_t(noise)
-        return self.objective_grads_t(x.transpose(1, 2), y, mask_t)
+        rows = x.shape[1]
+        x_t, y_t = _padded_t(x), torch.nn.functional.pad(y, (0, lane_padded(rows) - rows))
+        mask_t = None if noise is None else _padded_t(self.dropout_mask(noise))
+        pos, grads = self.objective_grads_t(x_t, y_t, mask_t, rows=rows)
+        return pos[:, :rows], grads
 
     def objective_grads_t(
-        self, x_t: torch.Tensor, y: torch.Tensor, mask_t: torch.Tensor | None = None
+        self, x_t: torch.Tensor, y: torch.Tensor, mask_t: torch.Tensor | None = None, rows: int | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """`objective_grads` on the transposed layout the trainer keeps its data in.
 
-        x_t (S, lag, B) and mask_t (S, hidden, B) (from `dropout_mask_t`: 0 or
-        1/keep, nothing else, or None): every elementwise step then runs along
-        the contiguous batch axis, with hidden units in rows, and the four
-        gradients come from two small batched matmuls and two row sums. Nothing
-        here records an autograd graph.
+        x_t (S, lag, W), y (S, W) and mask_t (S, hidden, W) (from `dropout_mask_t`:
+        0 or 1/keep, nothing else, or None): every elementwise step then runs
+        along the contiguous batch axis, with hidden units in rows, and the four
+        gradients come from three small batched matmuls and two row sums.
+        Columns past `rows` (default W) are padding: their x and y must be 0,
+        so they add exact zeros to the gradients, and the mean divides by
+        `rows`. With W a multiple of LANES the result of a replica does not
+        depend on the other replicas. Returns positions (S, W), padding
+        included. Nothing here records an autograd graph.
         """
         w0, b0 = self.layer0.weight.detach(), self.layer0.bias.detach()  # (S, lag, H), (S, 1, H)
         w1, b1 = self.layer1.weight.detach(), self.layer1.bias.detach()  # (S, H, 1), (S, 1, 1)
@@ -187,8 +220,10 @@ class TraderNet(nn.Module):
         pos = torch.baddbmm(b1, w1.transpose(1, 2), hd).sigmoid_()  # (S, 1, B)
         py = pos * y.unsqueeze(1)
         # d/dz1 of -mean(pos * y), z1 the output pre-activation: -y * pos * (1 - pos) / B
-        g1 = torch.addcmul(py, py, pos, value=-1.0).mul_(-1.0 / x_t.shape[-1])  # (S, 1, B)
-        dw1 = torch.bmm(hd, g1.transpose(1, 2))  # (S, H, 1)
+        g1 = torch.addcmul(py, py, pos, value=-1.0).mul_(-1.0 / (rows or x_t.shape[-1]))  # (S, 1, B)
+        # (1, B) x (B, H), not (H, B) x (B, 1): torch runs the latter as a matrix-vector product whose
+        # sums depend on how many replicas are in the batch
+        dw1 = torch.bmm(g1, hd.transpose(1, 2)).transpose(1, 2)  # (S, H, 1)
         db1 = g1.sum(dim=2, keepdim=True)  # (S, 1, 1)
         # d/dz0 = w1 * g1 * mask * a * (1 - a); where kept a = keep * hd, so mask * a * (1 - a)
         # = hd - keep * hd * hd (and 0 = 0 where dropped): no need to keep a beside hd
@@ -245,22 +280,29 @@ class LinearTrader(nn.Module):
         return self.layer.weight.shape[0]
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """(S, B, lag) past returns -> (S, B) positions; `noise` is ignored (no dropout)."""
-        return self.layer(x).sigmoid().squeeze(-1)
+        """(S, B, lag) past returns -> (S, B) positions; `noise` is ignored (no dropout).
+
+        On the lane-padded transposed layout, as `TraderNet.forward`.
+        """
+        w, b = self.layer.weight, self.layer.bias  # (S, lag, 1), (S, 1, 1)
+        return torch.baddbmm(b, w.transpose(1, 2), _padded_t(x)).sigmoid_().squeeze(1)[:, : x.shape[1]]
 
     def objective_grads_t(
-        self, x_t: torch.Tensor, y: torch.Tensor, mask_t: torch.Tensor | None = None
+        self, x_t: torch.Tensor, y: torch.Tensor, mask_t: torch.Tensor | None = None, rows: int | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """Positions and the gradient of -mean(position * y) by hand, on the trainer's layout.
 
-        x_t (S, lag, B), y (S, B); `mask_t` must be None (nothing to drop). Returns
-        positions (S, B) and the gradients of (layer.weight, layer.bias), the order
-        of `parameters()`, so the trainer's fast path (no autograd) applies.
+        x_t (S, lag, W), y (S, W), columns past `rows` zero padding, as for
+        `TraderNet.objective_grads_t`; `mask_t` must be None (nothing to drop).
+        Returns positions (S, W) and the gradients of (layer.weight,
+        layer.bias), the order of `parameters()`, so the trainer's fast path
+        (no autograd) applies.
         """
         if mask_t is not None:
             raise ValueError("the linear trader has no hidden layer to drop")
         w, b = self.layer.weight.detach(), self.layer.bias.detach()  # (S, lag, 1), (S, 1, 1)
-        pos = torch.baddbmm(b, w.transpose(1, 2), x_t).sigmoid_()  # (S, 1, B)
+        pos = torch.baddbmm(b, w.transpose(1, 2), x_t).sigmoid_()  # (S, 1, W)
         py = pos * y.unsqueeze(1)
-        g = torch.addcmul(py, py, pos, value=-1.0).mul_(-1.0 / x_t.shape[-1])  # d/dz of -mean(pos * y)
-        return pos.squeeze(1), (torch.bmm(x_t, g.transpose(1, 2)), g.sum(dim=2, keepdim=True))
+        g = torch.addcmul(py, py, pos, value=-1.0).mul_(-1.0 / (rows or x_t.shape[-1]))  # d/dz of -mean(pos * y)
+        dw = torch.bmm(g, x_t.transpose(1, 2)).transpose(1, 2)  # (S, lag, 1), not a matrix-vector product
+        return pos.squeeze(1), (dw, g.sum(dim=2, keepdim=True))

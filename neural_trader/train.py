@@ -1,10 +1,14 @@
 """A task-agnostic minibatch trainer over S replicas, and the trader's use of it.
 
 The trainer is task-agnostic: it takes a replica model, a loss that returns
-one value per replica, and per-replica generators that drive the epoch shuffle
-and any dropout noise. Summing the per-replica losses keeps each replica's
-gradient its own, and RMSprop is elementwise, so S replicas trained in one
-batched computation equal S runs of one replica with the same generators.
+one value per replica, and the replicas' counter-based streams
+(`neural_trader.streams`), which give each epoch's permutation and any dropout
+noise as pure functions of (replica seed, epoch, index), the same bits on every
+device. Summing the per-replica losses keeps each replica's gradient its own,
+and RMSprop is elementwise, so S replicas trained in one batched computation
+equal S runs of one replica with the same seeds. An epoch draws every
+replica's permutation in a few tensor ops and reorders every replica's rows in
+one gather: no Python loop over replicas.
 
 One shortcut: for a model that computes the gradient of `trader_loss` itself
 (TraderNet, the study's hot loop) the trainer skips autograd and applies the
@@ -24,10 +28,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data import Windows
+from .steppers import AutogradStepper, Stats, Stepper, TraderStepper
+from .streams import Streams
 
 __all__ = ["resolve_device", "History", "fit", "trader_loss", "trader_stats", "train_trader", "TRADER_COLUMNS"]
 
-Stats = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (out, y) -> (S, k)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -53,7 +58,7 @@ class History:
         return self.values[..., self.columns.index(name)]
 
 
-def _check_fit_args(lr: float, epochs: int, batch_size: int, n: int, replicas: int, gens: int) -> None:
+def _check_fit_args(lr: float, epochs: int, batch_size: int, n: int, replicas: int, streams: Streams) -> None:
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr!r}")
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
@@ -61,8 +66,10 @@ def _check_fit_args(lr: float, epochs: int, batch_size: int, n: int, replicas: i
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if n < 1:
         raise ValueError("training data must hold at least one row per replica")
-    if gens != replicas:
-        raise ValueError(f"need one generator per replica: {gens} generators for {replicas} replicas")
+    if not isinstance(streams, Streams):
+        raise TypeError(f"streams must be a neural_trader.streams.Streams (one seed per replica), got {type(streams)}")
+    if len(streams) != replicas:
+        raise ValueError(f"need one stream seed per replica: {len(streams)} seeds for {replicas} replicas")
 
 
 def fit(
@@ -70,7 +77,7 @@ def fit(
     loss_fn: Stats,
     x: torch.Tensor,
     y: torch.Tensor,
-    generators: Sequence[torch.Generator],
+    streams: Streams,
     *,
     lr: float,
     epochs: int,
@@ -86,11 +93,11 @@ def fit(
 
     Args:
         model: replica model; `model(xb, noise)` maps (S, B, ...) to (S, B, ...).
-            It may offer `sample_noise(n, generators)` for per-row dropout noise.
+            It may offer `sample_noise(n, streams, epoch)` for per-row dropout noise.
         loss_fn: (out, y) -> (S,) loss per replica, averaged over the batch.
         x, y: (S, n, ...) training rows of each replica, on the training device.
-        generators: one per replica, on the training device; each draws its
-            replica's epoch permutation and noise, in that order.
+        streams: one seed per replica; epoch e's permutation and noise are
+            its streams (PERMUTATION, e) and (DROPOUT, e).
         batch_stats: (out, y) -> (S, k) statistics averaged over an epoch's batches.
         valid_stats: model -> (S, m), called after each epoch in eval mode without gradients.
         columns: names of the k + m statistics.
@@ -107,30 +114,28 @@ def fit(
     foreach ops; any other model or loss goes through autograd and
     `torch.optim.RMSprop`. Both draw the same permutations and noise and give
     the same history to float tolerance; only autograd leaves `.grad` set.
+    Epochs are numbered from 0 in the streams.
     """
     replicas, n = x.shape[0], x.shape[1]
-    _check_fit_args(lr, epochs, batch_size, n, replicas, len(generators))
+    _check_fit_args(lr, epochs, batch_size, n, replicas, streams)
+    bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
     hand_written = callable(getattr(model, "objective_grads_t", None)) and x.dim() == 3 and y.dim() == 2
     if loss_fn is trader_loss and hand_written:
-        stepper: _Stepper = _TraderStepper(model, x, y, lr)
+        stepper: Stepper = TraderStepper(model, x, y, lr, bounds)
     else:
-        stepper = _AutogradStepper(model, loss_fn, x, y, lr)
-    bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
+        stepper = AutogradStepper(model, loss_fn, x, y, lr, bounds)
     sample_noise = getattr(model, "sample_noise", None)
-    # int32: a little faster to draw (on CPU the same permutation as int64) and to index with
-    perm = torch.empty(replicas, n, dtype=torch.int32 if n < 2**31 else torch.int64, device=generators[0].device)
+    permutations = streams.permuter(n, x.device)
     history: list[torch.Tensor] = []
     best_score = best_state = None
     show = sys.stderr.isatty() if progress is None else progress
-    for _ in tqdm(range(epochs), desc=desc, disable=not show, leave=False):
+    for epoch in tqdm(range(epochs), desc=desc, disable=not show, leave=False):
         model.train()
-        for g, row in zip(generators, perm):
-            torch.randperm(n, generator=g, out=row)
-        noise = sample_noise(n, generators) if sample_noise else None
-        stepper.shuffle(perm.to(x.device), None if noise is None else noise.to(x.device))
+        noise = sample_noise(n, streams, epoch) if sample_noise else None
+        stepper.shuffle(permutations(epoch), noise)
         totals = None
-        for lo, hi in bounds:
-            out, yb = stepper.step(lo, hi)
+        for k in range(len(bounds)):
+            out, yb = stepper.step(k)
             if batch_stats is not None:
                 step = batch_stats(out, yb)
                 totals = step if totals is None else totals + step
@@ -157,102 +162,6 @@ def fit(
     return History(values, tuple(columns)), best_state
 
 
-class _Stepper:
-    """One epoch's shuffled data and the minibatch update of every replica."""
-
-    def shuffle(self, perm: torch.Tensor, noise: torch.Tensor | None) -> None:
-        """Reorder each replica's rows by its permutation perm (S, n); noise (S, n, ...) or None."""
-        raise NotImplementedError
-
-    def step(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Update on shuffled rows lo:hi; return the detached train-mode output and targets."""
-        raise NotImplementedError
-
-
-class _AutogradStepper(_Stepper):
-    """Any model and loss: autograd on the summed per-replica losses, torch.optim.RMSprop."""
-
-    def __init__(self, model: nn.Module, loss_fn: Stats, x: torch.Tensor, y: torch.Tensor, lr: float):
-        self.model, self.loss_fn = model, loss_fn
-        self.optim = torch.optim.RMSprop(model.parameters(), lr=lr)
-        replicas, n = x.shape[0], x.shape[1]
-        # rows of all replicas stacked, so one index_select shuffles every replica
-        self.x_flat, self.y_flat = x.reshape(replicas * n, *x.shape[2:]), y.reshape(replicas * n, *y.shape[2:])
-        self.offset = torch.arange(0, replicas * n, n, device=x.device).unsqueeze(1)  # (S, 1)
-        self.x_shape, self.y_shape = x.shape, y.shape
-
-    def shuffle(self, perm: torch.Tensor, noise: torch.Tensor | None) -> None:
-        index = (perm + self.offset).view(-1)  # int64: replicas * n may pass 2**31
-        self.xs = self.x_flat.index_select(0, index).view(self.x_shape)
-        self.ys = self.y_flat.index_select(0, index).view(self.y_shape)
-        self.noise = noise
-
-    def step(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
-        yb = self.ys[:, lo:hi]
-        out = self.model(self.xs[:, lo:hi], None if self.noise is None else self.noise[:, lo:hi])
-        loss = self.loss_fn(out, yb)  # (S,)
-        self.optim.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        self.optim.step()
-        return out.detach(), yb
-
-
-class _TraderStepper(_Stepper):
-    """TraderNet under trader_loss: hand-written gradients on a transposed layout.
-
-    The data sit as (S, lag + 1, n): the lag inputs in rows 0..lag-1 and the
-    target in row lag, so one index_select per replica along the contiguous
-    last axis shuffles inputs and targets together (about 30% faster than one
-    batched gather on CPU), and every elementwise step of the gradient runs
-    along the batch axis. The RMSprop update is torch's (alpha 0.99,
-    eps 1e-8, no momentum or weight decay), written with foreach ops.
-    """
-
-    ALPHA, EPS = 0.99, 1e-8
-
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float):
-        self.model, self.lr = model, lr
-        self.data = torch.cat([x, y.unsqueeze(-1)], dim=-1).transpose(1, 2).contiguous()  # (S, lag + 1, n)
-        self.shuffled = torch.empty_like(self.data)  # refilled each epoch
-        self.lag = x.shape[-1]
-        self.params = [p.detach() for p in model.parameters()]  # the order objective_grads_t returns
-        self.square_avg = [torch.zeros_like(p) for p in self.params]
-        self.noise: torch.Tensor | None = None  # (S, n, hidden) dropout bytes, redrawn each epoch
-        self.mask_buf: torch.Tensor | None = None  # (S, hidden, B) dropout multipliers, refilled each step
-
-    def shuffle(self, perm: torch.Tensor, noise: torch.Tensor | None) -> None:
-        for data, index, out in zip(self.data, perm, self.shuffled):
-            torch.index_select(data, 1, index, out=out)
-        self.noise = noise
-
-    def step(self, lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x_t, yb = self.shuffled[:, : self.lag, lo:hi], self.shuffled[:, self.lag, lo:hi]
-        out, grads = self.model.objective_grads_t(x_t, yb, self._mask_t(lo, hi))
-        sq = self.square_avg
-        torch._foreach_mul_(sq, self.ALPHA)
-        torch._foreach_addcmul_(sq, grads, grads, value=1.0 - self.ALPHA)
-        avg = torch._foreach_sqrt(sq)
-        torch._foreach_add_(avg, self.EPS)
-        torch._foreach_addcdiv_(self.params, grads, avg, value=-self.lr)
-        return out, yb
-
-    def _mask_t(self, lo: int, hi: int) -> torch.Tensor | None:
-        """(S, hidden, hi - lo) dropout multipliers of rows lo:hi, or None.
-
-        Built per step into one reused buffer (the first batch is the
-        largest), which stays in cache: an epoch's float mask built at once
-        (20 MB at S=64, n=16000) cost 2-3 ms more per epoch, read back from
-        memory by the steps, and up to 7 ms more in page faults when freshly
-        allocated each epoch.
-        """
-        if self.noise is None:
-            return None
-        if self.mask_buf is None:
-            s, _, hidden = self.noise.shape
-            self.mask_buf = torch.empty(s, hidden, hi - lo, dtype=self.params[0].dtype, device=self.noise.device)
-        return self.model.dropout_mask_t(self.noise[:, lo:hi], out=self.mask_buf[:, :, : hi - lo])
-
-
 # ------------------------------------------------------------------------ trader
 TRADER_COLUMNS = ("train_recom", "train_return", "valid_recom", "valid_return")
 
@@ -271,7 +180,7 @@ def train_trader(
     model: nn.Module,
     train: Windows,
     valid: Windows,
-    generators: Sequence[torch.Generator],
+    streams: Streams,
     *,
     lr: float,
     epochs: int,
@@ -291,7 +200,7 @@ def train_trader(
         trader_loss,
         train.x,
         train.y,
-        generators,
+        streams,
         lr=lr,
         epochs=epochs,
         batch_size=batch_size,

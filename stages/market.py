@@ -22,7 +22,9 @@ from neural_trader.data import Windows, make_generator
 from neural_trader.evaluate import CURVE_GRID, position_curve, replica_positions
 from neural_trader.market import MarketData, fold_groups, oos_rows, prepare_market
 from neural_trader.models import LinearTrader, TraderNet
+from neural_trader.seeding import seed_from
 from neural_trader.sources import make_source
+from neural_trader.streams import Streams
 from neural_trader.train import resolve_device, train_trader
 
 from .catalog import Workspace, load_tensors, save_tensors, write_json
@@ -57,10 +59,19 @@ def _net(cfg: StudyConfig, model: str, generators: list[torch.Generator]) -> tor
     return TraderNet(generators, lag=lag, hidden=m.hidden, dropout=m.dropout)
 
 
-def _generators(cfg: StudyConfig, market: str, purpose: str, folds: tuple[int, ...], device: Any) -> list:
-    """One per replica (fold-major, seed-minor); the key leaves out the variant, so variants pair by seed."""
-    return [make_generator(cfg.seeds.base, "market", market, purpose, f, s, device=device)
-            for f in folds for s in range(cfg.seeds.count)]
+def _replica_keys(cfg: StudyConfig, market: str, purpose: str, folds: tuple[int, ...]) -> list[tuple]:
+    """One key per replica (fold-major, seed-minor); it leaves out the variant, so variants pair by seed."""
+    return [(cfg.seeds.base, "market", market, purpose, f, s) for f in folds for s in range(cfg.seeds.count)]
+
+
+def _init_generators(cfg: StudyConfig, market: str, folds: tuple[int, ...]) -> list[torch.Generator]:
+    """CPU generators for the initial weights: the same bits on every device."""
+    return [make_generator(*key) for key in _replica_keys(cfg, market, "init", folds)]
+
+
+def _streams(cfg: StudyConfig, market: str, folds: tuple[int, ...]) -> Streams:
+    """The replicas' counter-based training streams (epoch permutations, dropout)."""
+    return Streams([seed_from(*key) for key in _replica_keys(cfg, market, "train", folds)])
 
 
 def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> dict[str, Any]:
@@ -71,11 +82,11 @@ def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> di
     best, history, start = {}, {}, time.perf_counter()
     groups = fold_groups(_load(ws, market), cfg.seeds.count)
     for i, g in enumerate(groups):
-        net = _net(cfg, model, _generators(cfg, market, "init", g.folds, dev)).to(dev)
+        net = _net(cfg, model, _init_generators(cfg, market, g.folds)).to(dev)
         train, valid = (Windows(torch.from_numpy(a), torch.from_numpy(b)).to(dev)
                         for a, b in ((g.train_x, g.train_y), (g.valid_x, g.valid_y)))
         hist, state = train_trader(net, train, valid,
-                                   _generators(cfg, market, "train", g.folds, dev), lr=t.lr, epochs=cfg.markets.epochs,
+                                   _streams(cfg, market, g.folds), lr=t.lr, epochs=cfg.markets.epochs,
                                    batch_size=t.batch_size, progress=cfg.runtime.progress, desc=cell)
         best.update({f"{i}.{k}": v for k, v in state.items()})
         history[f"{i}"] = hist.values

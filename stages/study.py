@@ -27,6 +27,7 @@ from neural_trader.history import final_summary, replica_table
 from neural_trader.models import TraderNet
 from neural_trader.seeding import shard_names, shard_range
 from neural_trader.sources import make_source
+from neural_trader.streams import Streams
 from neural_trader.train import TRADER_COLUMNS, History, resolve_device, train_trader
 
 from .catalog import Workspace, atomic_write_bytes, load_tensors, save_tensors, write_json
@@ -77,9 +78,9 @@ def train(cfg: StudyConfig, ws: Workspace, regime: str, model: str, device: str 
     """Train the S replicas of one model variant on one regime in one batched run.
 
     Replica r of every variant with the same architecture starts from the same
-    weights and sees the same data: contrasts pair by replica. (Its generator also
-    draws the shuffles, then the dropout masks, so a dropout variant's later
-    shuffles differ from the dropout-free variant's.)
+    weights, sees the same data and the same epoch permutations (its counter-based
+    streams): contrasts pair by replica, and a dropout variant differs from the
+    dropout-free one by its masks alone.
     """
     last, best, values, run = _train_replicas(cfg, ws, regime, model, 0, cfg.seeds.count, device)
     return {**_save_cell(cfg, ws, regime, model, last, best, values), **run}
@@ -89,8 +90,8 @@ def train_shard(cfg: StudyConfig, ws: Workspace, regime: str, model: str, shard:
                 device: str | None = None) -> dict[str, Any]:
     """Train one seed shard of a cell (replicas lo..hi of `shard_range`) into .nt/shards/; `join_shards` joins them.
 
-    Replica r's generators are keyed on r alone and the batched kernels never mix
-    replicas, so the shards' rows, joined in order, are one batch's bytes.
+    Replica r's generator and streams are keyed on r alone and the batched kernels never
+    mix replicas, so the shards' rows, joined in order, are one batch's bytes.
     """
     lo, hi = shard_range(cfg.seeds.count, shard)
     last, best, values, run = _train_replicas(cfg, ws, regime, model, lo, hi, device)
@@ -125,10 +126,11 @@ def _train_replicas(cfg: StudyConfig, ws: Workspace, regime: str, model: str, lo
     rows = slice(lo, hi)
     train_w = Windows(windows["train_x"][rows], windows["train_y"][rows])
     valid_w = Windows(windows["valid_x"][rows], windows["valid_y"][rows])
-    net = _net(cfg, model, [make_generator(s.base, "init", r, device=dev) for r in range(lo, hi)]).to(dev)
+    # initial weights from CPU generators, the epochs' draws from counter-based streams: the same bits on any device
+    net = _net(cfg, model, [make_generator(s.base, "init", r) for r in range(lo, hi)]).to(dev)
     start = time.perf_counter()
     history, best = train_trader(
-        net, train_w.to(dev), valid_w.to(dev), [make_generator(s.base, "train", r, device=dev) for r in range(lo, hi)],
+        net, train_w.to(dev), valid_w.to(dev), Streams.keyed(s.base, "train", replicas=range(lo, hi)),
         lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, progress=cfg.runtime.progress, desc=cell)
     seconds = time.perf_counter() - start
     log.info("trained %s replicas %d-%d: %d epochs on %s in %.1f s", cell, lo, hi - 1, t.epochs, dev, seconds)

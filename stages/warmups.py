@@ -20,6 +20,7 @@ from neural_trader import plots
 from neural_trader import warmups as W
 from neural_trader.config import StudyConfig
 from neural_trader.data import make_generator
+from neural_trader.seeding import seed_from
 from neural_trader.models import Classifier, LinearRegression1D
 from neural_trader.history import read_table, single_table
 from neural_trader.train import History
@@ -39,6 +40,11 @@ __all__ = [
 
 def _generator(cfg: StudyConfig, exp: str, purpose: str) -> torch.Generator:
     return make_generator(cfg.seeds.base, "warmups", exp, purpose)
+
+
+def _seed(cfg: StudyConfig, exp: str) -> int:
+    """The training seed of a warm-up's one replica: its initial weights and its streams."""
+    return seed_from(cfg.seeds.base, "warmups", exp, "train")
 
 
 def _set_threads(cfg: StudyConfig) -> None:
@@ -75,7 +81,7 @@ def regression_train(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     _set_threads(cfg)
     rc = cfg.warmups.regression
     data = load_tensors(ws.warmup_data("regression"))
-    model, history = W.fit_regression(data["x"], data["y"], rc, _generator(cfg, "regression", "train"))
+    model, history = W.fit_regression(data["x"], data["y"], rc, _seed(cfg, "regression"))
     _save_fit(ws, "regression", model, history)
     return {"epochs": rc.epochs, "steps": rc.epochs * math.ceil(rc.n / rc.batch_size), "final": _final(history)}
 
@@ -124,7 +130,7 @@ def classifier_train(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     _set_threads(cfg)
     cc = cfg.warmups.classifier
     d = load_tensors(ws.warmup_data("classifier"))
-    model, history = W.fit_classifier(d["train_x"], d["train_label"], cc, _generator(cfg, "classifier", "train"),
+    model, history = W.fit_classifier(d["train_x"], d["train_label"], cc, _seed(cfg, "classifier"),
                                       valid=(d["test_x"], d["test_label"]))
     _save_fit(ws, "classifier", model, history)
     return {"epochs": cc.epochs, "steps": cc.epochs * math.ceil(cc.n / cc.batch_size), "final": _final(history)}

@@ -52,18 +52,18 @@ def test_each_replica_draws_its_own_test_set(shrunk_cfg, tmp_path, regime):
 
 
 class _Spy:
-    """Records what a stage hands to `train_trader` (initial weights, data, generator states), then trains."""
+    """Records what a stage hands to `train_trader` (initial weights, data, stream seeds), then trains."""
 
     def __init__(self, real):
         self.real, self.calls = real, []
 
-    def __call__(self, net, train, valid, generators, **kwargs):
+    def __call__(self, net, train, valid, streams, **kwargs):
         self.calls.append({
             "init": {k: v.detach().clone() for k, v in net.state_dict().items()},
             "data": [t.clone() for t in (train.x, train.y, valid.x, valid.y)],
-            "generators": [g.get_state() for g in generators],
+            "seeds": list(streams.seeds.unbind()),
         })
-        return self.real(net, train, valid, generators, **kwargs)
+        return self.real(net, train, valid, streams, **kwargs)
 
 
 def _same(a: list[torch.Tensor] | dict, b) -> bool:
@@ -72,14 +72,14 @@ def _same(a: list[torch.Tensor] | dict, b) -> bool:
 
 
 def _paired(first: dict, second: dict, replicas: int, weights: bool = True) -> None:
-    """Replica r of `first` and `second` share data, weights and generator state; distinct replicas do not."""
+    """Replica r of `first` and `second` share data, weights and stream seed; distinct replicas do not."""
     assert _same(first["data"], second["data"])
-    assert _same(first["generators"], second["generators"])
+    assert _same(first["seeds"], second["seeds"])
     if weights:
         assert first["init"].keys() == second["init"].keys() and _same(first["init"], second["init"])
     for r in range(replicas):
         for other in range(r + 1, replicas):
-            assert not torch.equal(first["generators"][r], first["generators"][other]), (r, other)
+            assert not torch.equal(first["seeds"][r], first["seeds"][other]), (r, other)
             for name, w in first["init"].items():
                 assert not torch.equal(w[r], w[other]), (name, r, other)
 
@@ -105,7 +105,7 @@ def test_market_seeds_pair_the_variants_on_every_fold(shrunk_params, tmp_path, m
     for model in ("base", "dropout", "linear"):
         run_stage("market_train", cfg, tmp_path, market="sp500", model=model)
     calls = dict(zip(("base", "dropout", "linear"), spy.calls))  # one group of folds: a rolling scheme
-    replicas = len(calls["base"]["generators"])  # folds x seeds
+    replicas = len(calls["base"]["seeds"])  # folds x seeds
     assert replicas > cfg.seeds.count
     _paired(calls["base"], calls["dropout"], replicas)
     _paired(calls["base"], calls["linear"], replicas, weights=False)  # another architecture, same seeds and data

@@ -11,6 +11,11 @@ from hypothesis import strategies as st
 
 from neural_trader.data import make_generator
 from neural_trader.models import Classifier, LinearRegression1D, ReplicaLinear, TraderNet
+from neural_trader.streams import DROPOUT, Streams
+
+
+def streams(n: int, tag: str = "streams") -> Streams:
+    return Streams.keyed("test_models", tag, replicas=range(n))
 
 
 def gens(n: int, tag: str = "init") -> list[torch.Generator]:
@@ -102,18 +107,18 @@ def test_no_generators_raises():
 def test_eval_mode_has_no_dropout():
     model = TraderNet(gens(2), 4, 5, dropout=0.5)
     x = torch.randn(2, 50, 4, generator=make_generator("x"))
-    noise_gens = gens(2, "noise")
+    noise_streams = streams(2, "noise")
     model.train()
-    noise = model.sample_noise(50, noise_gens)
+    noise = model.sample_noise(50, noise_streams, 0)
     assert noise is not None and noise.shape == (2, 50, 5)
     assert not torch.allclose(model(x, noise), model(x))  # dropout acts in train mode
     model.eval()
-    assert model.sample_noise(50, noise_gens) is None
+    assert model.sample_noise(50, noise_streams, 0) is None
     with torch.no_grad():
         assert torch.equal(model(x), model(x))  # deterministic
     without = TraderNet(gens(2), 4, 5, dropout=0.0)
     without.train()
-    assert without.sample_noise(50, noise_gens) is None  # nothing to drop
+    assert without.sample_noise(50, noise_streams, 0) is None  # nothing to drop
 
 
 @pytest.mark.parametrize(
@@ -135,7 +140,7 @@ def test_keep_probability_is_within_1_256_of_one_minus_dropout(dropout, keep_byt
 
 def test_dropout_mask_is_inverted_dropout():
     model = TraderNet(gens(1), 4, 5, dropout=0.3)
-    noise = model.sample_noise(20_000, gens(1, "noise"))
+    noise = model.sample_noise(20_000, streams(1, "noise"), 0)
     assert noise.dtype == torch.uint8 and noise.shape == (1, 20_000, 5)
     mask = model.dropout_mask(noise)
     assert mask.dtype == torch.float32 and mask.shape == noise.shape
@@ -146,7 +151,7 @@ def test_dropout_mask_is_inverted_dropout():
 
 def test_dropout_mask_t_is_the_transposed_mask_written_into_out():
     model = TraderNet(gens(2), 4, 5, dropout=0.5)
-    noise = model.sample_noise(33, gens(2, "noise"))
+    noise = model.sample_noise(33, streams(2, "noise"), 0)
     mask = model.dropout_mask(noise)  # (2, 33, 5)
     mask_t = model.dropout_mask_t(noise)
     assert mask_t.shape == (2, 5, 33) and mask_t.is_contiguous()
@@ -157,35 +162,35 @@ def test_dropout_mask_t_is_the_transposed_mask_written_into_out():
     assert torch.equal(model.dropout_mask(noise.contiguous()), mask)  # any layout of the bytes
 
 
-def test_sample_noise_draws_each_replica_from_its_own_generator():
+def test_sample_noise_draws_each_replica_from_its_own_stream():
     model = TraderNet(gens(3), 4, 5, dropout=0.5)
-    batched = model.sample_noise(7, gens(3, "noise"))
+    batched = model.sample_noise(7, streams(3, "noise"), 2)
     for s in range(3):
-        alone = model.sample_noise(7, [gens(3, "noise")[s]])
+        alone = TraderNet(gens(1), 4, 5, dropout=0.5).sample_noise(7, streams(3, "noise")[s:s + 1], 2)
         assert torch.equal(batched[s], alone[0])
     assert not torch.equal(batched[0], batched[1])
+    assert not torch.equal(batched, model.sample_noise(7, streams(3, "noise"), 3))  # another epoch, other bits
 
 
-def test_sample_noise_is_the_bytes_of_full_range_int64_words():
-    """ceil(n * hidden / 8) int64 words per replica, every bit uniform, read as bytes hidden-major."""
+def test_sample_noise_is_the_dropout_streams_bytes_hidden_major():
+    """n * hidden bytes per replica, stream byte j * n + row for unit j of a row, uniform on 0..255."""
     model = TraderNet(gens(1), 4, 3, dropout=0.3)
-    noise = model.sample_noise(7, gens(1, "noise"))  # 21 bytes from 3 words
-    words = torch.empty(3, dtype=torch.int64).random_(-(2**63), None, generator=gens(1, "noise")[0])
-    assert torch.equal(noise[0], words.view(torch.uint8)[:21].view(3, 7).T)  # little-endian byte order
-    # the bytes are uniform on 0..255 in every lane of the word, the sign byte included
-    lanes = model.sample_noise(40_000, gens(1, "many"))[0].transpose(0, 1).reshape(-1, 8).float()  # (15000, 8)
+    noise = model.sample_noise(7, streams(1, "noise"), 4)
+    stream = streams(1, "noise").bytes(DROPOUT, 4, 21)
+    assert torch.equal(noise[0], stream[0].view(3, 7).T)
+    lanes = model.sample_noise(40_000, streams(1, "many"), 0)[0].transpose(0, 1).reshape(-1, 8).float()
     assert lanes.min() == 0 and lanes.max() == 255
     assert torch.allclose(lanes.mean(0), torch.full((8,), 127.5), atol=2.0)  # sd of a lane mean ~0.6
 
 
 def test_sample_noise_at_dropout_half_is_one_random_bit_per_unit():
-    """keep_bytes 128 looks only at a byte's top bit: unit 64j + 8k + i gets bit 8i + k of word j, as 0 or 128."""
+    """keep_bytes 128 looks only at a byte's top bit: unit 8i + k gets bit 7 - k of stream byte i, as 0 or 128."""
     model = TraderNet(gens(1), 4, 3, dropout=0.5)
-    noise = model.sample_noise(30, gens(1, "noise"))  # 90 units from 2 words
-    words = torch.empty(2, dtype=torch.int64).random_(-(2**63), None, generator=gens(1, "noise")[0])
-    bits = [(w >> (8 * i + k)) & 1 for w in words.tolist() for k in range(8) for i in range(8)]
+    noise = model.sample_noise(30, streams(1, "noise"), 1)  # 90 units from 12 bytes
+    raw = streams(1, "noise").bytes(DROPOUT, 1, 12)[0].tolist()
+    bits = [(b >> (7 - k)) & 1 for b in raw for k in range(8)]
     assert torch.equal(noise[0], (128 * torch.tensor(bits[:90], dtype=torch.uint8)).view(3, 30).T)
-    many = model.sample_noise(40_000, gens(1, "many"))[0].transpose(0, 1).reshape(-1, 64)  # (1875, 64)
+    many = model.sample_noise(40_000, streams(1, "many"), 0)[0].transpose(0, 1).reshape(-1, 64)  # (1875, 64)
     assert set(many.unique().tolist()) == {0, 128}
     assert torch.allclose((many == 0).float().mean(0), torch.full((64,), 0.5), atol=0.06)  # sd ~0.012
 
@@ -216,7 +221,7 @@ def test_objective_grads_match_autograd(s, b, lag, hidden, dropout, seed):
     model.train()
     x = torch.randn(s, b, lag, generator=g)
     y = torch.randn(s, b, generator=g)
-    noise = model.sample_noise(b, [make_generator("noise", seed, r) for r in range(s)])
+    noise = model.sample_noise(b, Streams.keyed("noise", seed, replicas=range(s)), 0)
     assert (noise is None) == (dropout == 0.0)
     out_ref, grads_ref = autograd_grads(model, x, y, noise)
     out, grads = model.objective_grads(x, y, noise)
@@ -233,7 +238,7 @@ def test_objective_grads_on_the_transposed_layout(dropout):
     model = TraderNet(gens(3), 4, 5, dropout)
     x = torch.randn(3, 40, 4, generator=make_generator("xt"))
     y = torch.randn(3, 40, generator=make_generator("yt"))
-    noise = model.sample_noise(40, gens(3, "noise"))
+    noise = model.sample_noise(40, streams(3, "noise"), 0)
     out, grads = model.objective_grads(x, y, noise)
     mask_t = None if noise is None else model.dropout_mask(noise).transpose(1, 2).contiguous()
     out_t, grads_t = model.objective_grads_t(x.transpose(1, 2).contiguous(), y, mask_t)

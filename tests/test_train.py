@@ -25,6 +25,7 @@ from neural_trader.config import AR1Regime, IIDRegime
 from neural_trader.data import Windows, make_generator, window_returns
 from neural_trader.models import LinearRegression1D, TraderNet
 from neural_trader.sources import generate_returns
+from neural_trader.streams import Streams
 from neural_trader.train import (
     TRADER_COLUMNS,
     History,
@@ -55,7 +56,13 @@ def windows(regime, replicas: int, n: int, split: str) -> Windows:
 
 
 def gens(tag: str, replicas: int, offset: int = 0) -> list[torch.Generator]:
+    """Initial-weight generators, replica s keyed on s + offset."""
     return [make_generator("test_train", tag, s + offset) for s in range(replicas)]
+
+
+def streams(tag: str, replicas: int, offset: int = 0) -> Streams:
+    """Training streams (permutations, dropout), replica s keyed on s + offset."""
+    return Streams.keyed("test_train", tag, replicas=range(offset, offset + replicas))
 
 
 def run(replicas=3, dropout=0.0, epochs=8, batch_size=250, offset=0, n=60, regime=AR1Regime(rho=0.2), loss=None):
@@ -67,12 +74,12 @@ def run(replicas=3, dropout=0.0, epochs=8, batch_size=250, offset=0, n=60, regim
     model = TraderNet(gens("init", replicas, offset), L, HIDDEN, dropout)
     if loss is None:
         hist, best = train_trader(
-            model, train, valid, gens("shuffle", replicas, offset), lr=0.01, epochs=epochs, batch_size=batch_size,
+            model, train, valid, streams("shuffle", replicas, offset), lr=0.01, epochs=epochs, batch_size=batch_size,
             progress=False,
         )
     else:  # the generic entry point, with a loss of our choosing
         hist, best = fit(
-            model, loss, train.x, train.y, gens("shuffle", replicas, offset), lr=0.01, epochs=epochs,
+            model, loss, train.x, train.y, streams("shuffle", replicas, offset), lr=0.01, epochs=epochs,
             batch_size=batch_size, batch_stats=trader_stats,
             valid_stats=lambda m: trader_stats(m(valid.x), valid.y), columns=TRADER_COLUMNS,
             keep_best=TRADER_COLUMNS.index("valid_return"), progress=False,
@@ -100,7 +107,7 @@ def test_train_stats_come_from_the_training_forward_pass():
     model = TraderNet(gens("init", 2), L, HIDDEN)
     with torch.no_grad():
         pos0 = model(train.x)
-    hist, _ = train_trader(model, train, valid, gens("shuffle", 2), lr=0.01, epochs=1, batch_size=10_000,
+    hist, _ = train_trader(model, train, valid, streams("shuffle", 2), lr=0.01, epochs=1, batch_size=10_000,
                            progress=False)
     assert torch.allclose(hist.column("train_recom")[:, 0], pos0.mean(1), atol=1e-6)
     assert torch.allclose(hist.column("train_return")[:, 0], (pos0 * train.y).mean(1), atol=1e-6)
@@ -113,26 +120,24 @@ def test_train_stats_come_from_the_training_forward_pass():
 
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
 def test_train_stats_are_means_of_batch_means_in_train_mode(dropout):
-    """Each epoch draws perm = randperm(n) and then the dropout noise from the replica's generator;
+    """Epoch 0 reorders the rows by its stream permutation and drops units by its stream noise;
     the train columns average the batch means (unequal batches count equally), with dropout on."""
     train = windows(AR1Regime(rho=0.2), 2, 20, "train")  # 320 rows: batches of 300 and 20
     valid = windows(AR1Regime(rho=0.2), 2, 10, "valid")
     model = TraderNet(gens("init", 2), L, HIDDEN, dropout)
-    perms, noises = [], []
     model.train()
-    for g in gens("shuffle", 2):  # replay the draws; lr is tiny, so the weights stay put
-        perms.append(torch.randperm(320, generator=g))
-        noises.append(model.sample_noise(320, [g]))  # (1, 320, HIDDEN) bytes, or None
-    perm = torch.stack(perms)
+    # replay the draws; lr is tiny, so the weights stay put
+    perm = streams("shuffle", 2).permutations(0, 320)
+    noise = model.sample_noise(320, streams("shuffle", 2), 0)  # (2, 320, HIDDEN) bytes, or None
     rows = torch.arange(2).unsqueeze(1)
     with torch.no_grad():
-        pos = model(train.x[rows, perm], torch.cat(noises) if dropout else None)  # (2, 320)
+        pos = model(train.x[rows, perm], noise)  # (2, 320)
     ret = pos * train.y[rows, perm]
     expected = torch.stack(
         [(pos[:, :300].mean(1) + pos[:, 300:].mean(1)) / 2, (ret[:, :300].mean(1) + ret[:, 300:].mean(1)) / 2], 1
     )
     assert ((pos.mean(1) - expected[:, 0]).abs() > 1e-5).all()  # the row mean would be another number
-    hist, _ = train_trader(model, train, valid, gens("shuffle", 2), lr=1e-12, epochs=1, batch_size=300,
+    hist, _ = train_trader(model, train, valid, streams("shuffle", 2), lr=1e-12, epochs=1, batch_size=300,
                            progress=False)
     got = hist.values[:, 0, :2]
     assert torch.allclose(got, expected, atol=1e-6), (got, expected)
@@ -153,7 +158,7 @@ def test_best_state_is_each_replicas_best_validation_epoch(dropout):
 
 # ------------------------------------------------------- reproducibility
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
-def test_same_generators_same_history(dropout):
+def test_same_seeds_same_history(dropout):
     _, h1, b1, _, _ = run(dropout=dropout)
     _, h2, b2, _, _ = run(dropout=dropout)
     assert torch.equal(h1.values, h2.values)
@@ -162,26 +167,19 @@ def test_same_generators_same_history(dropout):
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
-def test_each_epoch_draws_the_permutation_then_the_noise_and_nothing_else(dropout):
-    """Without dropout the generators draw only the permutations, so such runs do not depend on the noise."""
-    train, valid = windows(AR1Regime(rho=0.2), 2, 10, "train"), windows(AR1Regime(rho=0.2), 2, 5, "valid")
-    model = TraderNet(gens("init", 2), L, HIDDEN, dropout)
-    used = gens("shuffle", 2)
-    train_trader(model, train, valid, used, lr=0.01, epochs=3, batch_size=50, progress=False)
-    replay = TraderNet(gens("init", 2), L, HIDDEN, dropout)  # in train mode, as fit puts the model
-    for g_used, g in zip(used, gens("shuffle", 2)):
-        for _ in range(3):
-            torch.randperm(160, generator=g)
-            replay.sample_noise(160, [g])  # None, drawing nothing, without dropout
-        assert torch.equal(g_used.get_state(), g.get_state())
+def test_an_epochs_draws_do_not_depend_on_the_epochs_that_follow(dropout):
+    """Epoch e draws from the streams of epoch e alone: 3 epochs are the first 3 of 5, byte for byte."""
+    _, h3, _, _, _ = run(dropout=dropout, epochs=3)
+    _, h5, _, _, _ = run(dropout=dropout, epochs=5)
+    assert torch.equal(h3.values, h5.values[:, :3])
 
 
-def test_other_shuffle_generators_other_history():
+def test_other_shuffle_seeds_other_history():
     train, valid = windows(AR1Regime(rho=0.2), 2, 60, "train"), windows(AR1Regime(rho=0.2), 2, 20, "valid")
     out = []
     for tag in ("shuffle", "reshuffle"):
         model = TraderNet(gens("init", 2), L, HIDDEN)
-        out.append(train_trader(model, train, valid, gens(tag, 2), lr=0.01, epochs=3, batch_size=250,
+        out.append(train_trader(model, train, valid, streams(tag, 2), lr=0.01, epochs=3, batch_size=250,
                                 progress=False)[0].values)
     assert not torch.allclose(out[0], out[1])
 
@@ -214,13 +212,13 @@ def test_hand_written_step_equals_autograd_step(dropout):
 
 @pytest.mark.parametrize("dropout", [0.3, 0.5])  # random bytes, random bits
 def test_hand_written_step_equals_autograd_step_on_odd_sizes(dropout):
-    """Dropout noise that does not fill whole int64 words (101 rows x 3 units) and a short last batch."""
+    """Dropout noise that does not fill whole 32-bit words (101 rows x 3 units) and a short last batch."""
     train = windows(AR1Regime(rho=0.2), 2, 10, "train")
     train = Windows(train.x[:, :101], train.y[:, :101])  # batches of 40, 40 and 21
     out = []
     for loss in (trader_loss, lambda o, y: trader_loss(o, y)):
         model = TraderNet(gens("init", 2), L, 3, dropout)
-        hist, _ = fit(model, loss, train.x, train.y, gens("shuffle", 2), lr=0.01, epochs=4, batch_size=40,
+        hist, _ = fit(model, loss, train.x, train.y, streams("shuffle", 2), lr=0.01, epochs=4, batch_size=40,
                       batch_stats=trader_stats, progress=False)
         out.append((hist.values, [p.detach() for p in model.parameters()]))
     (fast, fast_params), (slow, slow_params) = out
@@ -235,7 +233,7 @@ def test_generic_model_trains_through_autograd():
     x = torch.randn(3, 2000, generator=g)
     y = 1 + 2 * x + 0.1 * torch.randn(3, 2000, generator=g)
     model = LinearRegression1D(replicas=3)
-    hist, best = fit(model, lambda out, yb: ((out - yb) ** 2).mean(dim=1), x, y, gens("reg", 3), lr=0.05,
+    hist, best = fit(model, lambda out, yb: ((out - yb) ** 2).mean(dim=1), x, y, streams("reg", 3), lr=0.05,
                      epochs=60, batch_size=200, progress=False)
     assert hist.values.shape == (3, 60, 0) and best is None
     assert torch.allclose(model.beta0, torch.ones(3, 1), atol=0.1)
@@ -250,7 +248,7 @@ def seed_workload(regime, replicas=4, epochs=60):
     """
     train, valid = windows(regime, replicas, 1000, "train"), windows(regime, replicas, 100, "valid")
     model = TraderNet(gens("init", replicas), L, HIDDEN)
-    hist, best = train_trader(model, train, valid, gens("shuffle", replicas), lr=0.01, epochs=epochs,
+    hist, best = train_trader(model, train, valid, streams("shuffle", replicas), lr=0.01, epochs=epochs,
                               batch_size=1000, progress=False)
     model.load_state_dict(best)
     model.eval()
@@ -294,27 +292,27 @@ def small_problem(replicas=2):
 def test_non_positive_lr_raises(lr):
     model, train, valid = small_problem()
     with pytest.raises(ValueError, match="lr"):
-        train_trader(model, train, valid, gens("shuffle", 2), lr=lr, epochs=1, batch_size=10)
+        train_trader(model, train, valid, streams("shuffle", 2), lr=lr, epochs=1, batch_size=10)
 
 
 @pytest.mark.parametrize("epochs", [0, -1, 1.5])
 def test_bad_epochs_raise(epochs):
     model, train, valid = small_problem()
     with pytest.raises(ValueError, match="epochs"):
-        train_trader(model, train, valid, gens("shuffle", 2), lr=0.01, epochs=epochs, batch_size=10)
+        train_trader(model, train, valid, streams("shuffle", 2), lr=0.01, epochs=epochs, batch_size=10)
 
 
 def test_bad_batch_size_raises():
     model, train, valid = small_problem()
     with pytest.raises(ValueError, match="batch_size"):
-        train_trader(model, train, valid, gens("shuffle", 2), lr=0.01, epochs=1, batch_size=0)
+        train_trader(model, train, valid, streams("shuffle", 2), lr=0.01, epochs=1, batch_size=0)
 
 
 @pytest.mark.parametrize("count", [1, 3])
-def test_generator_count_must_match_replicas(count):
+def test_stream_seed_count_must_match_replicas(count):
     model, train, valid = small_problem()
-    with pytest.raises(ValueError, match="generator"):
-        train_trader(model, train, valid, gens("shuffle", count), lr=0.01, epochs=1, batch_size=10)
+    with pytest.raises(ValueError, match="one stream seed per replica"):
+        train_trader(model, train, valid, streams("shuffle", count), lr=0.01, epochs=1, batch_size=10)
 
 
 @pytest.mark.parametrize("name", ["tpu", "gpu", "cuda:x", ""])

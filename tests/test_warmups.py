@@ -22,6 +22,7 @@ import torch
 from neural_trader import warmups as W
 from neural_trader.config import ClassifierConfig, RegressionConfig
 from neural_trader.data import make_generator
+from neural_trader.seeding import seed_from
 
 TOL_REG = 0.05
 TOL_BAYES_GAP = 0.02
@@ -41,7 +42,7 @@ def _one_thread():  # module scope: set before the module-scoped training fixtur
 def regression_run():
     cfg = RegressionConfig()
     x, y = W.regression_data(cfg, make_generator("test", "reg-data"))
-    model, hist = W.fit_regression(x, y, cfg, make_generator("test", "reg-fit"))
+    model, hist = W.fit_regression(x, y, cfg, seed_from("test", "reg-fit"))
     return cfg, x, y, model, hist
 
 
@@ -93,12 +94,12 @@ def test_regression_deterministic_and_replicas():
     x, y = W.regression_data(cfg, make_generator("test", "reg-det"))
     x2, y2 = W.regression_data(cfg, make_generator("test", "reg-det"))
     assert torch.equal(x, x2) and torch.equal(y, y2)
-    _, h1 = W.fit_regression(x, y, cfg, make_generator("test", "r", 0))
-    _, h2 = W.fit_regression(x, y, cfg, make_generator("test", "r", 0))
+    _, h1 = W.fit_regression(x, y, cfg, seed_from("test", "r", 0))
+    _, h2 = W.fit_regression(x, y, cfg, seed_from("test", "r", 0))
     assert torch.equal(h1.values, h2.values)
-    # two replicas in one run equal two single runs with the same generators
-    _, hb = W.fit_regression(x, y, cfg, [make_generator("test", "r", 0), make_generator("test", "r", 1)])
-    _, h3 = W.fit_regression(x, y, cfg, make_generator("test", "r", 1))
+    # two replicas in one run equal two single runs with the same seeds
+    _, hb = W.fit_regression(x, y, cfg, [seed_from("test", "r", 0), seed_from("test", "r", 1)])
+    _, h3 = W.fit_regression(x, y, cfg, seed_from("test", "r", 1))
     assert hb.values.shape == (2, cfg.epochs, 3)
     torch.testing.assert_close(hb.values[0], h1.values[0])
     torch.testing.assert_close(hb.values[1], h3.values[0])
@@ -108,9 +109,11 @@ def test_regression_rejects_bad_input():
     cfg = RegressionConfig(epochs=1)
     x = torch.zeros(10)
     with pytest.raises(ValueError, match="equal length"):
-        W.fit_regression(x, torch.zeros(11), cfg, make_generator("x"))
-    with pytest.raises(ValueError, match="generator"):
+        W.fit_regression(x, torch.zeros(11), cfg, seed_from("x"))
+    with pytest.raises(ValueError, match="seeds"):
         W.fit_regression(x, x, cfg, [])
+    with pytest.raises(ValueError, match="distinct"):
+        W.fit_regression(x, x, cfg, [3, 3])
 
 
 # ---------------------------------------------------------------------- classifier
@@ -119,7 +122,7 @@ def classifier_run():
     cfg = ClassifierConfig()
     x, label = W.classifier_data(cfg, cfg.n, make_generator("test", "cls-train"))
     xt, lt = W.classifier_data(cfg, cfg.n_test, make_generator("test", "cls-test"))
-    model, hist = W.fit_classifier(x, label, cfg, make_generator("test", "cls-fit"), valid=(xt, lt))
+    model, hist = W.fit_classifier(x, label, cfg, seed_from("test", "cls-fit"), valid=(xt, lt))
     return cfg, x, label, xt, lt, model, hist
 
 
@@ -186,16 +189,16 @@ def test_classifier_without_valid_and_deterministic():
     x, label = W.classifier_data(cfg, cfg.n, make_generator("test", "det-data"))
     x2, label2 = W.classifier_data(cfg, cfg.n, make_generator("test", "det-data"))
     assert torch.equal(x, x2) and torch.equal(label, label2)
-    m1, h1 = W.fit_classifier(x, label, cfg, make_generator("test", "det", 0))
-    m2, h2 = W.fit_classifier(x, label, cfg, make_generator("test", "det", 0))
+    m1, h1 = W.fit_classifier(x, label, cfg, seed_from("test", "det", 0))
+    m2, h2 = W.fit_classifier(x, label, cfg, seed_from("test", "det", 0))
     assert h1.columns == W.CLASSIFIER_COLUMNS and h1.values.shape == (1, 3, 3)
     assert torch.equal(h1.values, h2.values)
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)
-    _, h3 = W.fit_classifier(x, label, cfg, make_generator("test", "det", 1))
+    _, h3 = W.fit_classifier(x, label, cfg, seed_from("test", "det", 1))
     assert not torch.equal(h1.values, h3.values)
     # replicas: batched run equals single runs
-    _, hb = W.fit_classifier(x, label, cfg, [make_generator("test", "det", 0), make_generator("test", "det", 1)])
+    _, hb = W.fit_classifier(x, label, cfg, [seed_from("test", "det", 0), seed_from("test", "det", 1)])
     torch.testing.assert_close(hb.values[0], h1.values[0])
     torch.testing.assert_close(hb.values[1], h3.values[0])
 
@@ -203,7 +206,7 @@ def test_classifier_without_valid_and_deterministic():
 def test_classifier_rejects_bad_shapes():
     cfg = ClassifierConfig(dim=4, epochs=1)
     with pytest.raises(ValueError, match=r"\(n, 4\)"):
-        W.fit_classifier(torch.zeros(10, 3), torch.zeros(10, dtype=torch.long), cfg, make_generator("x"))
+        W.fit_classifier(torch.zeros(10, 3), torch.zeros(10, dtype=torch.long), cfg, seed_from("x"))
     with pytest.raises(ValueError, match="n must be"):
         W.classifier_data(cfg, 0, make_generator("x"))
     with pytest.raises(ValueError, match="draws"):

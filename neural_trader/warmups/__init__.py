@@ -1,13 +1,14 @@
 """The seed's two warm-ups, framework-free: a 1-D linear regression and a noisy-hyperplane classifier.
 
 Both train with the study's generic `train.fit` (RMSprop, minibatches reshuffled
-every epoch), so the warm-ups exercise the same trainer as the trader. Every
-function takes explicit `torch.Generator`s (see `data.make_generator`); nothing
+every epoch), so the warm-ups exercise the same trainer as the trader. Data
+draws take explicit `torch.Generator`s (see `data.make_generator`); nothing
 here touches the global RNG, a file or an orchestration framework.
 
-Replicas: the `fit_*` functions take either one generator (one replica, S=1) or
-a sequence of S generators (S replicas trained in one batched run, replica s
-initialised and shuffled by generators[s]). The data are shared by all replicas.
+Replicas: the `fit_*` functions take either one seed (one replica, S=1) or a
+sequence of S seeds (S replicas trained in one batched run, replica s
+initialised from seeds[s] and shuffled by its counter-based streams). The data
+are shared by all replicas.
 The reports describe one replica, chosen with `replica=` (default 0).
 
 Regression (seed section "Linear Regression"):

@@ -1,4 +1,4 @@
-"""What both warm-ups share: generators per replica and data seen by every replica."""
+"""What both warm-ups share: one seed per replica and data seen by every replica."""
 
 from __future__ import annotations
 
@@ -6,21 +6,26 @@ from collections.abc import Sequence
 
 import torch
 
-Generators = torch.Generator | Sequence[torch.Generator]
+from ..streams import Streams
+
+Seeds = int | Sequence[int]
 
 
-def _as_generators(generator: Generators) -> list[torch.Generator]:
-    gens = [generator] if isinstance(generator, torch.Generator) else list(generator)
-    if not gens or not all(isinstance(g, torch.Generator) for g in gens):
-        raise ValueError("generator must be a torch.Generator or a non-empty sequence of them (one per replica)")
-    device = gens[0].device
-    if any(g.device != device for g in gens):
-        raise ValueError("all generators must live on the same device")
-    return gens
+def _as_streams(seeds: Seeds) -> Streams:
+    """One replica per seed (an int is one replica): Streams raises on none, negative or repeated seeds."""
+    values = [seeds] if isinstance(seeds, int) else list(seeds)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise ValueError("seeds must be an int or a non-empty sequence of ints (one per replica), "
+                         f"got {seeds!r}")
+    return Streams(values)
+
+
+def _init_generators(streams: Streams) -> list[torch.Generator]:
+    """Replica s's CPU generator for its initial weights, seeded with its seed: the same bits on every device."""
+    return [torch.Generator().manual_seed(int(seed)) for seed in streams.seeds]
 
 
 def _replicate(t: torch.Tensor, replicas: int, device: torch.device) -> torch.Tensor:
     """(n, ...) -> (S, n, ...) on `device`, one shared copy seen by every replica."""
     t = t.to(device)
     return t.unsqueeze(0).expand(replicas, *t.shape)
-

@@ -13,7 +13,7 @@ from scipy.special import expit
 from ..config import ClassifierConfig
 from ..models import Classifier
 from ..train import History, fit
-from ._common import Generators, _as_generators, _replicate
+from ._common import Seeds, _as_streams, _init_generators, _replicate
 
 CLASSIFIER_COLUMNS = ("accuracy", "false_pos", "false_neg")
 TEST_COLUMNS = tuple(f"test_{c}" for c in CLASSIFIER_COLUMNS)
@@ -78,25 +78,26 @@ def fit_classifier(
     x: torch.Tensor,
     label: torch.Tensor,
     cfg: ClassifierConfig,
-    generator: Generators,
+    seeds: Seeds,
     valid: tuple[torch.Tensor, torch.Tensor] | None = None,
     progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> tuple[Classifier, History]:
     """Train the seed's dim -> cfg.hidden -> 2 classifier with cross-entropy and minibatch RMSprop.
 
-    `generator` (or one per replica) first initialises the replica's weights, then
-    drives its epoch shuffles. History columns: CLASSIFIER_COLUMNS, each the mean
+    `seeds`, one 63-bit int per replica (an int for one), seed the replica's
+    initial weights (a CPU generator) and key its epoch shuffles (`Streams`). History columns: CLASSIFIER_COLUMNS, each the mean
     over the epoch's batches of the batch statistic (taken before that batch's
     update, as in the seed), then, when `valid` = (x_test, label_test) is given,
     TEST_COLUMNS on that set after the epoch.
     """
-    gens = _as_generators(generator)
+    streams = _as_streams(seeds)
     if x.dim() != 2 or x.shape[1] != cfg.dim or label.shape != x.shape[:1]:
         raise ValueError(
             f"x must be (n, {cfg.dim}) and label (n,), got {tuple(x.shape)} and {tuple(label.shape)}"
         )
-    dev, s = gens[0].device, len(gens)
-    model = Classifier(gens, dim=cfg.dim, hidden=cfg.hidden).to(dev)
+    dev, s = torch.device(device), len(streams)
+    model = Classifier(_init_generators(streams), dim=cfg.dim, hidden=cfg.hidden).to(dev)
     columns, valid_stats = CLASSIFIER_COLUMNS, None
     if valid is not None:
         vx, vy = _replicate(valid[0], s, dev), _replicate(valid[1], s, dev)
@@ -107,7 +108,7 @@ def fit_classifier(
         classifier_loss,
         _replicate(x, s, dev),
         _replicate(label, s, dev),
-        gens,
+        streams,
         lr=cfg.lr,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,

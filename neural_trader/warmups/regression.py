@@ -10,7 +10,7 @@ import torch
 from ..config import RegressionConfig
 from ..models import LinearRegression1D
 from ..train import History, fit
-from ._common import Generators, _as_generators, _replicate
+from ._common import Seeds, _as_streams, _replicate
 
 REGRESSION_COLUMNS = ("beta0", "beta1", "loss")
 
@@ -31,27 +31,28 @@ def fit_regression(
     x: torch.Tensor,
     y: torch.Tensor,
     cfg: RegressionConfig,
-    generator: Generators,
+    seeds: Seeds,
     progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> tuple[LinearRegression1D, History]:
     """Fit y ~ beta0 + beta1 * x by minibatch RMSprop on the MSE, both betas starting at 0.
 
-    Uses cfg.lr, cfg.epochs and cfg.batch_size; `generator` (or one per replica)
-    drives the epoch shuffles. History columns REGRESSION_COLUMNS: beta0 and beta1
+    Uses cfg.lr, cfg.epochs and cfg.batch_size; `seeds`, one 63-bit int per
+    replica (an int for one), key each replica's epoch shuffles (`Streams`). History columns REGRESSION_COLUMNS: beta0 and beta1
     at the end of each epoch, and loss, the mean over the epoch's batches of the
     batch MSE (each taken before that batch's update).
     """
-    gens = _as_generators(generator)
+    streams = _as_streams(seeds)
     if x.dim() != 1 or y.shape != x.shape:
         raise ValueError(f"x and y must be (n,) of equal length, got {tuple(x.shape)} and {tuple(y.shape)}")
-    dev, s = gens[0].device, len(gens)
+    dev, s = torch.device(device), len(streams)
     model = LinearRegression1D(replicas=s).to(dev)
     hist, _ = fit(
         model,
         _mse,
         _replicate(x, s, dev),
         _replicate(y, s, dev),
-        gens,
+        streams,
         lr=cfg.lr,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
