@@ -42,6 +42,7 @@ from neural_trader.config import AR1Regime
 from neural_trader.data import Windows, make_generator, window_returns
 from neural_trader.models import TraderNet
 from neural_trader.sources import generate_returns
+from neural_trader.streams import Streams
 from neural_trader.train import resolve_device, train_trader
 
 N, M, T, L, HIDDEN, BATCH, LR = 1000, 100, 20, 4, 5, 1000, 0.01
@@ -99,13 +100,13 @@ def replica_data(replicas: int, device: torch.device) -> tuple[Windows, Windows]
 
 def ours(replicas: int, epochs: int, device: torch.device, dropout: float = 0.0) -> float:
     train, valid = replica_data(replicas, device)
-    inits = [make_generator("init", s, device=device) for s in range(replicas)]
+    inits = [make_generator("init", s) for s in range(replicas)]  # CPU generators, as the study's
     model = TraderNet(inits, L, HIDDEN, dropout).to(device)
-    gens = [make_generator("shuffle", s, device=device) for s in range(replicas)]
+    streams = Streams.keyed("shuffle", replicas=range(replicas))
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    train_trader(model, train, valid, gens, lr=LR, epochs=epochs, batch_size=BATCH, progress=False)
+    train_trader(model, train, valid, streams, lr=LR, epochs=epochs, batch_size=BATCH, progress=False)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start

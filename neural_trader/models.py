@@ -110,55 +110,60 @@ class TraderNet(nn.Module):
         return self.keep_bytes / 256
 
     def sample_noise(self, n: int, streams: Streams, epoch: int) -> torch.Tensor | None:
-        """(S, n, hidden) random bytes (uint8) for n rows of dropout masks, or None without dropout.
+        """(S, n, k) random bytes (uint8) for n rows of dropout masks, or None without dropout.
 
-        A unit is kept where its byte is < keep_bytes. The bytes are replica s's
-        counter-based stream (DROPOUT, epoch) (`Streams.bytes`), on the model's
-        device, the same bits on every device. At dropout 0.5 (keep_bytes 128)
-        only a byte's top bit decides, so each stream byte gives 8 units one
-        random bit each, as the top bit of a byte 0 or 128 (bit 7 - k of stream
-        byte i is unit 8i + k): an eighth of the stream that 8 bits a unit
-        need. The units lie hidden-major ((S, hidden, n) in memory: unit
-        j * n + row of the stream, returned as its transposed view), the layout
-        the trainer's masks take.
+        The bytes are replica s's counter-based stream (DROPOUT, epoch)
+        (`Streams.bytes`), on the model's device, the same bits on every
+        device. Byte j of row i is stream byte j * n + i: the bytes lie
+        plane-major ((S, k, n) in memory, returned as its (S, n, k) view), so
+        a step's masks read each plane along its rows. Two forms, by `keep_bytes`:
+
+        - keep_bytes 128 (dropout 0.5): packed bits, k = ceil(hidden / 8). Unit
+          j of row i is kept where bit j % 8 of the row's byte j // 8 is 1:
+          one random bit a unit, an eighth of the stream that a byte a unit takes.
+        - otherwise: k = hidden bytes, unit j of row i kept where byte j < keep_bytes.
+
+        `dropout_mask_t` and `dropout_mask` read either form.
         """
         if not (self.training and self.dropout > 0):
             return None
         if len(streams) != self.replicas:
             raise ValueError(f"need one stream seed per replica: {len(streams)} seeds for {self.replicas} replicas")
-        size, device = n * self.hidden, self.layer0.weight.device
-        if self.keep_bytes == 128:
-            raw = streams.bytes(DROPOUT, epoch, -(-size // 8), device)  # (S, ceil(size / 8))
-            shifts = torch.arange(8, dtype=torch.uint8, device=device)
-            units = (raw.unsqueeze(-1) << shifts).bitwise_and_(128).view(len(streams), -1)[:, :size]
-        else:
-            units = streams.bytes(DROPOUT, epoch, size, device)
-        return units.reshape(-1, self.hidden, n).transpose(1, 2)
+        k = -(-self.hidden // 8) if self.keep_bytes == 128 else self.hidden
+        raw = streams.bytes(DROPOUT, epoch, n * k, self.layer0.weight.device)  # (S, k * n)
+        return raw.view(len(streams), k, n).transpose(1, 2)
 
     def dropout_mask(self, noise: torch.Tensor) -> torch.Tensor:
-        """(S, B, hidden) inverted-dropout multipliers from bytes: 1/keep where noise < keep_bytes, else 0.
+        """(S, B, hidden) inverted-dropout multipliers from `sample_noise`'s rows: 1/keep where kept, else 0.
 
         The transpose of `dropout_mask_t`'s contiguous (S, hidden, B) tensor.
         """
         return self.dropout_mask_t(noise).transpose(1, 2)
 
     def dropout_mask_t(self, noise: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """`dropout_mask` on the transposed layout: noise (S, B, hidden) -> multipliers (S, hidden, B).
+        """`dropout_mask` on the transposed layout: noise (S, B, k) rows -> multipliers (S, hidden, B).
 
         The layout `objective_grads_t` takes. `out`, a float (S, hidden, B)
         tensor (or a view of one), is overwritten and returned: the trainer
         refills one small buffer each step, which stays in cache.
         """
-        s, b, h = noise.shape
+        s, b, _ = noise.shape
+        h = self.hidden
         if out is None:
             out = torch.empty(s, h, b, dtype=self.layer0.weight.dtype, device=noise.device)
-        # the comparison writes 0/1 straight into floats, four times faster than through bool,
-        # and six times faster on the (S, hidden, B) views than through the transposed ones
-        torch.le(noise.transpose(1, 2), self.keep_bytes - 1, out=out)  # keep_bytes - 1 fits uint8, 256 not
+        if self.keep_bytes == 128:
+            units = torch.arange(h, device=noise.device)
+            planes = noise.transpose(1, 2)  # (S, k, B) byte planes, rows along the last axis
+            planes = planes[:, :1].expand(-1, h, -1) if planes.shape[1] == 1 else planes.index_select(1, units // 8)
+            shifts = (units % 8).to(torch.uint8).view(1, h, 1)
+            out.copy_(torch.bitwise_right_shift(planes, shifts).bitwise_and_(1))  # (S, hidden, B) 0/1
+        else:
+            # the comparison writes 0/1 straight into floats, four times faster than through bool
+            torch.le(noise.transpose(1, 2), self.keep_bytes - 1, out=out)  # keep_bytes - 1 fits uint8, 256 not
         return out.mul_(1.0 / self.keep)
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """(S, B, lag) past returns -> (S, B) positions; `noise` (S, B, hidden) bytes drive dropout.
+        """(S, B, lag) past returns -> (S, B) positions; `noise` (S, B, k) from `sample_noise` drives dropout.
 
         Computes layer1(dropout(sigmoid(layer0(x)))) on the transposed layout,
         hidden units in rows and the batch along the contiguous axis (about four
@@ -183,7 +188,7 @@ class TraderNet(nn.Module):
 
         The objective is sum over replicas of -mean_b(position * y), the loss of
         `train.trader_loss` summed as the trainer sums it, so replica s only gets
-        its own gradient. x (S, B, lag), y (S, B), noise (S, B, hidden) bytes or None,
+        its own gradient. x (S, B, lag), y (S, B), noise (S, B, k) rows of `sample_noise` or None,
         exactly as `forward` takes them. Returns positions (S, B) (what
         `forward(x, noise)` returns) and the gradients for (layer0.weight,
         layer0.bias, layer1.weight, layer1.bias), the order of `parameters()`,

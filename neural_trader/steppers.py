@@ -96,7 +96,7 @@ class TraderStepper(Stepper):
         self.shuffled = torch.empty(s, self.lag + 1, steps * self.width, dtype=x.dtype, device=x.device)
         self.params = [p.detach() for p in model.parameters()]  # the order objective_grads_t returns
         self.square_avg = [torch.zeros_like(p) for p in self.params]
-        self.noise: torch.Tensor | None = None  # (S, n, hidden) dropout bytes, redrawn each epoch
+        self.noise: torch.Tensor | None = None  # (S, n, k) dropout noise (`sample_noise`), redrawn each epoch
         self.mask_buf: torch.Tensor | None = None  # (S, hidden, width) dropout multipliers, refilled each step
 
     def shuffle(self, perm: torch.Tensor, noise: torch.Tensor | None) -> None:
@@ -134,7 +134,6 @@ class TraderStepper(Stepper):
         if self.noise is None:
             return None
         if self.mask_buf is None:
-            s, _, hidden = self.noise.shape
-            self.mask_buf = torch.zeros(s, hidden, self.width, dtype=self.params[0].dtype, device=self.noise.device)
+            self.mask_buf = torch.zeros(self.noise.shape[0], self.model.hidden, self.width, dtype=self.params[0].dtype, device=self.noise.device)
         self.model.dropout_mask_t(self.noise[:, lo:hi], out=self.mask_buf[:, :, : hi - lo])
         return self.mask_buf

@@ -110,7 +110,7 @@ def test_eval_mode_has_no_dropout():
     noise_streams = streams(2, "noise")
     model.train()
     noise = model.sample_noise(50, noise_streams, 0)
-    assert noise is not None and noise.shape == (2, 50, 5)
+    assert noise is not None and noise.shape == (2, 50, 1)  # dropout 0.5: five units' bits packed in a byte
     assert not torch.allclose(model(x, noise), model(x))  # dropout acts in train mode
     model.eval()
     assert model.sample_noise(50, noise_streams, 0) is None
@@ -131,11 +131,16 @@ def test_keep_probability_is_within_1_256_of_one_minus_dropout(dropout, keep_byt
     assert abs(model.keep - (1 - dropout)) <= 1 / 256
     if (256 * dropout).is_integer():
         assert model.keep == 1 - dropout  # exact on the 1/256 grid, the study's 0.5 included
-    every_byte = torch.arange(256, dtype=torch.uint8).view(1, 256, 1).expand(1, 256, 5)
-    mask = model.dropout_mask(every_byte)
-    assert torch.equal(mask[0, :, 0] > 0, torch.arange(256) < keep_bytes)
+    every = torch.arange(256, dtype=torch.uint8)
+    if keep_bytes == 128:  # packed bits: unit j of a row is kept where bit j of its byte is set
+        mask = model.dropout_mask(every.view(1, 256, 1))
+        for j in range(5):
+            assert torch.equal(mask[0, :, j] > 0, (every >> j) & 1 == 1)
+    else:  # a byte a unit: kept where it is < keep_bytes
+        mask = model.dropout_mask(every.view(1, 256, 1).expand(1, 256, 5))
+        assert torch.equal(mask[0, :, 0] > 0, torch.arange(256) < keep_bytes)
     assert torch.all(mask[mask > 0] == 1 / model.keep)
-    assert float(mask[0, :, 0].mean()) == pytest.approx(1.0)  # exactly: keep_bytes values of 1/keep, over 256
+    assert float(mask[0, :, 0].mean()) == pytest.approx(1.0)  # exactly: 256 * keep values of 1/keep, over 256
 
 
 def test_dropout_mask_is_inverted_dropout():
@@ -184,15 +189,20 @@ def test_sample_noise_is_the_dropout_streams_bytes_hidden_major():
 
 
 def test_sample_noise_at_dropout_half_is_one_random_bit_per_unit():
-    """keep_bytes 128 looks only at a byte's top bit: unit 8i + k gets bit 7 - k of stream byte i, as 0 or 128."""
-    model = TraderNet(gens(1), 4, 3, dropout=0.5)
-    noise = model.sample_noise(30, streams(1, "noise"), 1)  # 90 units from 12 bytes
-    raw = streams(1, "noise").bytes(DROPOUT, 1, 12)[0].tolist()
-    bits = [(b >> (7 - k)) & 1 for b in raw for k in range(8)]
-    assert torch.equal(noise[0], (128 * torch.tensor(bits[:90], dtype=torch.uint8)).view(3, 30).T)
-    many = model.sample_noise(40_000, streams(1, "many"), 0)[0].transpose(0, 1).reshape(-1, 64)  # (1875, 64)
-    assert set(many.unique().tolist()) == {0, 128}
-    assert torch.allclose((many == 0).float().mean(0), torch.full((64,), 0.5), atol=0.06)  # sd ~0.012
+    """keep_bytes 128 packs a row's units into bits: unit j of row i is bit j % 8 of stream byte (j // 8) * n + i."""
+    model = TraderNet(gens(1), 4, 11, dropout=0.5)  # 11 units: two bytes a row
+    noise = model.sample_noise(30, streams(1, "noise"), 1)
+    assert noise.shape == (1, 30, 2)
+    raw = streams(1, "noise").bytes(DROPOUT, 1, 60)[0]
+    assert torch.equal(noise[0], raw.view(2, 30).T)
+    mask = model.dropout_mask(noise)[0]  # (30, 11)
+    for i in range(30):
+        for j in range(11):
+            assert bool(mask[i, j] > 0) == bool((int(raw[(j // 8) * 30 + i]) >> (j % 8)) & 1), (i, j)
+    five = TraderNet(gens(1), 4, 5, dropout=0.5)
+    many = five.dropout_mask(five.sample_noise(40_000, streams(1, "many"), 0))
+    kept = (many[0] > 0).float().mean(0)  # per unit, 40,000 rows: sd of the fraction 0.0025
+    assert torch.allclose(kept, torch.full((5,), 0.5), atol=0.015)
 
 
 # ------------------------------------------------- hand-written gradient
@@ -257,7 +267,7 @@ def test_objective_grads_drops_the_same_units_as_forward():
     model = TraderNet(gens(1), 3, 4, dropout=0.5)
     x = torch.randn(1, 1, 3, generator=make_generator("one-row"))
     y = torch.ones(1, 1)
-    noise = torch.tensor([[[10, 230, 127, 128]]], dtype=torch.uint8)  # keep units 0 and 2 (bytes < 128)
+    noise = torch.tensor([[[0b0101]]], dtype=torch.uint8)  # dropout 0.5, packed bits: keep units 0 and 2
     _, (dw0, db0, dw1, _) = model.objective_grads(x, y, noise)
     assert torch.all(dw0[0, :, [1, 3]] == 0) and torch.all(db0[0, 0, [1, 3]] == 0)
     assert torch.all(dw1[0, [1, 3], 0] == 0)
