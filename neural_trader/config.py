@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .market_config import MARKET_KINDS, CostsConfig, MarketsConfig, check_names as _check_names
+from .memory import TrainShape, parse_bytes, replica_blocks, trainer_bytes
 from .seeding import SHARD_ALIGN, max_shards
 
 __all__ = [
@@ -111,6 +112,15 @@ class RuntimeConfig(_Strict):
     progress: bool = Field(False, description="tqdm bar per training task")
     seed_shards: int = Field(1, ge=1, le=256, description="train each cell's seeds as this many shards (tasks), "
                              "joined into the bytes of one batch; the Prefect flow's scheduling only")
+    max_batch_bytes: int | None = Field(
+        None, description="memory for one training batch, in bytes or with a unit ('2GiB'); a cell trains its "
+        "replicas in blocks of 16 or more that fit. None: half the memory free when a cell starts, "
+        "shared by max_workers")
+
+    @field_validator("max_batch_bytes", mode="before")
+    @classmethod
+    def _bytes(cls, v: Any) -> int | None:
+        return None if v is None else parse_bytes(v)
 
 
 class RegressionConfig(_Strict):
@@ -166,7 +176,16 @@ class StudyConfig(_Strict):
         if self.runtime.seed_shards > (most := max_shards(self.seeds.count)):
             raise ValueError(f"runtime.seed_shards: must be <= {most} (seeds.count {self.seeds.count} in shards of "
                              f"{SHARD_ALIGN} replicas or more, for one batch's bytes), got {self.runtime.seed_shards}")
+        if self.runtime.max_batch_bytes is not None:
+            for shape in self.train_shapes():
+                replica_blocks(self.seeds.count, trainer_bytes(shape), self.runtime.max_batch_bytes)
         return self
+
+    def train_shapes(self, model: str | None = None) -> list[TrainShape]:
+        """What one replica of each synthetic cell's training holds (or of `model`'s), for the memory budget."""
+        d, windows = self.data, self.data.length - self.data.lag
+        return [TrainShape(d.n_train * windows, d.n_valid * windows, d.lag, m.hidden, self.train.batch_size, m.dropout)
+                for name, m in self.models.items() if model in (None, name)]
 
     @property
     def cells(self) -> list[tuple[str, str]]:

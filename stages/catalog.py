@@ -91,6 +91,18 @@ def load_tensors(path: str | Path, device: str = "cpu") -> dict[str, Any]:
     return load_file(str(path), device=device)
 
 
+def load_rows(path: str | Path, keys: tuple[str, ...], rows: slice) -> dict[str, Any]:
+    """Rows `rows` (along the first axis) of the named tensors of a safetensors file, read alone, on the CPU.
+
+    A block of replicas reads its own rows, not the whole file: a study larger
+    than memory keeps one block's data in memory at a time.
+    """
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_slice(k)[rows].clone() for k in keys}
+
+
 def file_digest(path: str | Path) -> str:
     """sha256 of a file's bytes, or of a folder's files (names and bytes, in order), or 'missing'."""
     path = Path(path)

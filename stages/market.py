@@ -21,6 +21,7 @@ from neural_trader.config import StudyConfig
 from neural_trader.data import Windows, make_generator
 from neural_trader.evaluate import CURVE_GRID, position_curve, replica_positions
 from neural_trader.market import MarketData, fold_groups, oos_rows, prepare_market
+from neural_trader.memory import TrainShape, batch_budget, replica_blocks, trainer_bytes
 from neural_trader.models import LinearTrader, TraderNet
 from neural_trader.seeding import seed_from
 from neural_trader.sources import make_source
@@ -64,16 +65,6 @@ def _replica_keys(cfg: StudyConfig, market: str, purpose: str, folds: tuple[int,
     return [(cfg.seeds.base, "market", market, purpose, f, s) for f in folds for s in range(cfg.seeds.count)]
 
 
-def _init_generators(cfg: StudyConfig, market: str, folds: tuple[int, ...]) -> list[torch.Generator]:
-    """CPU generators for the initial weights: the same bits on every device."""
-    return [make_generator(*key) for key in _replica_keys(cfg, market, "init", folds)]
-
-
-def _streams(cfg: StudyConfig, market: str, folds: tuple[int, ...]) -> Streams:
-    """The replicas' counter-based training streams (epoch permutations, dropout)."""
-    return Streams([seed_from(*key) for key in _replica_keys(cfg, market, "train", folds)])
-
-
 def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> dict[str, Any]:
     """Train S seeds of one variant on every fold; keep each replica's best-validation-epoch weights."""
     t, cell = cfg.train, cell_name(market, model)
@@ -82,14 +73,21 @@ def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> di
     best, history, start = {}, {}, time.perf_counter()
     groups = fold_groups(_load(ws, market), cfg.seeds.count)
     for i, g in enumerate(groups):
-        net = _net(cfg, model, _init_generators(cfg, market, g.folds)).to(dev)
-        train, valid = (Windows(torch.from_numpy(a), torch.from_numpy(b)).to(dev)
-                        for a, b in ((g.train_x, g.train_y), (g.valid_x, g.valid_y)))
-        hist, state = train_trader(net, train, valid,
-                                   _streams(cfg, market, g.folds), lr=t.lr, epochs=cfg.markets.epochs,
-                                   batch_size=t.batch_size, progress=cfg.runtime.progress, desc=cell)
-        best.update({f"{i}.{k}": v for k, v in state.items()})
-        history[f"{i}"] = hist.values
+        keys = {purpose: _replica_keys(cfg, market, purpose, g.folds) for purpose in ("init", "train")}
+        m = cfg.markets.models[model]
+        shape = TrainShape(g.train_x.shape[1], g.valid_x.shape[1], cfg.markets.lag, max(m.hidden, 1), t.batch_size,
+                           m.dropout)
+        parts = []
+        for lo, hi in replica_blocks(len(keys["init"]), trainer_bytes(shape), batch_budget(cfg.runtime, dev)):
+            net = _net(cfg, model, [make_generator(*key) for key in keys["init"][lo:hi]]).to(dev)
+            train, valid = (Windows(torch.from_numpy(a[lo:hi]), torch.from_numpy(b[lo:hi])).to(dev)
+                            for a, b in ((g.train_x, g.train_y), (g.valid_x, g.valid_y)))
+            hist, state = train_trader(net, train, valid, Streams([seed_from(*key) for key in keys["train"][lo:hi]]),
+                                       lr=t.lr, epochs=cfg.markets.epochs, batch_size=t.batch_size,
+                                       progress=cfg.runtime.progress, desc=cell)
+            parts.append(({k: v.cpu() for k, v in state.items()}, hist.values))
+        best.update({f"{i}.{k}": torch.cat([p[0][k] for p in parts]) for k in parts[0][0]})
+        history[f"{i}"] = torch.cat([p[1] for p in parts])
     folds = [list(g.folds) for g in groups]
     meta = {"folds": json.dumps(folds), "seeds": str(cfg.seeds.count)}
     save_tensors(ws.market_model(cell, "best"), best, metadata=meta)

@@ -24,13 +24,14 @@ from neural_trader import plots
 from neural_trader.config import StudyConfig
 from neural_trader.data import Windows, make_generator, window_returns
 from neural_trader.history import final_summary, replica_table
+from neural_trader.memory import batch_budget, replica_blocks, trainer_bytes
 from neural_trader.models import TraderNet
 from neural_trader.seeding import shard_names, shard_range
 from neural_trader.sources import make_source
 from neural_trader.streams import Streams
 from neural_trader.train import TRADER_COLUMNS, History, resolve_device, train_trader
 
-from .catalog import Workspace, atomic_write_bytes, load_tensors, save_tensors, write_json
+from .catalog import Workspace, atomic_write_bytes, load_rows, load_tensors, save_tensors, write_json
 from .registry import cell_name
 
 log = logging.getLogger("neural_trader")
@@ -118,23 +119,34 @@ def join_shards(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dic
 
 def _train_replicas(cfg: StudyConfig, ws: Workspace, regime: str, model: str, lo: int, hi: int,
                     device: str | None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor, dict]:
-    """Replicas lo..hi of a cell trained in one batch: last and best weights, history values, run facts."""
+    """Replicas lo..hi of a cell, trained in blocks that fit the memory budget: last and best weights, history, run facts.
+
+    The blocks sit on SHARD_ALIGN boundaries and read only their own rows of
+    the windows file, so a cell larger than memory trains block by block; the
+    blocks' rows, joined in order, are one batch's bytes.
+    """
     t, s, cell = cfg.train, cfg.seeds, cell_name(regime, model)
     dev = resolve_device(device or cfg.runtime.device)
     torch.set_num_threads(cfg.runtime.torch_threads)  # process-wide; every stage sets the same value
-    windows = load_tensors(ws.windows(regime))
-    rows = slice(lo, hi)
-    train_w = Windows(windows["train_x"][rows], windows["train_y"][rows])
-    valid_w = Windows(windows["valid_x"][rows], windows["valid_y"][rows])
-    # initial weights from CPU generators, the epochs' draws from counter-based streams: the same bits on any device
-    net = _net(cfg, model, [make_generator(s.base, "init", r) for r in range(lo, hi)]).to(dev)
-    start = time.perf_counter()
-    history, best = train_trader(
-        net, train_w.to(dev), valid_w.to(dev), Streams.keyed(s.base, "train", replicas=range(lo, hi)),
-        lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, progress=cfg.runtime.progress, desc=cell)
+    (shape,) = cfg.train_shapes(model)
+    blocks = [(lo + a, lo + b) for a, b in replica_blocks(hi - lo, trainer_bytes(shape), batch_budget(cfg.runtime, dev))]
+    parts, start = [], time.perf_counter()
+    for b_lo, b_hi in blocks:
+        rows = load_rows(ws.windows(regime), ("train_x", "train_y", "valid_x", "valid_y"), slice(b_lo, b_hi))
+        # initial weights from CPU generators, the epochs' draws from counter-based streams: the same bits on any device
+        net = _net(cfg, model, [make_generator(s.base, "init", r) for r in range(b_lo, b_hi)]).to(dev)
+        history, best = train_trader(
+            net, _split(rows, "train").to(dev), _split(rows, "valid").to(dev),
+            Streams.keyed(s.base, "train", replicas=range(b_lo, b_hi)),
+            lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, progress=cfg.runtime.progress, desc=cell)
+        parts.append(({k: v.cpu() for k, v in net.state_dict().items()}, {k: v.cpu() for k, v in best.items()},
+                      history.values))
     seconds = time.perf_counter() - start
-    log.info("trained %s replicas %d-%d: %d epochs on %s in %.1f s", cell, lo, hi - 1, t.epochs, dev, seconds)
-    return net.state_dict(), best, history.values, {"device": str(dev), "seconds": round(seconds, 2)}
+    log.info("trained %s replicas %d-%d: %d epochs on %s in %.1f s%s", cell, lo, hi - 1, t.epochs, dev, seconds,
+             f" ({len(blocks)} blocks)" if len(blocks) > 1 else "")
+    last, best = ({k: torch.cat([p[i][k] for p in parts]) for k in parts[0][i]} for i in (0, 1))
+    values = torch.cat([p[2] for p in parts])
+    return last, best, values, {"device": str(dev), "seconds": round(seconds, 2), "blocks": len(blocks)}
 
 
 def _save_cell(cfg: StudyConfig, ws: Workspace, regime: str, model: str, last: dict[str, torch.Tensor],

@@ -92,3 +92,34 @@ def test_a_shard_that_finished_is_kept_when_another_is_missing(shrunk_params, tm
     for shard in ("2of3", "3of3"):
         assert not run_stage("train_shard", cfg, tmp_path, **cell, shard=shard)["reused"]
     assert not run_stage("train", cfg, tmp_path, from_shards=True, **cell)["reused"]
+
+
+def test_replica_blocks_within_a_memory_budget_are_one_batchs_bytes(shrunk_params, tmp_path):
+    """runtime.max_batch_bytes small enough for 16 replicas a block: 40 replicas train as 16 + 16 + 8."""
+    from neural_trader.memory import trainer_bytes
+
+    cfg = load_params(shrunk_params, SHARDED[:1] + SHARDED[2:])
+    per_replica = max(trainer_bytes(shape) for shape in cfg.train_shapes())
+    blocked = load_params(shrunk_params, SHARDED[:1] + SHARDED[2:] + [f"runtime.max_batch_bytes={20 * per_replica}"])
+    one, blocks = tmp_path / "one", tmp_path / "blocks"
+    for ws, c in ((one, cfg), (blocks, blocked)):
+        for name in ("generate", "window"):
+            for item in STAGES[name].grid(c):
+                run_stage(name, c, ws, **item)
+        for r, m in c.cells:
+            trained = run_stage("train", c, ws, regime=r, model=m)
+            assert trained["blocks"] == (3 if c is blocked else 1), trained
+    assert _files(one) == _files(blocks) and any(k.startswith("models/") for k in _files(one))
+
+
+def test_a_budget_too_small_for_one_block_fails_before_any_work_naming_the_key(shrunk_params, tmp_path):
+    from neural_trader.memory import trainer_bytes
+
+    cfg = load_params(shrunk_params, ["seeds.count=40"])
+    needed = 16 * max(trainer_bytes(shape) for shape in cfg.train_shapes())
+    load_params(shrunk_params, ["seeds.count=40", f"runtime.max_batch_bytes={needed}"])  # just fits
+    with pytest.raises(ConfigError, match=rf"runtime.max_batch_bytes: a block of 16 replicas needs .* at least {needed} "):
+        load_params(shrunk_params, ["seeds.count=40", f"runtime.max_batch_bytes={needed - 1}"])
+    with pytest.raises(ConfigError, match=r"runtime.max_batch_bytes: expected a byte count .* got '2 parsecs'"):
+        load_params(shrunk_params, ["runtime.max_batch_bytes=2 parsecs"])
+    assert load_params(shrunk_params, ["runtime.max_batch_bytes=1.5GiB"]).runtime.max_batch_bytes == 3 * 2**29
