@@ -119,11 +119,12 @@ class Source(ABC):
         draws and of the other replicas' draws, and replica r of every model
         variant sees the same data.
         """
-        return {
-            split: torch.stack([self.draw(n, length, make_generator(base_seed, "data", name, split, r))
-                                for r in range(replicas)])
-            for split, n in sizes.items()
-        }
+        splits = {}
+        for split, n in sizes.items():
+            splits[split] = out = torch.empty(replicas, n, length)  # filled in place: no list of S tensors to stack
+            for r in range(replicas):
+                out[r] = self.draw(n, length, make_generator(base_seed, "data", name, split, r))
+        return splits
 
 
 class IIDSource(Source):

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,13 +48,18 @@ class WorkspaceBusy(RuntimeError):
 # ---------------------------------------------------------------------- atomic io
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` through a temporary sibling and a rename."""
+    return atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_write_with(path: str | Path, write: Callable[[str], object]) -> Path:
+    """`write(tmp)` writes a temporary sibling of `path`, which is synced to disk and renamed to `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        write(tmp)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -78,11 +83,12 @@ def save_tensors(path: str | Path, tensors: dict[str, Any], metadata: dict[str, 
     The metadata goes in as one JSON string: safetensors writes a map of several
     metadata keys in hash order, which changes from call to call.
     """
-    from safetensors.torch import save
+    from safetensors.torch import save_file
 
     data = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {"meta": json.dumps(metadata, sort_keys=True)} if metadata else None
-    return atomic_write_bytes(path, save(data, metadata=meta))
+    # straight to the file: serialising to bytes first would hold a second copy of every tensor in memory
+    return atomic_write_with(path, lambda tmp: save_file(data, tmp, metadata=meta))
 
 
 def load_tensors(path: str | Path, device: str = "cpu") -> dict[str, Any]:

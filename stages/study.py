@@ -22,7 +22,7 @@ import torch
 from neural_trader import evaluate as ev
 from neural_trader import plots
 from neural_trader.config import StudyConfig
-from neural_trader.data import Windows, make_generator, window_returns
+from neural_trader.data import Windows, lag1_autocorrelation, make_generator, window_returns
 from neural_trader.history import final_summary, replica_table
 from neural_trader.memory import batch_budget, replica_blocks, trainer_bytes
 from neural_trader.models import TraderNet
@@ -50,7 +50,7 @@ def generate(cfg: StudyConfig, ws: Workspace, regime: str) -> dict[str, Any]:
     splits = make_source(reg).replica_splits(regime, cfg.seeds.base, cfg.seeds.count, sizes, d.length)
     save_tensors(ws.returns(regime), splits, metadata={"regime": json.dumps(reg.model_dump(mode="json"))})
     test = splits["test"]  # (S, n_test, T)
-    lag1 = float(np.corrcoef(test[..., 1:].reshape(-1).numpy(), test[..., :-1].reshape(-1).numpy())[0, 1])
+    lag1 = lag1_autocorrelation(test)
     return {"regime": regime, "train": list(splits["train"].shape), "test": list(test.shape),
             "test_lag1_autocorr": lag1}
 

@@ -245,3 +245,12 @@ def test_same_generator_same_series():
         assert torch.equal(draw(gen("same")), draw(gen("same")))
         assert not torch.equal(draw(gen("same")), draw(gen("other")))
         assert np.isfinite(draw(gen("same")).numpy()).all()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 1000])
+def test_pooled_lag1_autocorrelation_in_chunks_is_numpys_corrcoef(chunk):
+    from neural_trader.data import lag1_autocorrelation as pooled
+
+    r = ar1_returns(130, 20, rho=0.3, generator=gen("pooled")).view(13, 10, 20)  # (S, N, T)
+    pairs = r[..., 1:].reshape(-1).numpy(), r[..., :-1].reshape(-1).numpy()
+    assert pooled(r, chunk=chunk) == pytest.approx(float(np.corrcoef(*pairs)[0, 1]), abs=1e-12)
