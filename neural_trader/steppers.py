@@ -3,7 +3,7 @@
 `AutogradStepper` serves any model and loss; `TraderStepper` serves a trader
 (TraderNet, LinearTrader) under the trading objective, with the gradient
 written by hand. Both lay out an epoch from every replica's permutation in
-one indexing op, with no loop over replicas.
+one indexing op over the replicas' stacked rows, with no loop over replicas.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class Stepper:
     """One epoch's shuffled data and the minibatch update of every replica, step k on rows bounds[k]."""
 
     def shuffle(self, perm: torch.Tensor, noise: torch.Tensor | None) -> None:
-        """Reorder each replica's rows by its permutation perm (S, n) int64; noise (S, n, ...) or None."""
+        """Reorder each replica's rows by its permutation perm (S, n) (int32 or int64); noise (S, n, ...) or None."""
         raise NotImplementedError
 
     def step(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,17 +65,20 @@ class AutogradStepper(Stepper):
 class TraderStepper(Stepper):
     """TraderNet or LinearTrader under trader_loss: hand-written gradients on a transposed, lane-padded layout.
 
-    The data sit as (S, lag + 1, n + 1): the lag inputs in rows 0..lag-1, the
-    target in row lag, and a zero column at n. One gather along the last axis
-    lays out every replica's whole epoch at once, batch k in columns
-    k * width .. (k + 1) * width, its rows first and zero columns after them
-    (the padding slots of the index point at column n). width is the largest
-    batch rounded up to `models.LANES`, so every per-replica block of every
-    (S, ..., width) tensor a step computes on starts on a boundary of torch's
-    vectorised CPU loops and none ends in their scalar tail: a replica's
-    bytes do not depend on how many replicas share the batch (sigmoid's
-    vector and scalar code round differently). A zero column adds exact zeros
-    to the gradient (its target is 0) and is left out of the statistics.
+    The data of every replica sit stacked as (lag + 1, S * (n + 1)): the lag
+    inputs in rows 0..lag-1, the target in row lag, replica s in columns
+    s * (n + 1) .. s * (n + 1) + n, the last of them all zeros. One
+    index_select along the columns lays out every replica's whole epoch at
+    once as (lag + 1, S, steps * width): batch k in columns k * width ..
+    (k + 1) * width, its rows first and zero columns after them (the padding
+    slots of the index point at the replica's zero column). A step reads its
+    (S, lag, width) inputs as a view. width is the largest batch rounded up to
+    `models.LANES`, so every per-replica block of every (S, ..., width)
+    tensor a step computes on starts on a boundary of torch's vectorised CPU
+    loops and none ends in their scalar tail: a replica's bytes do not depend
+    on how many replicas share the batch (sigmoid's vector and scalar code
+    round differently). A zero column adds exact zeros to the gradient (its
+    target is 0) and is left out of the statistics.
 
     The RMSprop update is torch's (alpha 0.99, eps 1e-8, no momentum or
     weight decay), written with foreach ops.
@@ -88,12 +91,15 @@ class TraderStepper(Stepper):
         self.model, self.lr, self.bounds = model, lr, bounds
         s, n, self.lag = x.shape[0], x.shape[1], x.shape[-1]
         self.width = lane_padded(max(hi - lo for lo, hi in bounds))
-        data = torch.cat([x, y.unsqueeze(-1)], dim=-1).transpose(1, 2)  # (S, lag + 1, n)
-        self.data = torch.nn.functional.pad(data, (0, 1))  # (S, lag + 1, n + 1), column n all zeros
+        data = torch.zeros(self.lag + 1, s, n + 1, dtype=x.dtype, device=x.device)  # column n of each replica: 0
+        data[: self.lag, :, :n].copy_(x.permute(2, 0, 1))
+        data[self.lag, :, :n].copy_(y)
+        self.data = data.view(self.lag + 1, s * (n + 1))
         steps, batch = len(bounds), bounds[0][1] - bounds[0][0]
         self.full = n // batch  # batches of `batch` rows; a last one holds the n % batch rows left
-        self.index = torch.full((s, steps * self.width), n, dtype=torch.int64, device=x.device)
-        self.shuffled = torch.empty(s, self.lag + 1, steps * self.width, dtype=x.dtype, device=x.device)
+        self.offset = torch.arange(0, s * (n + 1), n + 1, device=x.device).view(s, 1, 1)  # each replica's first column
+        self.index = (self.offset.view(s, 1) + n).expand(s, steps * self.width).contiguous()  # all padding at first
+        self.shuffled = torch.empty(self.lag + 1, s, steps * self.width, dtype=x.dtype, device=x.device)
         self.params = [p.detach() for p in model.parameters()]  # the order objective_grads_t returns
         self.square_avg = [torch.zeros_like(p) for p in self.params]
         self.noise: torch.Tensor | None = None  # (S, n, k) dropout noise (`sample_noise`), redrawn each epoch
@@ -103,16 +109,16 @@ class TraderStepper(Stepper):
         s, n = perm.shape
         batch, full = self.bounds[0][1] - self.bounds[0][0], self.full
         slots = self.index.view(s, -1, self.width)
-        slots[:, :full, :batch].copy_(perm[:, : full * batch].view(s, full, batch))
+        torch.add(perm[:, : full * batch].view(s, full, batch), self.offset, out=slots[:, :full, :batch])
         if full * batch < n:
-            slots[:, full, : n - full * batch].copy_(perm[:, full * batch:])
-        torch.gather(self.data, 2, self.index.unsqueeze(1).expand(-1, self.lag + 1, -1), out=self.shuffled)
+            torch.add(perm[:, full * batch:], self.offset[:, 0], out=slots[:, full, : n - full * batch])
+        torch.index_select(self.data, 1, self.index.view(-1), out=self.shuffled.view(self.lag + 1, -1))
         self.noise = noise
 
     def step(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         lo, hi = self.bounds[k]
         cols = slice(k * self.width, (k + 1) * self.width)
-        x_t, yb = self.shuffled[:, : self.lag, cols], self.shuffled[:, self.lag, cols]
+        x_t, yb = self.shuffled[: self.lag, :, cols].transpose(0, 1), self.shuffled[self.lag, :, cols]
         out, grads = self.model.objective_grads_t(x_t, yb, self._mask_t(lo, hi), rows=hi - lo)
         sq = self.square_avg
         torch._foreach_mul_(sq, self.ALPHA)

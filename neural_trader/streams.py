@@ -136,7 +136,7 @@ class Streams:
 
     def permutations(self, epoch: int, n: int, device: str | torch.device = "cpu") -> torch.Tensor:
         """(S, n) int64: each replica's permutation of [0, n) for `epoch` (see the module docstring)."""
-        return Permuter(self, n, device)(epoch).clone()
+        return Permuter(self, n, device)(epoch).to(torch.int64)
 
     def permuter(self, n: int, device: str | torch.device = "cpu") -> "Permuter":
         """Each epoch's permutations of [0, n), drawn into buffers kept from one epoch to the next."""
@@ -148,8 +148,9 @@ class Permuter:
 
     A trainer calls it once per epoch; the buffers (about 14 bytes a row and
     replica) are allocated once, since on a fresh allocation every epoch the
-    page faults cost more than the arithmetic. The returned tensor is
-    overwritten by the next call.
+    page faults cost more than the arithmetic. A call returns (S, n) int32
+    values (int64 beyond 2**20 rows), a view of a buffer that the next call
+    overwrites.
     """
 
     def __init__(self, streams: Streams, n: int, device: str | torch.device = "cpu"):
@@ -169,7 +170,6 @@ class Permuter:
         self.x_right = x.bitwise_and(((1 << self.wr) - 1)).expand(s, -1)
         self.buffers = [torch.empty(s, size, dtype=self.dtype, device=self.device) for _ in range(3)]
         self.mask = torch.empty(s, size, dtype=torch.bool, device=self.device) if size > n else None
-        self.out = torch.empty(s, n, dtype=torch.int64, device=self.device)
 
     def __call__(self, epoch: int) -> torch.Tensor:
         a, b = self.streams.key(PERMUTATION, epoch)
@@ -190,7 +190,7 @@ class Permuter:
             wl, wr = wr, wl
         y = left.bitwise_left_shift_(wr).bitwise_or_(right)  # (S, 2**bits), a bijection of [0, 2**bits) each
         if self.mask is None:
-            return self.out.copy_(y)
+            return y
         torch.lt(y, self.n, out=self.mask)
-        compact = torch.masked_select(y, self.mask, out=f.view(-1)[: self.out.numel()])  # n values below n a row
-        return self.out.copy_(compact.view_as(self.out))
+        compact = torch.masked_select(y, self.mask, out=f.view(-1)[: len(self.streams) * self.n])  # n below n a row
+        return compact.view(len(self.streams), self.n)
