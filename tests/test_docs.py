@@ -69,6 +69,8 @@ RUN_BY: dict[tuple[str, str], tuple[str, ...]] = {
     ("docs/deployments.md", "prefect work-pool create"): (
         "tests/test_deployments.py::test_prefect_yaml_deploys_the_same_deployments",
         "tests/test_deployments.py::test_triggered_reruns_complete_are_recorded_and_pooled"),
+    ("docs/speed.md", "runtime.max_batch_bytes=1MiB"): (
+        "tests/test_docs.py::test_documented_errors_are_the_real_ones",),
     ("docs/warmups.md", "neural-trader run warmups"): (
         "tests/test_warmup_flows.py::test_flows_end_to_end",
         "tests/test_warmup_flows.py::test_cli_stage_runs_warmup_stages"),
