@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .market_config import MARKET_KINDS, CostsConfig, MarketsConfig, check_names as _check_names
-from .memory import TrainShape, parse_bytes, replica_blocks, trainer_bytes
+from .memory import TrainShape, evaluation_bytes, parse_bytes, replica_blocks, trainer_bytes
 from .seeding import SHARD_ALIGN, max_shards
 
 __all__ = [
@@ -176,9 +176,12 @@ class StudyConfig(_Strict):
         if self.runtime.seed_shards > (most := max_shards(self.seeds.count)):
             raise ValueError(f"runtime.seed_shards: must be <= {most} (seeds.count {self.seeds.count} in shards of "
                              f"{SHARD_ALIGN} replicas or more, for one batch's bytes), got {self.runtime.seed_shards}")
-        if self.runtime.max_batch_bytes is not None:
+        if (budget := self.runtime.max_batch_bytes) is not None:
+            d, windows = self.data, self.data.length - self.data.lag
             for shape in self.train_shapes():
-                replica_blocks(self.seeds.count, trainer_bytes(shape), self.runtime.max_batch_bytes)
+                replica_blocks(self.seeds.count, trainer_bytes(shape), budget)
+                replica_blocks(self.seeds.count, evaluation_bytes(d.n_test * windows, shape.rows, d.lag, shape.hidden),
+                               budget)
         return self
 
     def train_shapes(self, model: str | None = None) -> list[TrainShape]:

@@ -26,7 +26,7 @@ from .seeding import SHARD_ALIGN
 if TYPE_CHECKING:  # torch is imported where a size needs it: the config validates without it
     import torch
 
-__all__ = ["TrainShape", "trainer_bytes", "replica_blocks", "batch_budget", "parse_bytes", "free_bytes",
+__all__ = ["TrainShape", "trainer_bytes", "evaluation_bytes", "replica_blocks", "batch_budget", "parse_bytes", "free_bytes",
            "MemoryBudgetError", "format_bytes", "BUDGET_KEY"]
 
 BUDGET_KEY = "runtime.max_batch_bytes"
@@ -78,6 +78,21 @@ def trainer_bytes(shape: TrainShape) -> int:
     step = 4 * width * (6 * h + 8)
     valid = 4 * lane_padded(v) * (3 * h + 4)
     return int(MARGIN * (windows + stepper + permuter + noise + step + valid))
+
+
+def evaluation_bytes(test_rows: int, train_rows: int, lag: int, hidden: int) -> int:
+    """Peak bytes one replica takes in `evaluate.seed_metrics`, margin included.
+
+    The windows (float32), a forward pass's hidden units over a chunk of at
+    most 65,536 rows, and `policy_metrics`' float64 arrays (positions, P&L,
+    its square, signs, a copy of the returns: about ten a test row).
+    """
+    from .evaluate import REPLICA_CHUNK
+
+    windows = 4 * (lag + 1) * (test_rows + train_rows)
+    forward = 4 * (3 * hidden + 4) * min(max(test_rows, train_rows), REPLICA_CHUNK)
+    metrics = 8 * 10 * test_rows + 4 * 2 * train_rows
+    return int(MARGIN * (windows + forward + metrics))
 
 
 def replica_blocks(count: int, per_replica: int, budget: int, *, key: str = BUDGET_KEY) -> list[tuple[int, int]]:

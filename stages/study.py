@@ -24,7 +24,7 @@ from neural_trader import plots
 from neural_trader.config import StudyConfig
 from neural_trader.data import Windows, lag1_autocorrelation, make_generator, window_returns
 from neural_trader.history import final_summary, replica_table
-from neural_trader.memory import batch_budget, replica_blocks, trainer_bytes
+from neural_trader.memory import batch_budget, evaluation_bytes, replica_blocks, trainer_bytes
 from neural_trader.models import TraderNet
 from neural_trader.seeding import shard_names, shard_range
 from neural_trader.sources import make_source
@@ -171,23 +171,35 @@ def _load_history(ws: Workspace, cell: str) -> History:
 
 
 def evaluate(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dict[str, Any]:
-    """Held-out test metrics per replica, the baselines on the same draws, and the learned curve."""
-    cell = cell_name(regime, model)
+    """Held-out test metrics per replica, the baselines on the same draws, and the learned curve.
+
+    Replicas are evaluated in blocks that fit the memory budget, as they train,
+    each reading its own rows: the result is the same bytes for any blocks.
+    """
+    cell, d = cell_name(regime, model), cfg.data
     torch.set_num_threads(cfg.runtime.torch_threads)
-    windows, history = load_tensors(ws.windows(regime)), _load_history(ws, cell).values.numpy()
-    nets = {}
-    for which in ("last", "best"):  # the generators only shape the net: its weights are loaded
-        nets[which] = _net(cfg, model, [torch.Generator() for _ in range(cfg.seeds.count)])
-        nets[which].load_state_dict(load_tensors(ws.weights(cell, which)))
-        nets[which].eval()
-    train_w, test_w = _split(windows, "train"), _split(windows, "test")
+    history = _load_history(ws, cell).values.numpy()
+    weights = {which: load_tensors(ws.weights(cell, which)) for which in ("last", "best")}
+    windows = d.length - d.lag
+    per_replica = evaluation_bytes(d.n_test * windows, d.n_train * windows, d.lag, cfg.models[model].hidden)
+    oracle = make_source(d.regimes[regime]).oracle
+    parts = []
+    for lo, hi in replica_blocks(cfg.seeds.count, per_replica, batch_budget(cfg.runtime, torch.device("cpu"))):
+        rows = load_rows(ws.windows(regime), ("train_x", "train_y", "test_x", "test_y"), slice(lo, hi))
+        nets = {}
+        for which, state in weights.items():  # the generators only shape the net: its weights are loaded
+            nets[which] = _net(cfg, model, [torch.Generator() for _ in range(hi - lo)])
+            nets[which].load_state_dict({k: v[lo:hi] for k, v in state.items()})
+            nets[which].eval()
+        train_w, test_w = _split(rows, "train"), _split(rows, "test")
+        parts.append(ev.seed_metrics(nets, train_w.x, train_w.y, test_w.x, test_w.y, oracle))
     col = TRADER_COLUMNS.index
-    result = ev.evaluate_cell(nets, train_w.x, train_w.y, test_w.x, test_w.y, history[:, :, col("valid_return")],
-                              history[:, :, col("train_return")], make_source(cfg.data.regimes[regime]).oracle)
+    result = ev.summarise_cell(*ev.join_seed_metrics(parts), history[:, :, col("valid_return")],
+                               history[:, :, col("train_return")], oracle, d.n_test * windows)
     write_json(ws.eval_metrics(cell), {"regime": regime, "model": model, "replicas": cfg.seeds.count, **result})
-    oracle = result["baselines"].get("oracle", {}).get("mean_return")
+    oracle_return = result["baselines"].get("oracle", {}).get("mean_return")
     return {"cell": cell, "test_return": float(np.mean(result["per_seed"]["test_mean_return"])),
-            "oracle_return": oracle, "gap": float(np.mean(result["per_seed"]["gap"]))}
+            "oracle_return": oracle_return, "gap": float(np.mean(result["per_seed"]["gap"])), "blocks": len(parts)}
 
 
 def plot(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dict[str, Any]:

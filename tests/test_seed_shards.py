@@ -95,12 +95,14 @@ def test_a_shard_that_finished_is_kept_when_another_is_missing(shrunk_params, tm
 
 
 def test_replica_blocks_within_a_memory_budget_are_one_batchs_bytes(shrunk_params, tmp_path):
-    """runtime.max_batch_bytes small enough for 16 replicas a block: 40 replicas train as 16 + 16 + 8."""
-    from neural_trader.memory import trainer_bytes
+    """runtime.max_batch_bytes small enough for 16 replicas a block: 40 replicas train and evaluate as 16 + 16 + 8."""
+    from neural_trader.memory import evaluation_bytes, trainer_bytes
 
     cfg = load_params(shrunk_params, SHARDED[:1] + SHARDED[2:])
-    per_replica = max(trainer_bytes(shape) for shape in cfg.train_shapes())
-    blocked = load_params(shrunk_params, SHARDED[:1] + SHARDED[2:] + [f"runtime.max_batch_bytes={20 * per_replica}"])
+    d = cfg.data
+    per_replica = max(max(trainer_bytes(shape), evaluation_bytes(d.n_test * (d.length - d.lag), shape.rows, d.lag,
+                                                                  shape.hidden)) for shape in cfg.train_shapes())
+    blocked = load_params(shrunk_params, SHARDED[:1] + SHARDED[2:] + [f"runtime.max_batch_bytes={16 * per_replica}"])
     one, blocks = tmp_path / "one", tmp_path / "blocks"
     for ws, c in ((one, cfg), (blocks, blocked)):
         for name in ("generate", "window"):
@@ -108,15 +110,23 @@ def test_replica_blocks_within_a_memory_budget_are_one_batchs_bytes(shrunk_param
                 run_stage(name, c, ws, **item)
         for r, m in c.cells:
             trained = run_stage("train", c, ws, regime=r, model=m)
-            assert trained["blocks"] == (3 if c is blocked else 1), trained
-    assert _files(one) == _files(blocks) and any(k.startswith("models/") for k in _files(one))
+            evaluated = run_stage("evaluate", c, ws, regime=r, model=m)
+            if c is blocked:  # at least 16 a block, less than 40, on 16-replica boundaries
+                assert trained["blocks"] in (2, 3) and evaluated["blocks"] in (2, 3), (trained, evaluated)
+            else:
+                assert trained["blocks"] == evaluated["blocks"] == 1
+    files = _files(one)
+    assert files == _files(blocks) and any(k.startswith("models/") for k in files)
+    assert sum(k.startswith("metrics/eval") for k in files) == 4, sorted(files)
 
 
 def test_a_budget_too_small_for_one_block_fails_before_any_work_naming_the_key(shrunk_params, tmp_path):
-    from neural_trader.memory import trainer_bytes
+    from neural_trader.memory import evaluation_bytes, trainer_bytes
 
     cfg = load_params(shrunk_params, ["seeds.count=40"])
-    needed = 16 * max(trainer_bytes(shape) for shape in cfg.train_shapes())
+    d = cfg.data
+    needed = 16 * max(max(trainer_bytes(shape), evaluation_bytes(d.n_test * (d.length - d.lag), shape.rows, d.lag,
+                                                                  shape.hidden)) for shape in cfg.train_shapes())
     load_params(shrunk_params, ["seeds.count=40", f"runtime.max_batch_bytes={needed}"])  # just fits
     with pytest.raises(ConfigError, match=rf"runtime.max_batch_bytes: a block of 16 replicas needs .* at least {needed} "):
         load_params(shrunk_params, ["seeds.count=40", f"runtime.max_batch_bytes={needed - 1}"])
