@@ -1,6 +1,6 @@
 """The comparison across cells: per-cell summaries, pooling of reruns, the contrast family, figures.
 
-Takes the per-cell evaluations that `evaluate.evaluate_cell` produced (plain
+Takes the per-cell evaluations that `cell_metrics.evaluate_cell` produced (plain
 dicts, as read back from JSON) and returns values: the comparison dict (schema
 in `stages.compare`), its flat headline, and the figures as PNG bytes. Nothing
 here reads or writes a file.

@@ -101,6 +101,10 @@ class CompareConfig(_Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1, description="two-sided CI level")
     alpha: float = Field(0.05, gt=0, lt=0.5, description="family-wise error rate (Holm)")
     power: float = Field(0.8, gt=0.5, lt=1, description="power for the minimum detectable effect")
+    effect_of_interest: dict[Literal["test_return", "gap"], Annotated[float, Field(gt=0)]] = Field(
+        default_factory=lambda: {"test_return": 0.0001, "gap": 0.001},
+        description="per metric, in its units: the smallest difference worth finding. A contrast whose CI lies "
+        "inside +-this is called equivalent; an undecided one states the seeds that would detect it")
 
 
 class RuntimeConfig(_Strict):

@@ -13,9 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from .stats import _check_level, _percent, _vector, format_number, format_p, holm, min_detectable_effect, paired_test
+from .stats import (_check_level, _percent, _vector, format_number, format_p, holm, min_detectable_effect, paired_test,
+                    seeds_needed)
 
-__all__ = ["contrasts", "METRIC_LABELS"]
+__all__ = ["contrasts", "METRIC_LABELS", "STATES"]
+
+#: a contrast's verdict: a difference found, a difference ruled out (within the effect of interest), or neither
+STATES = ("significant", "equivalent", "undecided")
 
 #: how a metric is named in a verdict; unknown metrics use their key
 METRIC_LABELS: dict[str, str] = {"test_return": "test return", "gap": "overfitting gap"}
@@ -39,12 +43,20 @@ def _verdict(a: str, b: str, metric: str, rec: dict[str, Any], confidence: float
     diff, lo, hi = rec["diff"], rec["ci_lo"], rec["ci_hi"]
     if math.isnan(rec["p"]):
         return f"{a} vs {b} on {label} is not testable with n = {rec['n']} seed(s) (diff {format_number(diff)})"
-    if not rec["significant"]:
+    if rec["state"] == "equivalent":
         return (
-            f"no significant difference between {a} and {b} on {label} "
-            f"(diff {format_number(diff)}, {conf} CI {format_number(lo)} to {format_number(hi)}, "
-            f"adjusted p {format_p(rec['p_adj'])}; detectable at {_percent(power)} power: "
-            f"{format_number(rec['mde'])})"
+            f"{a} and {b} are equivalent on {label} within +-{format_number(rec['effect_of_interest'])} "
+            f"(diff {format_number(diff)}, {conf} CI {format_number(lo)} to {format_number(hi)}, inside the margin)"
+        )
+    if rec["state"] == "undecided":
+        effect = rec["effect_of_interest"]
+        need, what = (rec["seeds_needed_interest"], format_number(effect)) if effect else \
+            (rec["seeds_needed"], f"{format_number(abs(diff))} (the one observed)")
+        seeds = f"about {need:,} seeds" if need else "no number of seeds"
+        return (
+            f"undecided between {a} and {b} on {label}: {seeds} would detect an effect of {what} at "
+            f"{_percent(power)} power, {rec['n']} do now (diff {format_number(diff)}, {conf} CI "
+            f"{format_number(lo)} to {format_number(hi)}, adjusted p {format_p(rec['p_adj'])})"
         )
     up = diff > 0
     size = format_number(abs(diff))
@@ -69,6 +81,7 @@ def contrasts(
     power: float = 0.8,
     regime_metrics: Sequence[str] = ("test_return",),
     variant_metrics: Sequence[str] = ("test_return", "gap"),
+    effect_of_interest: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """The study's family of paired contrasts, Holm-adjusted together.
 
@@ -81,6 +94,8 @@ def contrasts(
         confidence, alpha, power: as in CompareConfig, so
             `contrasts(..., **cfg.compare.model_dump())` works.
         regime_metrics, variant_metrics: the metrics of each kind of contrast.
+        effect_of_interest: {metric: the smallest difference worth finding, in the
+            metric's units}; a metric without one is never called equivalent.
 
     The family, in this order:
       1. for each variant, each regime other than the reference minus the
@@ -94,7 +109,18 @@ def contrasts(
     Each record holds: name, kind ('regime' or 'variant'), a, b, within (the
     fixed variant or regime), metric, mean_a, mean_b, diff (mean of a - b),
     ci_lo, ci_hi (t interval at `confidence`), t, p, p_adj (Holm over the whole
-    family), significant (p_adj < alpha), mde, n and a one-line verdict.
+    family), significant (p_adj < alpha), mde, n, effect_of_interest (or None),
+    seeds_needed (to detect the observed |diff|), seeds_needed_interest (to
+    detect the effect of interest), state and a one-line verdict.
+
+    state is one of STATES: "significant" after the Holm adjustment;
+    else "equivalent" when the CI at `confidence` lies inside +- the effect of
+    interest (the CI rule: at 95% it is stricter than two one-sided tests at
+    5%, which use the 90% interval); else "undecided", and the verdict says
+    how many seeds would detect the effect of interest. Seeds needed use the
+    sample sd of the differences, the same level alpha / m and `power` as the
+    MDE (statsmodels' TTestPower); None when there is nothing to size them
+    from. A contrast is never reported as "no difference".
 
     `mde` is the minimum detectable effect at `power` for a two-sided test at
     level alpha / m (m = family size): the strictest level Holm can apply, so
@@ -162,6 +188,9 @@ def contrasts(
                 p=test["p"],
                 mde=min_detectable_effect(sd, test["n"], alpha / m, power),
                 n=test["n"],
+                effect_of_interest=(effect_of_interest or {}).get(metric),
+                seeds_needed=seeds_needed(sd, test["diff"], alpha / m, power),
+                seeds_needed_interest=seeds_needed(sd, (effect_of_interest or {}).get(metric, 0.0), alpha / m, power),
             )
         )
     if not records:
@@ -170,6 +199,9 @@ def contrasts(
     for rec, p_adj in zip(records, adjusted):
         rec["p_adj"] = float(p_adj)
         rec["significant"] = bool(p_adj < alpha)  # NaN compares False
+        margin = rec["effect_of_interest"]
+        inside = margin is not None and -margin < rec["ci_lo"] and rec["ci_hi"] < margin
+        rec["state"] = "significant" if rec["significant"] else "equivalent" if inside else "undecided"
         where = f"with {rec['within']}" if rec["kind"] == "regime" else f"on {rec['within']}"
         rec["verdict"] = f"{where}: " + _verdict(rec["a"], rec["b"], rec["metric"], rec, confidence, power)
     return records

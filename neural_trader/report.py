@@ -38,7 +38,9 @@ def comparison_markdown(cfg: StudyConfig, comparison: dict[str, Any], figures_di
         f"test split: {cfg.data.n_test} fresh series per seed, drawn independently for each seed, "
         f"so test noise is part of the spread across seeds. Intervals are {pct} t-intervals over seeds; "
         f"p-values are paired t-tests, Holm-adjusted across all {len(family)} contrasts "
-        f"(family-wise alpha {cfg.compare.alpha}).",
+        f"(family-wise alpha {cfg.compare.alpha}). A contrast is significant after that adjustment, equivalent "
+        f"when its {pct} CI lies inside +- the effect of interest (`compare.effect_of_interest`), or undecided, "
+        f"with the seeds that would detect that effect at {cfg.compare.power:.0%} power.",
         "",
         "## Verdicts",
         "",
@@ -66,18 +68,22 @@ def comparison_markdown(cfg: StudyConfig, comparison: dict[str, Any], figures_di
         "## Contrasts",
         "",
         "| contrast | diff | CI | p | adjusted p | detectable at "
-        f"{cfg.compare.power:.0%} power | significant |",
-        "|---|---|---|---|---|---|---|",
+        f"{cfg.compare.power:.0%} power | effect of interest | seeds needed: observed / of interest | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in family:
         lines.append(
             f"| {r['name'].replace('|', '/')} | {_fmt(r['diff'])} | {_fmt(r['ci_lo'])} to {_fmt(r['ci_hi'])} "
-            f"| {_p(r['p'])} | {_p(r['p_adj'])} | {_fmt(r['mde'])} "
-            f"| {'yes' if r['significant'] else 'no'} |"
+            f"| {_p(r['p'])} | {_p(r['p_adj'])} | {_fmt(r['mde'])} | {_fmt(r['effect_of_interest'])} "
+            f"| {_seeds(r['seeds_needed'])} / {_seeds(r['seeds_needed_interest'])} | {r['state']} |"
         )
     lines += ["", "## Figures", ""]
     lines += [f"![{f}]({figures_dir}/{f}.png)" for f in FIGURES]
     return "\n".join(lines) + "\n"
+
+
+def _seeds(n: int | None) -> str:
+    return "n/a" if n is None else f"{n:,}"
 
 
 # ---------------------------------------------------------------------- markets

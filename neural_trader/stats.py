@@ -36,6 +36,7 @@ __all__ = [
     "paired_test",
     "holm",
     "min_detectable_effect",
+    "seeds_needed",
     "format_number",
     "format_p",
 ]
@@ -236,3 +237,40 @@ def min_detectable_effect(
     if sd == 0:
         return 0.0
     return sd * _standard_mde(int(n), alpha, power, method)
+
+
+def seeds_needed(sd_diff: float, effect: float, alpha: float = 0.05, power: float = 0.8,
+                 *, most: int = 10**9) -> int | None:
+    """The fewest seeds (pairs) at which a two-sided paired t-test at level `alpha` detects a true mean
+    difference `effect` with probability `power`, the differences' sd being `sd_diff`.
+
+    The inverse of `min_detectable_effect` (exact: the noncentral t, both
+    tails): the smallest n >= 2 with min_detectable_effect(sd, n) <= |effect|,
+    found by doubling and bisection over n. tests/test_stats.py holds it to
+    statsmodels' `TTestPower.solve_power`, whose solver fails to converge for
+    the very large effect sizes (a few seeds) this must also answer. None when
+    there is nothing to detect (effect 0), no spread to size it from (sd not
+    finite) or more than `most` seeds would be needed; 2 when sd is 0.
+    """
+    alpha = _check_level(alpha, "alpha")
+    power = _check_level(power, "power")
+    sd, effect = float(sd_diff), abs(float(effect))
+    if not (math.isfinite(sd) and math.isfinite(effect)) or effect == 0:
+        return None
+    if sd == 0:
+        return 2
+
+    def detects(n: int) -> bool:
+        return sd * _standard_mde(n, alpha, power, "exact") <= effect
+
+    if detects(2):
+        return 2
+    lo, hi = 2, 4  # detects(lo) is False
+    while not detects(hi):
+        lo, hi = hi, hi * 2
+        if hi > most:
+            return None
+    while hi - lo > 1:  # detects(hi), not detects(lo)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if detects(mid) else (mid, hi)
+    return hi

@@ -16,7 +16,7 @@ from matplotlib.patches import Rectangle
 
 from . import plots
 from .sweep import REFERENCE
-from .sweep_report import _LABELS, _phrase, _value_text
+from .sweep_verdicts import _LABELS, _phrase, _value_text
 
 __all__ = ["heatmaps_png", "oracle_fraction_png", "sweep_figures"]
 

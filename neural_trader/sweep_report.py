@@ -1,6 +1,6 @@
 """The sweep's inference and report: per-point summaries, the grid-wide contrast family, verdicts, figures.
 
-Takes each point's evaluations (the dicts `evaluate.evaluate_cell` produced, as
+Takes each point's evaluations (the dicts `cell_metrics.evaluate_cell` produced, as
 read back from JSON, keyed by dropout value) and returns values: the
 `metrics/sweep.json` dict, the Markdown of `reports/sweep.md` and figures as
 PNG bytes. Nothing here reads or writes a file.
@@ -41,7 +41,12 @@ return series; NaN where a value is undefined, e.g. fewer than two seeds)::
         mde,                       # minimum detectable effect at level alpha (one test, unadjusted)
         mde_adjusted,              # ... at alpha / family_size, the strictest level either method applies
         q,                         # BH q-value or Holm-adjusted p, over the whole family
-        significant}]              # q < alpha
+        significant,               # q < alpha
+        effect_of_interest,        # compare.effect_of_interest of the metric, or null
+        seeds_needed,              # to detect the observed |diff| at alpha / family_size and `power`
+        seeds_needed_interest,     # ... to detect the effect of interest
+        state}]                    # significant | equivalent (CI inside +- the effect of interest) | undecided
+    effect_of_interest: {metric: float}
     verdicts: [str]                # plain words, significant cells then a closing line per metric
     failed: [{point, values, error}]   # points that did not compute: reported, not fatal
 """
@@ -58,6 +63,7 @@ from statsmodels.stats.multitest import multipletests
 from . import stats
 from .comparison import summarise_cell
 from .sweep import REFERENCE, Point, SweepConfig
+from .sweep_verdicts import _qname, _value_text, verdicts
 
 __all__ = ["SCHEMA", "FIGURES", "METRICS", "METHODS", "point_summary", "adjust_pvalues", "sweep_contrasts",
            "verdicts", "sweep_summary", "sweep_markdown"]
@@ -70,11 +76,6 @@ METRICS = {"test_return": "test_mean_return", "gap": "gap"}
 #: fdr setting -> (statsmodels method, words)
 METHODS = {"bh": ("fdr_bh", "Benjamini-Hochberg false discovery rate"),
            "holm": ("holm", "Holm family-wise error rate")}
-_LABELS = {"test_return": "test return", "gap": "the overfitting gap"}
-#: how an axis value reads in a sentence; other keys read 'key = value'
-_PHRASES = {"hidden": "{} hidden units", "data.n_train": "{} training series", "rho": "rho {}",
-            "train.epochs": "{} epochs", "seeds.count": "{} seeds", "data.length": "series of length {}",
-            "data.lag": "lag {}", "train.lr": "learning rate {}"}
 _TOL = 1e-12  # |oracle return| at or below this: the oracle earns nothing, no fraction
 
 
@@ -135,7 +136,8 @@ def _contrast(point: Point, d: float, metric: str, a: Any, b: Any, confidence: f
 
 
 def sweep_contrasts(points: Sequence[tuple[Point, Mapping[float, dict[str, Any]]]], *, confidence: float = 0.95,
-                    power: float = 0.8, alpha: float = 0.05, method: str = "bh") -> list[dict[str, Any]]:
+                    power: float = 0.8, alpha: float = 0.05, method: str = "bh",
+                    effect_of_interest: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
     """Dropout d minus dropout 0, paired by seed, on test return and gap, at every point; adjusted grid-wide.
 
     Args:
@@ -144,6 +146,10 @@ def sweep_contrasts(points: Sequence[tuple[Point, Mapping[float, dict[str, Any]]
         confidence, power: CI level and the power of the minimum detectable effect.
         alpha: q threshold (bh) or family-wise level (holm); also the MDE's level.
         method: "bh" or "holm".
+        effect_of_interest: {metric: smallest difference worth finding}, as the
+            study's `compare.effect_of_interest`: a contrast that is not
+            significant is equivalent when its CI lies inside +- it, else
+            undecided, with the seeds that would detect it.
 
     Returns one record per (point, dropout, metric), in the schema of the module docstring.
     """
@@ -163,84 +169,19 @@ def sweep_contrasts(points: Sequence[tuple[Point, Mapping[float, dict[str, Any]]
         rec["q"] = float(qi)
         rec["significant"] = bool(qi < alpha)  # NaN compares False
         rec["mde_adjusted"] = stats.min_detectable_effect(rec["sd_diff"], rec["n"], alpha / m, power)
+        margin = (effect_of_interest or {}).get(rec["metric"])
+        rec["effect_of_interest"] = margin
+        rec["seeds_needed"] = stats.seeds_needed(rec["sd_diff"], rec["diff"], alpha / m, power)
+        rec["seeds_needed_interest"] = stats.seeds_needed(rec["sd_diff"], margin or 0.0, alpha / m, power)
+        inside = margin is not None and -margin < rec["ci_lo"] and rec["ci_hi"] < margin
+        rec["state"] = "significant" if rec["significant"] else "equivalent" if inside else "undecided"
     return records
-
-
-# ---------------------------------------------------------------- verdicts
-def _value_text(value: Any) -> str:
-    """An axis or dropout value as given: 0.1 -> '0.1', 10000.0 -> '10000' (no exponent, no padding)."""
-    if isinstance(value, float) and math.isfinite(value):
-        return np.format_float_positional(value + 0.0, trim="-")
-    return str(value)
-
-
-def _phrase(key: str, value: Any) -> str:
-    text = _value_text(value)
-    if key == "hidden" and value == 1:
-        return "1 hidden unit"
-    return _PHRASES.get(key, key + " = {}").format(text)
-
-
-def _where(values: Mapping[str, Any]) -> str:
-    """' at 128 hidden units with 100 training series and rho 0.1', or '' for a grid of one point."""
-    parts = [_phrase(k, v) for k, v in values.items()]
-    if not parts:
-        return ""
-    rest = parts[1:]
-    tail = "" if not rest else " with " + (rest[0] if len(rest) == 1 else ", ".join(rest[:-1]) + " and " + rest[-1])
-    return f" at {parts[0]}{tail}"
-
-
-def _signed(x: float) -> str:
-    return ("+" if x > 0 else "") + stats.format_number(x)
-
-
-def _qname(method: str) -> str:
-    return "q" if method == "bh" else "Holm-adjusted p"
-
-
-def _verdict(rec: dict[str, Any], confidence: float, method: str) -> str:
-    d, diff = _value_text(rec["dropout"]), rec["diff"]
-    if rec["metric"] == "test_return":
-        what = f"{'raises' if diff > 0 else 'lowers'} test return"
-    else:
-        what = f"{'widens' if diff > 0 else 'narrows'} the overfitting gap"
-    return (f"dropout {d} {what}{_where(rec['values'])} ({_signed(diff)} per step, "
-            f"{stats._percent(confidence)} CI {stats.format_number(rec['ci_lo'])} to "
-            f"{stats.format_number(rec['ci_hi'])}, {_qname(method)} {stats.format_p(rec['q'])})")
-
-
-def _closing(metric: str, rows: list[dict[str, Any]], hits: int, alpha: float, method: str) -> str:
-    label, level = _LABELS[metric], f"{_qname(method)} < {alpha:g}"
-    count = f"{len(rows)} contrast{'s' if len(rows) != 1 else ''}"
-    untestable = sum(math.isnan(r["p"]) for r in rows)
-    note = f"; {untestable} not testable (fewer than 2 seeds)" if untestable else ""
-    if not hits:
-        return (f"no effect of dropout on {label} is significant anywhere in the grid at {level} "
-                f"({count}{note})")
-    if hits == len(rows) - untestable:
-        return f"on {label}, significant at every point and dropout value of the grid at {level} ({count}{note})"
-    return f"on {label}, nowhere else significant at {level} ({hits} of {count} significant{note})"
-
-
-def verdicts(records: Sequence[dict[str, Any]], alpha: float = 0.05, *, method: str = "bh",
-             confidence: float = 0.95) -> list[str]:
-    """Plain words: one line per significant contrast, then a closing line per metric, whatever the data say."""
-    lines = []
-    for metric in METRICS:
-        rows = [r for r in records if r["metric"] == metric]
-        if not rows:
-            continue
-        hits = [r for r in rows if r["significant"]]
-        lines += [_verdict(r, confidence, method) for r in hits]
-        lines.append(_closing(metric, rows, len(hits), alpha, method))
-    return lines
 
 
 # ---------------------------------------------------------------- the JSON
 def sweep_summary(sweep: SweepConfig, results: Sequence[tuple[Point, Mapping[float, dict[str, Any]]]],
                   failed: Sequence[tuple[Point, str]] = (), *, confidence: float = 0.95,
-                  power: float = 0.8) -> dict[str, Any]:
+                  power: float = 0.8, effect_of_interest: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The metrics/sweep.json dict (schema in the module docstring).
 
     Args:
@@ -248,7 +189,8 @@ def sweep_summary(sweep: SweepConfig, results: Sequence[tuple[Point, Mapping[flo
         failed: (point, error message) of every point that did not.
         confidence, power: params `compare` of the study.
     """
-    family = sweep_contrasts(results, confidence=confidence, power=power, alpha=sweep.alpha, method=sweep.fdr)
+    family = sweep_contrasts(results, confidence=confidence, power=power, alpha=sweep.alpha, method=sweep.fdr,
+                             effect_of_interest=effect_of_interest)
     points = [{**point.to_json(), "replicas": len(next(iter(evals.values()))["per_seed"]["test_mean_return"]),
                "summary": point_summary(evals, confidence)} for point, evals in results]
     return {
@@ -256,6 +198,7 @@ def sweep_summary(sweep: SweepConfig, results: Sequence[tuple[Point, Mapping[flo
         "dropout": sorted(sweep.dropout, key=lambda d: d != REFERENCE),
         "axes": [{"key": k, "values": list(v)} for k, v in sweep.axes.items()],
         "method": sweep.fdr, "alpha": sweep.alpha, "confidence": confidence, "power": power,
+        "effect_of_interest": dict(effect_of_interest or {}),
         "family_size": int(sum(not math.isnan(r["q"]) for r in family)),
         "points": points,
         "contrasts": family,
@@ -308,11 +251,13 @@ def sweep_markdown(summary: dict[str, Any], figures_dir: str = "../plots/sweep")
                          f"| {_ci_text(r['oracle_fraction'], 2)} | {_ci_text(r['gap'])} |")
     lines += ["", "## Contrasts (dropout d minus dropout 0)", "",
               (f"| point | dropout | metric | diff | {pct} CI | p | {qname} | detectable at {summary['power']:.0%} "
-               "power (alpha / adjusted) | significant |"),
-              "|---|---|---|---|---|---|---|---|---|"]
+               "power (alpha / adjusted) | seeds needed: observed / of interest | verdict |"),
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["contrasts"]:
+        need = " / ".join("n/a" if r.get(k) is None else f"{r[k]:,}" for k in ("seeds_needed", "seeds_needed_interest"))
         lines.append(f"| {r['point']} | {_value_text(r['dropout'])} | {r['metric']} | {_fmt(r['diff'])} "
                      f"| {_fmt(r['ci_lo'])} to {_fmt(r['ci_hi'])} | {_p(r['p'])} | {_p(r['q'])} "
-                     f"| {_fmt(r['mde'])} / {_fmt(r['mde_adjusted'])} | {'yes' if r['significant'] else 'no'} |")
+                     f"| {_fmt(r['mde'])} / {_fmt(r['mde_adjusted'])} | {need} "
+                     f"| {r.get('state', 'significant' if r['significant'] else 'undecided')} |")
     lines += ["", "## Figures", ""] + [f"![{f}]({figures_dir}/{f}.png)" for f in FIGURES]
     return "\n".join(lines) + "\n"

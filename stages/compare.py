@@ -13,7 +13,8 @@
               oracle_expected_return,                   # analytic, from the source's known law
               oracle_fraction}, ... ]                   # test_return.mean / oracle_return (null without signal)
     contrasts: [ {name, kind, a, b, within, metric, mean_a, mean_b, diff, ci_lo, ci_hi,
-                  t, p, p_adj, significant, mde, n, verdict}, ... ]   # see neural_trader.contrasts
+                  t, p, p_adj, significant, mde, n, effect_of_interest, seeds_needed,
+                  seeds_needed_interest, state, verdict}, ... ]   # see neural_trader.contrasts
 
 `metrics/comparison/headline.json` repeats the headline numbers as flat maps, the
 shape `dvc metrics show/diff` and `dvc exp show` can display (they skip lists):

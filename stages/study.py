@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from neural_trader import evaluate as ev
+from neural_trader import cell_metrics as cm
 from neural_trader import plots
 from neural_trader.config import StudyConfig
 from neural_trader.data import Windows, lag1_autocorrelation, make_generator, window_returns
@@ -192,9 +192,9 @@ def evaluate(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dict[s
             nets[which].load_state_dict({k: v[lo:hi] for k, v in state.items()})
             nets[which].eval()
         train_w, test_w = _split(rows, "train"), _split(rows, "test")
-        parts.append(ev.seed_metrics(nets, train_w.x, train_w.y, test_w.x, test_w.y, oracle))
+        parts.append(cm.seed_metrics(nets, train_w.x, train_w.y, test_w.x, test_w.y, oracle))
     col = TRADER_COLUMNS.index
-    result = ev.summarise_cell(*ev.join_seed_metrics(parts), history[:, :, col("valid_return")],
+    result = cm.summarise_cell(*cm.join_seed_metrics(parts), history[:, :, col("valid_return")],
                                history[:, :, col("train_return")], oracle, d.n_test * windows)
     write_json(ws.eval_metrics(cell), {"regime": regime, "model": model, "replicas": cfg.seeds.count, **result})
     oracle_return = result["baselines"].get("oracle", {}).get("mean_return")

@@ -37,7 +37,8 @@ def sweep_report(raw: dict[str, Any], sweep: SweepConfig, points: list[Point], w
         cfg = point_config(raw, point)
         results.append((point, _evaluations(cfg, Workspace(ws.sweep_point(point.name)), point)))
     study = point_config(raw, points[0]).compare
-    summary = sweep_summary(sweep, results, lost, confidence=study.confidence, power=study.power)
+    summary = sweep_summary(sweep, results, lost, confidence=study.confidence, power=study.power,
+                            effect_of_interest=study.effect_of_interest)
     write_json(ws.sweep_json, summary)
     for name, png in sweep_figures(summary).items():
         atomic_write_bytes(ws.sweep_plots / f"{name}.png", png)

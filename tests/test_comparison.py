@@ -8,7 +8,8 @@ import torch
 
 from neural_trader import comparison as cmp
 from neural_trader.config import AR1Regime, IIDRegime
-from neural_trader.evaluate import CURVE_GRID, evaluate_cell, policy_metrics
+from neural_trader.cell_metrics import evaluate_cell
+from neural_trader.evaluate import CURVE_GRID, policy_metrics
 from neural_trader.sources import make_source
 
 

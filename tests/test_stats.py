@@ -12,7 +12,7 @@ from hypothesis import strategies as hs
 from scipy import stats as st
 
 from neural_trader.config import CompareConfig
-from neural_trader.contrasts import contrasts
+from neural_trader.contrasts import STATES, contrasts
 from neural_trader.stats import (
     format_number,
     format_p,
@@ -20,6 +20,7 @@ from neural_trader.stats import (
     mean_ci,
     min_detectable_effect,
     paired_test,
+    seeds_needed,
 )
 
 
@@ -286,20 +287,69 @@ def test_contrasts_detect_strong_effect_with_verdicts():
     assert numbers == pytest.approx([-gap["ci_hi"], -gap["ci_lo"]], rel=0.01)
 
 
-def test_contrasts_non_significant_verdict():
+def test_contrasts_non_significant_verdict_is_undecided_with_the_seeds_it_needs():
     results = _family(np.random.default_rng(5))
     fam = contrasts(results, ["random", "momentum"], ["base", "dropout"], confidence=0.9, power=0.9)
     rec = next(r for r in fam if not r["significant"] and r["metric"] == "gap")
     v = rec["verdict"]
-    assert v.startswith("on random: no significant difference between dropout and base on overfitting gap (diff ")
+    assert rec["state"] == "undecided" and rec["effect_of_interest"] is None
+    assert v.startswith("on random: undecided between dropout and base on overfitting gap: about ")
+    assert "no significant difference" not in v and "no difference" not in v
     assert f"diff {format_number(rec['diff'])}, 90% CI {format_number(rec['ci_lo'])} to {format_number(rec['ci_hi'])}" in v
     assert f"adjusted p {format_p(rec['p_adj'])}" in v
-    assert f"detectable at 90% power: {format_number(rec['mde'])})" in v
-    # the MDE is taken at the family's Bonferroni level alpha / m, from the sd of the differences
+    # without an effect of interest, the seeds that would detect the observed difference
+    assert f"about {rec['seeds_needed']:,} seeds would detect an effect of {format_number(abs(rec['diff']))}" in v
+    # the MDE and the seeds needed are taken at the family's Bonferroni level alpha / m, from the sd of the differences
     d = results[(rec["within"], "dropout")]["gap"] - results[(rec["within"], "base")]["gap"]
     sd, m = float(np.std(d, ddof=1)), len(fam)
     assert rec["mde"] == pytest.approx(min_detectable_effect(sd, 16, 0.05 / m, 0.9))
     assert rec["mde"] > min_detectable_effect(sd, 16, 0.05, 0.9)
+    assert rec["seeds_needed"] == seeds_needed(sd, rec["diff"], 0.05 / m, 0.9) > 16  # not significant: more needed
+
+
+def test_contrasts_in_three_states_with_an_effect_of_interest():
+    """Significant after Holm; equivalent when the CI lies inside +- the margin; else undecided, with seeds."""
+    rng = np.random.default_rng(11)
+    noise = rng.normal(0, 1e-4, 64)
+    results = {(r, v): {"test_return": base + shift + rng.normal(0, 1e-5, 64) + noise, "gap": noise}
+               for r, base in (("random", 0.0), ("momentum", 0.08)) for v, shift in (("base", 0.0), ("dropout", 0.0))}
+    results[("momentum", "dropout")]["gap"] = noise + rng.normal(0, 0.01, 64)  # noisy: undecided at a 0.001 margin
+    fam = contrasts(results, ["random", "momentum"], ["base", "dropout"],
+                    effect_of_interest={"test_return": 1e-4, "gap": 0.001})
+    by = {r["name"]: r for r in fam}
+    assert by["momentum - random | base"]["state"] == "significant"
+    eq = by["dropout - base | random | test_return"]
+    assert eq["state"] == "equivalent" and -1e-4 < eq["ci_lo"] and eq["ci_hi"] < 1e-4
+    assert eq["verdict"] == (f"on random: dropout and base are equivalent on test return within +-{format_number(1e-4)} "
+                             f"(diff {format_number(eq['diff'])}, 95% CI {format_number(eq['ci_lo'])} to "
+                             f"{format_number(eq['ci_hi'])}, inside the margin)")
+    und = by["dropout - base | momentum | gap"]
+    assert und["state"] == "undecided" and not (-0.001 < und["ci_lo"] and und["ci_hi"] < 0.001)
+    sd = float(np.std(results[("momentum", "dropout")]["gap"] - results[("momentum", "base")]["gap"], ddof=1))
+    assert und["seeds_needed_interest"] == seeds_needed(sd, 0.001, 0.05 / len(fam), 0.8) > 64
+    assert (f"about {und['seeds_needed_interest']:,} seeds would detect an effect of {format_number(0.001)} at 80% power, "
+            "64 do now") in und["verdict"]
+    assert all(r["state"] in STATES for r in fam)
+
+
+@pytest.mark.parametrize("sd,n", [(1.0, 5), (0.002, 32), (3.0, 100), (1e-4, 512)])
+def test_seeds_needed_inverts_the_minimum_detectable_effect(sd, n):
+    """statsmodels' sample size against the hand-written MDE: n seeds detect the MDE at n, and n - 1 do not."""
+    effect = min_detectable_effect(sd, n, 0.05 / 6, 0.8)
+    assert seeds_needed(sd, effect, 0.05 / 6, 0.8) == n
+    assert seeds_needed(sd, effect * 1.001, 0.05 / 6, 0.8) <= n
+    assert seeds_needed(sd, effect * 0.999, 0.05 / 6, 0.8) >= n
+    assert seeds_needed(sd, 0.0) is None and seeds_needed(0.0, effect) == 2
+
+
+@pytest.mark.parametrize("effect_size", [0.05, 0.2, 0.5, 1.0, 2.0])
+@pytest.mark.parametrize("alpha,power", [(0.05, 0.8), (0.05 / 6, 0.9)])
+def test_seeds_needed_is_statsmodels_sample_size(effect_size, alpha, power):
+    """The hand-written search against statsmodels' TTestPower (paired = one-sample t on the differences)."""
+    from statsmodels.stats.power import TTestPower
+
+    n = TTestPower().solve_power(effect_size=effect_size, alpha=alpha, power=power, alternative="two-sided")
+    assert seeds_needed(1.0, effect_size, alpha, power) == max(2, math.ceil(float(n) - 1e-6))
 
 
 def test_contrasts_unequal_seed_counts():

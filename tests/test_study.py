@@ -62,7 +62,8 @@ def test_comparison_json_schema(shrunk_params, tmp_path):
         assert set(cell) == cell_keys
         assert set(cell["test_return"]) == {"mean", "ci_lo", "ci_hi"}
     contrast_keys = {"name", "kind", "a", "b", "within", "metric", "mean_a", "mean_b", "diff", "ci_lo", "ci_hi",
-                     "t", "p", "p_adj", "significant", "mde", "n", "verdict"}
+                     "t", "p", "p_adj", "significant", "mde", "n", "verdict", "effect_of_interest", "seeds_needed",
+                     "seeds_needed_interest", "state"}
     assert len(result["contrasts"]) == 6
     for c in result["contrasts"]:
         assert set(c) == contrast_keys

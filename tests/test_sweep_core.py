@@ -274,25 +274,31 @@ def _record(**kw) -> dict:
 
 
 def test_verdicts_say_what_the_data_say():
-    recs = [_record(), _record(dropout=0.1, diff=0.001, p=0.5, q=0.9, significant=False),
+    recs = [_record(), _record(dropout=0.1, diff=0.001, p=0.5, q=0.9, significant=False, state="undecided",
+                               seeds_needed_interest=900),
             _record(metric="gap", diff=-0.02, ci_lo=-0.03, ci_hi=-0.01, q=0.01),
-            _record(metric="gap", dropout=0.1, p=0.7, q=0.8, significant=False)]
+            _record(metric="gap", dropout=0.1, p=0.7, q=0.8, significant=False, state="equivalent",
+                    effect_of_interest=0.001)]
     assert verdicts(recs, 0.05) == [
         ("dropout 0.5 raises test return at 128 hidden units with 100 training series and rho 0.1 "
          "(+0.0120 per step, 95% CI 0.00400 to 0.0200, q = 0.003)"),
-        "on test return, nowhere else significant at q < 0.05 (1 of 2 contrasts significant)",
+        ("on test return, 1 of 2 contrasts significant at q < 0.05; not significant anywhere else: 1 undecided "
+         "(up to about 900 seeds would detect the effect of interest)"),
         ("dropout 0.5 narrows the overfitting gap at 128 hidden units with 100 training series and rho 0.1 "
          "(-0.0200 per step, 95% CI -0.0300 to -0.0100, q = 0.01)"),
-        "on the overfitting gap, nowhere else significant at q < 0.05 (1 of 2 contrasts significant)",
+        "on the overfitting gap, 1 of 2 contrasts significant at q < 0.05; not significant anywhere else: "
+        "1 equivalent within +-0.00100",
     ]
-    quiet = [_record(significant=False, q=0.4), _record(metric="gap", significant=False, q=0.4, p=math.nan)]
+    quiet = [_record(significant=False, q=0.4, state="undecided", seeds_needed_interest=None, seeds_needed=None),
+             _record(metric="gap", significant=False, q=0.4, p=math.nan)]
     assert verdicts(quiet, 0.05, method="holm") == [
-        ("no effect of dropout on test return is significant anywhere in the grid at Holm-adjusted p < 0.05 "
-         "(1 contrast)"),
-        ("no effect of dropout on the overfitting gap is significant anywhere in the grid at Holm-adjusted p < 0.05 "
-         "(1 contrast; 1 not testable (fewer than 2 seeds))"),
+        "on test return, no contrast significant anywhere in the grid at Holm-adjusted p < 0.05 (1 contrast): "
+        "1 undecided",
+        ("on the overfitting gap, no contrast significant anywhere in the grid at Holm-adjusted p < 0.05 "
+         "(1 contrast); 1 not testable (fewer than 2 seeds)"),
     ]
     assert verdicts([_record(values={})])[0].startswith("dropout 0.5 raises test return (+0.0120 per step")
+    assert not any("no difference" in line or "no effect" in line for line in verdicts(recs + quiet, 0.05))
 
 
 # ------------------------------------------------------------------ summary, report, figures
