@@ -191,6 +191,10 @@ class Workspace:
     def seed_shard(self, cell: str, shard: str) -> Path:
         return self.private / "shards" / cell / shard
 
+    def seed_block(self, cell: str, lo: int, hi: int, key: str) -> Path:
+        """A trained block of replicas lo..hi-1 of a cell, kept for reuse when seeds.count grows."""
+        return self.private / "blocks" / cell / f"{lo:05d}-{hi:05d}-{key}.safetensors"
+
     def stamp(self, stage: str, item: str) -> Path:
         return self.private / "stamps" / f"{stage}@{item}.json" if item else self.private / "stamps" / f"{stage}.json"
 

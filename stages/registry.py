@@ -30,14 +30,13 @@ from neural_trader.seeding import shard_names
 
 from .catalog import Workspace, file_digest, read_json
 
-__all__ = ["Stage", "STAGES", "FLOW_STAGES", "ALL_STAGES", "STUDY_STAGES", "WARMUPS", "Item", "ITEM_KEYS", "item_id", "cell_name", "code_files",
-           "stage_key", "up_to_date", "whole_up_to_date", "comparison_outputs"]
+__all__ = ["Stage", "STAGES", "FLOW_STAGES", "ALL_STAGES", "STUDY_STAGES", "WARMUPS", "Item", "ITEM_KEYS", "item_id",
+           "cell_name", "code_files", "code_digest", "stage_key", "up_to_date", "whole_up_to_date", "comparison_outputs"]
 
 Item = dict[str, str]
 
-# Training sums depend on the intra-op thread count, and CUDA's on the device:
-# both are in the key of every stage whose bytes they change. The device is keyed
-# as set (auto | cpu | cuda), not as resolved: resolving it needs torch.
+# Training sums depend on the intra-op thread count, and CUDA's on the device: both are in the key of every
+# stage whose bytes they change. The device is keyed as set (auto | cpu | cuda): resolving it needs torch.
 THREADS = "runtime.torch_threads"
 DEVICE = "runtime.device"
 
@@ -106,8 +105,8 @@ def _train_params(cfg: StudyConfig, i: Item) -> list[str]:
     return ["seeds", "data.lag", "train", f"models.{i['model']}", THREADS, DEVICE]
 
 
-_TRAIN_CODE = ("stages.study", "neural_trader.models", "neural_trader.train", "neural_trader.data",
-               "neural_trader.history")
+_TRAIN_CODE = ("stages.study", "stages.blocks", "neural_trader.models", "neural_trader.train",
+               "neural_trader.data", "neural_trader.history")
 
 
 COMPARISON_FIGURES = ("test_return", "gap", "learned_position", "valid_return")  # neural_trader.comparison.FIGURES
@@ -152,7 +151,7 @@ STUDY_STAGES: tuple[Stage, ...] = (
     Stage("evaluate", ("regime", "model"),
           lambda c, i: ["seeds.count", "data.lag", f"models.{i['model']}", f"data.regimes.{i['regime']}", THREADS],
           ("stages.study", "neural_trader.evaluate", "neural_trader.sources", "neural_trader.models",
-           "neural_trader.train"),
+           "neural_trader.train", "neural_trader.cell_metrics"),
           lambda c, w, i: [w.windows(i["regime"]), *_train_outputs(w, i)[:3]],
           lambda c, w, i: [w.eval_metrics(_cell(w, i))]),
     Stage("plot", ("regime", "model"),
@@ -265,12 +264,14 @@ def _module_file(name: str) -> Path:
 def code_files(stage: Stage) -> list[Path]:
     """Source files of a stage: its modules, this registry and the catalog (located, not imported)."""
     names = {*stage.code, __name__, "stages.catalog"}
-    if "neural_trader.data" in names:  # its generators are seeded by neural_trader.seeding
+    if names & {"neural_trader.train", "neural_trader.models"}:  # they draw from the counter-based streams
+        names |= {"neural_trader.streams", "neural_trader.steppers"}
+    if names & {"neural_trader.data", "neural_trader.streams"}:  # seeded by neural_trader.seeding
         names.add("neural_trader.seeding")
     return [_module_file(name) for name in sorted(names)]
 
 
-def _code_digest(stage: Stage) -> str:
+def code_digest(stage: Stage) -> str:  # sha256 over a stage's code files, names and bytes
     h = hashlib.sha256()
     for path in code_files(stage):
         h.update(path.name.encode() + b"\0" + path.read_bytes())
@@ -285,7 +286,7 @@ def stage_key(stage: str, cfg: StudyConfig, ws: Workspace, item: Item) -> str:
         "item": item,
         "params": {k: cfg.section(k) for k in spec.params(cfg, item)},
         "inputs": {ws.rel(p): file_digest(p) for p in spec.inputs(cfg, ws, item)},
-        "code": _code_digest(spec),
+        "code": code_digest(spec),
         "workspace": str(ws.root),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]

@@ -26,12 +26,13 @@ from neural_trader.data import Windows, lag1_autocorrelation, make_generator, wi
 from neural_trader.history import final_summary, replica_table
 from neural_trader.memory import batch_budget, evaluation_bytes, replica_blocks, trainer_bytes
 from neural_trader.models import TraderNet
-from neural_trader.seeding import shard_names, shard_range
+from neural_trader.seeding import SHARD_ALIGN, shard_names, shard_range
 from neural_trader.sources import make_source
 from neural_trader.streams import Streams
 from neural_trader.train import TRADER_COLUMNS, History, resolve_device, train_trader
 
 from .catalog import Workspace, atomic_write_bytes, load_rows, load_tensors, save_tensors, write_json
+from .blocks import read_block, runs, rows_digest, seed_block_key, write_block
 from .registry import cell_name
 
 log = logging.getLogger("neural_trader")
@@ -119,20 +120,59 @@ def join_shards(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dic
 
 def _train_replicas(cfg: StudyConfig, ws: Workspace, regime: str, model: str, lo: int, hi: int,
                     device: str | None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor, dict]:
-    """Replicas lo..hi of a cell, trained in blocks that fit the memory budget: last and best weights, history, run facts.
+    """Replicas lo..hi of a cell: last and best weights, history values and run facts.
 
-    The blocks sit on SHARD_ALIGN boundaries and read only their own rows of
-    the windows file, so a cell larger than memory trains block by block; the
-    blocks' rows, joined in order, are one batch's bytes.
+    Replicas come in seed blocks of SHARD_ALIGN, each kept under .nt/blocks/
+    by what determines it (`registry.seed_block_key`: train's params but
+    seeds.count, its code, its own rows of the windows). A block kept from an
+    earlier run is read back; the others train together, in batches that fit
+    the memory budget, each reading only its rows. So raising seeds.count
+    trains only the new replicas, and any grouping gives one batch's bytes.
     """
-    t, s, cell = cfg.train, cfg.seeds, cell_name(regime, model)
+    cell, item = cell_name(regime, model), {"regime": regime, "model": model}
     dev = resolve_device(device or cfg.runtime.device)
     torch.set_num_threads(cfg.runtime.torch_threads)  # process-wide; every stage sets the same value
+    kept, missing = {}, []
+    for a in range(lo, hi, SHARD_ALIGN):
+        b = min(a + SHARD_ALIGN, hi)
+        rows = load_rows(ws.windows(regime), _TRAIN_ROWS, slice(a, b))
+        path = ws.seed_block(cell, a, b, seed_block_key(cfg, item, a, b, rows_digest(rows)))
+        if path.is_file():
+            kept[a] = read_block(path)
+        else:
+            missing.append((a, b, path))
+    start, batches, trained = time.perf_counter(), 0, 0
+    for group in runs(missing):  # consecutive blocks to train, one range at a time
+        last, best, values, batches_here = _train_range(cfg, ws, regime, model, group[0][0], group[-1][1], dev)
+        batches, trained = batches + batches_here, trained + group[-1][1] - group[0][0]
+        for a, b, path in group:
+            part = slice(a - group[0][0], b - group[0][0])
+            block = ({k: v[part] for k, v in last.items()}, {k: v[part] for k, v in best.items()}, values[part])
+            write_block(path, *block)
+            kept[a] = block
+    seconds = time.perf_counter() - start
+    # the seconds last: tests/test_concurrency.py reads them from the record's args
+    log.info("trained %s replicas %d-%d (%d trained, %d reused) on %s in %.1f s", cell, lo, hi - 1, trained,
+             hi - lo - trained, dev, seconds)
+    parts = [kept[a] for a in sorted(kept)]
+    last, best = ({k: torch.cat([p[i][k] for p in parts]) for k in parts[0][i]} for i in (0, 1))
+    values = torch.cat([p[2] for p in parts])
+    return last, best, values, {"device": str(dev), "seconds": round(seconds, 2), "blocks": batches,
+                                "trained_replicas": trained, "reused_replicas": hi - lo - trained}
+
+
+_TRAIN_ROWS = ("train_x", "train_y", "valid_x", "valid_y")
+
+
+def _train_range(cfg: StudyConfig, ws: Workspace, regime: str, model: str, lo: int, hi: int,
+                 dev: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor, int]:
+    """Replicas lo..hi trained in batches that fit the memory budget; also the number of batches."""
+    t, s, cell = cfg.train, cfg.seeds, cell_name(regime, model)
     (shape,) = cfg.train_shapes(model)
-    blocks = [(lo + a, lo + b) for a, b in replica_blocks(hi - lo, trainer_bytes(shape), batch_budget(cfg.runtime, dev))]
-    parts, start = [], time.perf_counter()
-    for b_lo, b_hi in blocks:
-        rows = load_rows(ws.windows(regime), ("train_x", "train_y", "valid_x", "valid_y"), slice(b_lo, b_hi))
+    batches = [(lo + a, lo + b) for a, b in replica_blocks(hi - lo, trainer_bytes(shape), batch_budget(cfg.runtime, dev))]
+    parts = []
+    for b_lo, b_hi in batches:
+        rows = load_rows(ws.windows(regime), _TRAIN_ROWS, slice(b_lo, b_hi))
         # initial weights from CPU generators, the epochs' draws from counter-based streams: the same bits on any device
         net = _net(cfg, model, [make_generator(s.base, "init", r) for r in range(b_lo, b_hi)]).to(dev)
         history, best = train_trader(
@@ -141,12 +181,8 @@ def _train_replicas(cfg: StudyConfig, ws: Workspace, regime: str, model: str, lo
             lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, progress=cfg.runtime.progress, desc=cell)
         parts.append(({k: v.cpu() for k, v in net.state_dict().items()}, {k: v.cpu() for k, v in best.items()},
                       history.values))
-    seconds = time.perf_counter() - start
-    log.info("trained %s replicas %d-%d: %d epochs on %s in %.1f s%s", cell, lo, hi - 1, t.epochs, dev, seconds,
-             f" ({len(blocks)} blocks)" if len(blocks) > 1 else "")
     last, best = ({k: torch.cat([p[i][k] for p in parts]) for k in parts[0][i]} for i in (0, 1))
-    values = torch.cat([p[2] for p in parts])
-    return last, best, values, {"device": str(dev), "seconds": round(seconds, 2), "blocks": len(blocks)}
+    return last, best, torch.cat([p[2] for p in parts]), len(batches)
 
 
 def _save_cell(cfg: StudyConfig, ws: Workspace, regime: str, model: str, last: dict[str, torch.Tensor],

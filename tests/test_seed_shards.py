@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -133,3 +134,38 @@ def test_a_budget_too_small_for_one_block_fails_before_any_work_naming_the_key(s
     with pytest.raises(ConfigError, match=r"runtime.max_batch_bytes: expected a byte count .* got '2 parsecs'"):
         load_params(shrunk_params, ["runtime.max_batch_bytes=2 parsecs"])
     assert load_params(shrunk_params, ["runtime.max_batch_bytes=1.5GiB"]).runtime.max_batch_bytes == 3 * 2**29
+
+
+def test_more_seeds_train_only_the_new_replicas_and_keep_the_old_bytes(shrunk_params, tmp_path):
+    """32 seeds, then 48 in the same workspace: the train stage reruns (its key holds the count) but trains only
+    replicas 32-47, reading 0-31 back from .nt/blocks; those 32 rows are the 32-seed run's bytes."""
+    from stages.catalog import load_tensors
+
+    def run(count: int) -> tuple:
+        cfg = load_params(shrunk_params, [f"seeds.count={count}", "train.epochs=4", "models.dropout.dropout=0.3"])
+        for name in ("generate", "window"):
+            for item in STAGES[name].grid(cfg):
+                run_stage(name, cfg, tmp_path, **item)
+        ws = Workspace(tmp_path)
+        trained = run_stage("train", cfg, tmp_path, regime="momentum", model="dropout")
+        weights = {which: load_tensors(ws.weights("momentum-dropout", which)) for which in ("last", "best")}
+        history = load_tensors(ws.model_dir("momentum-dropout") / "history.safetensors")["values"]
+        return trained, weights, history
+
+    small, small_weights, small_history = run(32)
+    assert (small["trained_replicas"], small["reused_replicas"], small["reused"]) == (32, 0, False)
+    large, large_weights, large_history = run(48)
+    assert (large["trained_replicas"], large["reused_replicas"], large["reused"]) == (16, 32, False)
+    assert large_history.shape[0] == 48 and torch.equal(large_history[:32], small_history)
+    for which, tensors in small_weights.items():
+        for k, v in tensors.items():
+            assert torch.equal(large_weights[which][k][:32], v), (which, k)
+    # and the 48 are what a fresh 48-seed run trains
+    fresh = tmp_path / "fresh"
+    cfg = load_params(shrunk_params, ["seeds.count=48", "train.epochs=4", "models.dropout.dropout=0.3"])
+    for name in ("generate", "window"):
+        for item in STAGES[name].grid(cfg):
+            run_stage(name, cfg, fresh, **item)
+    assert run_stage("train", cfg, fresh, regime="momentum", model="dropout")["trained_replicas"] == 48
+    assert torch.equal(load_tensors(Workspace(fresh).model_dir("momentum-dropout") / "history.safetensors")["values"],
+                       large_history)
