@@ -51,7 +51,23 @@ def read_params(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: the file is empty; it needs the study's sections (seeds, data, models, ...)")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    if "extends" in raw:  # an overlay: the file it names (relative to this one), then these keys over it
+        base = raw.pop("extends")
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{path}: extends: expected the path of a params file, got {base!r}")
+        if (path.parent / base).resolve() == path.resolve():
+            raise ConfigError(f"{path}: extends: a params file cannot extend itself")
+        return _merged(read_params(path.parent / base), raw)
     return raw
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on `base`, mappings merged key by key, anything else (an empty mapping too: `{}` clears) replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        merge = isinstance(value, dict) and value and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if merge else value
+    return out
 
 
 def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:

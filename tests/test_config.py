@@ -112,3 +112,30 @@ def test_stage_refuses_a_broken_params_file(tmp_path, capsys):
 def test_stage_refuses_an_unknown_stage_or_item(tmp_path, capsys, args, expected):
     rc, line = _stage(tmp_path, capsys, *args)
     assert rc == 2 and line.startswith(expected), line
+
+
+def test_an_overlay_extends_a_params_file_key_by_key(tmp_path):
+    """`extends:` reads the named file (relative to the overlay), then merges the overlay's keys over it."""
+    powered = load_params(ROOT / "params" / "powered.yaml")
+    default = load_params(ROOT / "params.yaml")
+    assert powered.seeds.count == 1152 and powered.seeds.count % 16 == 0
+    assert powered.markets.regimes == {}  # an empty mapping clears
+    assert powered.model_dump(exclude={"seeds", "markets"}) == default.model_dump(exclude={"seeds", "markets"})
+    assert powered.seeds.base == default.seeds.base
+    (tmp_path / "deep").mkdir()
+    (tmp_path / "deep" / "o.yaml").write_text(f"extends: {ROOT / 'params.yaml'}\ntrain:\n  lr: 0.02\n")
+    over = load_params(tmp_path / "deep" / "o.yaml", ["train.epochs=3"])
+    assert (over.train.lr, over.train.epochs, over.train.batch_size) == (0.02, 3, default.train.batch_size)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("extends: 3\n", "extends: expected the path of a params file, got 3"),
+    ("extends: o.yaml\n", "extends: a params file cannot extend itself"),
+    ("extends: missing.yaml\n", "missing.yaml: params file not found"),
+    ("extends: base.yaml\ntrain:\n  lr: -1\n", "train.lr: Input should be greater than 0"),
+])
+def test_a_bad_overlay_names_the_file_and_the_key(tmp_path, text, expected):
+    (tmp_path / "base.yaml").write_text((ROOT / "params.yaml").read_text())
+    (tmp_path / "o.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(")):
+        load_params(tmp_path / "o.yaml")
