@@ -51,6 +51,25 @@ def test_no_effect_is_invented_between_two_iid_regimes(shrunk_params, tmp_path):
         assert abs(c["diff"]) < 0.01
 
 
+@pytest.mark.slow
+def test_two_iid_regimes_stay_null_at_512_seeds(shrunk_params, tmp_path):
+    """At 512 seeds no test-return contrast between two i.i.d. regimes, or dropout on them, is significant, and
+    a contrast is called equivalent only where its CI lies inside +- the effect of interest."""
+    regimes = '{"random": {"kind": "iid"}, "momentum": {"kind": "ar1", "rho": 0.0}}'
+    overrides = [f"data.regimes={regimes}", "seeds.count=512", "data.n_test=100", "train.epochs=5",
+                 "markets.regimes={}"]
+    cfg, result = _study(shrunk_params, tmp_path, overrides)
+    tested = [c for c in result["contrasts"] if c["metric"] == "test_return"]
+    assert len(tested) == 4 and all(c["n"] == 512 for c in tested)
+    for c in tested:
+        assert not c["significant"] and c["state"] != "significant", c["verdict"]
+    for c in result["contrasts"]:
+        margin = cfg.compare.effect_of_interest[c["metric"]]
+        inside = -margin < c["ci_lo"] and c["ci_hi"] < margin
+        assert (c["state"] == "equivalent") == (inside and not c["significant"]), c["verdict"]
+        assert "no difference" not in c["verdict"] and "no significant difference" not in c["verdict"]
+
+
 def test_comparison_json_schema(shrunk_params, tmp_path):
     cfg, result = _study(shrunk_params, tmp_path, [])
     assert result["schema"] == 1 and result["replicas"] == cfg.seeds.count
