@@ -6,7 +6,7 @@ device named, each in a fresh temporary workspace, in one process, and prints
 the wall seconds of each run and their ratio, then how far apart the runs'
 `metrics/comparison.json` are: the largest difference of a cell's or a
 contrast's mean in units of its standard error across seeds, and whether every
-verdict (significant or not, and which way) is the same. The last line is JSON.
+verdict (significant, equivalent or undecided, and which way) is the same. The last line is JSON.
 
     python benchmarks/device_study.py --devices cpu cuda      # on a machine with a GPU
     python benchmarks/device_study.py --devices cpu --set seeds.count=4 --set train.epochs=5   # a quick try
@@ -61,7 +61,8 @@ def apart(a: dict, b: dict) -> dict:
     same = True
     for x, y in zip(a["contrasts"], b["contrasts"], strict=True):
         worst = max(worst, abs(x["diff"] - y["diff"]) / se(x))
-        same &= x["significant"] == y["significant"] and (not x["significant"] or (x["diff"] > 0) == (y["diff"] > 0))
+        # the verdict's state (significant, equivalent, undecided) and, when significant, its direction
+        same &= x["state"] == y["state"] and (not x["significant"] or (x["diff"] > 0) == (y["diff"] > 0))
     for market, m in a["market"].items():
         same &= (m["spa_p"] < m["alpha"]) == (b["market"][market]["spa_p"] < m["alpha"])
     return {"max_diff_in_se": round(worst, 4), "same_verdicts": bool(same)}

@@ -49,7 +49,7 @@ RUN_BY: dict[tuple[str, str], tuple[str, ...]] = {
     ("README.md", "check --set train.lr=-1"): (
         "tests/test_readme.py::test_documented_error_is_the_real_one",
         "tests/test_docs.py::test_documented_errors_are_the_real_ones"),
-    ("README.md", "check --set data.regimes.x.kind=csv"): (
+    ("docs/extending.md", "check --set data.regimes.x.kind=csv"): (
         "tests/test_docs.py::test_documented_errors_are_the_real_ones",
         "tests/test_layout.py::test_malformed_params_fail_before_any_work"),
     ("docs/commands.md", "neural-trader --help"): (

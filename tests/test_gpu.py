@@ -2,7 +2,8 @@
 
 Skipped, every test, where torch sees no CUDA device; none needs Prefect or DVC
 except the last, which skips without Prefect (`benchmarks/gpu_check.sh` runs this
-file on machines that have neither). The first checks are the CPU suite's
+file on machines that have neither): the default study runs through the stage
+layer (`stages.run.run_stage`), as `neural-trader stage` does. The first checks are the CPU suite's
 (tests/test_train.py) run on CUDA, on its data (`windows`) and sizes: the
 hand-written step equals autograd, a batch of replicas equals each replica
 trained alone, and a model trained on CUDA equals the same model trained on the
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -32,6 +34,7 @@ from neural_trader.data import Windows
 from neural_trader.models import TraderNet
 from neural_trader.streams import DROPOUT
 from neural_trader.train import TRADER_COLUMNS, fit, trader_loss, trader_stats
+from stages.catalog import Workspace
 from tests.test_train import HIDDEN, L, gens, streams, windows
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
@@ -74,18 +77,32 @@ def test_float32_matmuls_are_not_tf32():
     assert not torch.backends.cuda.matmul.allow_tf32  # TF32 would move the sums by ~1e-3: no tolerance above holds
 
 
-@pytest.mark.parametrize("dropout", [0.5, 0.3])  # packed bits, a byte a unit
-def test_cuda_draws_the_same_permutations_and_masks_as_the_cpu(dropout):
-    s = streams("shuffle", 5)
+def test_cuda_draws_the_same_permutations_words_and_bytes_as_the_cpu():
+    """Every kind of draw, bit for bit: permutations from tiny to past the int64 switch, words, bytes."""
+    s = streams("shuffle", 33)
     for epoch in (0, 7):
-        assert torch.equal(s.permutations(epoch, 960, CUDA).cpu(), s.permutations(epoch, 960))
-        assert torch.equal(s.bytes(DROPOUT, epoch, 4000, CUDA).cpu(), s.bytes(DROPOUT, epoch, 4000))
+        for n in (1, 7, 960, 16_000):
+            assert torch.equal(s.permutations(epoch, n, CUDA).cpu(), s.permutations(epoch, n)), (epoch, n)
+        big = 2**20 + 1  # past the int32 arithmetic; two replicas keep the CPU's side short
+        assert torch.equal(s[:2].permutations(epoch, big, CUDA).cpu(), s[:2].permutations(epoch, big)), epoch
+        assert torch.equal(s.words(DROPOUT, epoch, 999, CUDA).cpu(), s.words(DROPOUT, epoch, 999))
+        assert torch.equal(s.bytes(DROPOUT, epoch, 4001, CUDA).cpu(), s.bytes(DROPOUT, epoch, 4001))
+    on_cuda, on_cpu = s.permuter(960, CUDA), s.permuter(960)  # the trainer's reused buffers, epoch after epoch
+    for epoch in range(4):
+        out = on_cuda(epoch)
+        assert out.is_cuda and torch.equal(out.cpu(), on_cpu(epoch)), epoch
+
+
+@pytest.mark.parametrize("dropout", [0.5, 0.3])  # packed bits, a byte a unit
+def test_cuda_draws_the_same_dropout_masks_as_the_cpu(dropout):
+    s = streams("shuffle", 5)
     cpu_net = TraderNet(gens("init", 5), L, HIDDEN, dropout)
     cuda_net = TraderNet(gens("init", 5), L, HIDDEN, dropout).to(CUDA)
     assert torch.equal(cuda_net.layer0.weight.cpu(), cpu_net.layer0.weight)  # CPU generators: the same init
-    noise = cuda_net.sample_noise(960, s, 3)
-    assert noise.is_cuda and torch.equal(noise.cpu(), cpu_net.sample_noise(960, s, 3))
-    assert torch.equal(cuda_net.dropout_mask(noise).cpu(), cpu_net.dropout_mask(noise.cpu()))
+    for epoch in (0, 3):
+        noise = cuda_net.sample_noise(960, s, epoch)
+        assert noise.is_cuda and torch.equal(noise.cpu(), cpu_net.sample_noise(960, s, epoch))
+        assert torch.equal(cuda_net.dropout_mask(noise).cpu(), cpu_net.dropout_mask(noise.cpu()))
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.5, 0.3])  # no noise, random bits, random bytes
@@ -115,52 +132,155 @@ def test_cuda_trains_what_the_cpu_trains(dropout):
     assert_same_training(train(CUDA, dropout=dropout), train(torch.device("cpu"), dropout=dropout))
 
 
-def _se(interval: dict, n: int, confidence: float) -> float:
-    """The standard error behind a t-interval over n seeds: half its width over the t quantile."""
-    return (interval["ci_hi"] - interval["ci_lo"]) / (2 * stats.t.ppf(0.5 + confidence / 2, n - 1))
+# ------------------------------------------------------------------ the default study on both devices
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_study(cfg, ws: Workspace) -> dict[str, dict]:
+    """Every stage of the study in registry order (`STUDY_STAGES`: generate ... compare), without Prefect or DVC.
+
+    Each stage through `stages.run.run_stage`, the function both front doors
+    call, for every item of its grid. Returns {"stage@item": its summary}.
+    """
+    from stages.registry import STUDY_STAGES, item_id
+    from stages.run import run_stage
+
+    return {f"{stage.name}@{item_id(item)}": run_stage(stage.name, cfg, ws, **item)
+            for stage in STUDY_STAGES for item in stage.grid(cfg)}
 
 
 @pytest.mark.slow
 def test_default_study_is_device_independent(tmp_path):
-    """The default study on CUDA and on the CPU, stage by stage without Prefect: same verdicts, close means.
+    """The default study (params.yaml) on CUDA and on the CPU, stage by stage: same verdicts, close means.
 
-    Tolerance, derived: both devices draw the same initial weights, data,
-    permutations and masks, so the two runs differ only by float summation
-    order, about 1e-7 relative per operation, which training can grow but
-    which has no direction. The study's statements rest on means over seeds
-    whose uncertainty is their standard error across seeds (0.0002-0.0004
-    per step for test return at 32 seeds). Each cell's and contrast's mean
-    must agree within half its standard error: a difference that large would
-    move a t-statistic by 0.5 and could flip a verdict near the threshold, so
-    anything below it leaves the report's statements as they are, and the
-    verdicts (significant or not, and which way) must then be identical.
+    Tolerance, derived. Both devices draw the same data, initial weights
+    (CPU generators), permutations and dropout masks (counter-based streams,
+    checked bit for bit above), so the two runs differ only in the order of
+    float32 sums: about 1e-7 relative per operation, which training can
+    grow over epochs but which has no direction across seeds. Every statement
+    of the report rests on a mean over seeds, and the uncertainty of that
+    mean is its standard error across seeds (about 0.0003 per step for a
+    cell's test return at 32 seeds). Each reported mean must therefore agree
+    within half its standard error (taken from its interval: half-width over
+    the Student t quantile for the intervals over seeds, over the normal one
+    for the markets' bootstrap intervals over days). A difference that large
+    would shift a t statistic by 0.5 and could move a verdict near its
+    threshold; a device's reordered sums stay orders of magnitude below it,
+    so the verdicts (each contrast's state, the direction of a significant
+    one, the SPA test's decision and StepM's set, each break-even note)
+    must be identical, and the data-only numbers (buy-and-hold, the oracle,
+    the markets' baselines) equal to the last bit.
     """
     from stages.catalog import load_params, read_json
-    from tests.conftest import ROOT, run_study_stages
 
     results = {}
     for device in ("cpu", "cuda"):
         cfg = load_params(ROOT / "params.yaml", [f"runtime.device={device}"])
-        run_study_stages(cfg, tmp_path / device)
-        results[device] = read_json(tmp_path / device / "metrics" / "comparison.json")
+        ws = Workspace(tmp_path / device)
+        summaries = run_study(cfg, ws)
+        assert not any(s["reused"] for s in summaries.values())  # a fresh workspace: every stage ran
+        trained = [s["device"] for k, s in summaries.items() if k.startswith("train@")]
+        assert trained and all(d.startswith(device) for d in trained), trained  # cuda really trained on CUDA
+        results[device] = read_json(ws.comparison_json)
     assert_same_findings(results["cpu"], results["cuda"])
 
 
-def assert_same_findings(cpu: dict, gpu: dict) -> None:
-    """Two comparison.json files state the same: means within half a standard error, the same verdicts."""
-    n, confidence = cpu["replicas"], cpu["confidence"]
-    for a, b in zip(cpu["cells"], gpu["cells"], strict=True):
-        assert (a["regime"], a["model"]) == (b["regime"], b["model"])
-        for metric in ("test_return", "gap"):
-            se = _se(a[metric], n, confidence)
-            assert abs(a[metric]["mean"] - b[metric]["mean"]) <= 0.5 * se, (a["regime"], a["model"], metric)
-    for a, b in zip(cpu["contrasts"], gpu["contrasts"], strict=True):
-        assert a["name"] == b["name"]
-        assert abs(a["diff"] - b["diff"]) <= 0.5 * _se(a, n, confidence), a["name"]
-        assert (a["significant"], math.copysign(1, a["diff"]) if a["significant"] else 0) == \
-            (b["significant"], math.copysign(1, b["diff"]) if b["significant"] else 0), a["name"]
-    for market, m in cpu["market"].items():  # SPA: some variant beats buy-and-hold, or none does
-        assert (m["spa_p"] < m["alpha"]) == (gpu["market"][market]["spa_p"] < m["alpha"]), market
+def standard_errors(doc: dict) -> dict[tuple, tuple[float | None, float | None]]:
+    """{path: (estimate, its standard error)} of every estimate comparison.json reports with an interval.
+
+    The intervals: a cell's `{mean, ci_lo, ci_hi}` (Student t over the
+    seeds), a contrast's `{diff, ci_lo, ci_hi, n}` (paired t over n seeds),
+    a market's `{mean, ci}`, `{mean_annual, ci}` and `sharpe_net` with
+    `sharpe_net_ci` (stationary bootstrap over days: normal quantile), and
+    each market variant's seed spread `{sharpe_net_mean, sharpe_net_sd,
+    count}`. An interval key of any other name fails: it is a mean this
+    check does not cover yet.
+    """
+    level = doc["confidence"]
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    out: dict[tuple, tuple[float | None, float | None]] = {}
+
+    def width(lo, hi) -> float | None:
+        return None if lo is None or hi is None else hi - lo
+
+    def walk(node, path: tuple) -> None:
+        if isinstance(node, list):
+            for i, v in enumerate(node):
+                name = (f"{v['regime']}-{v['model']}" if "regime" in v else v.get("name", i)) \
+                    if isinstance(v, dict) else i
+                walk(v, (*path, name))
+            return
+        if not isinstance(node, dict):
+            return
+        unknown = [k for k in node if ("ci" in k.split("_")) and k not in ("ci", "ci_lo", "ci_hi", "sharpe_net_ci")]
+        assert not unknown, f"{path}: intervals {unknown} not checked by standard_errors"
+        if "ci_lo" in node:  # a t interval over seeds
+            t = float(stats.t.ppf(0.5 + level / 2, node.get("n", doc["replicas"]) - 1))
+            w = width(node["ci_lo"], node["ci_hi"])
+            out[path] = (node["mean"] if "mean" in node else node["diff"], None if w is None else w / (2 * t))
+        if isinstance(node.get("ci"), list):  # a bootstrap interval over days
+            w = width(*node["ci"])
+            out[path] = (node["mean"] if "mean" in node else node["mean_annual"], None if w is None else w / (2 * z))
+        if "sharpe_net_ci" in node:
+            w = width(*node["sharpe_net_ci"])
+            out[(*path, "sharpe_net")] = (node["sharpe_net"], None if w is None else w / (2 * z))
+        if "sharpe_net_sd" in node:  # the spread of single seeds' Sharpe ratios
+            out[(*path, "sharpe_net_mean")] = (node["sharpe_net_mean"], node["sharpe_net_sd"] / node["count"] ** 0.5)
+        for k, v in node.items():
+            walk(v, (*path, k))
+
+    walk(doc, ())
+    return out
+
+
+def verdicts(doc: dict) -> dict[tuple, object]:
+    """Every categorical statement of comparison.json: contrast states and directions, SPA, StepM, break-even."""
+    out: dict[tuple, object] = {}
+    for c in doc["contrasts"]:
+        direction = math.copysign(1, c["diff"]) if c["state"] == "significant" else 0
+        out[("contrast", c["name"])] = (c["state"], c["significant"], direction)
+    for market, m in doc["market"].items():
+        out[("spa", market)] = (m["spa_p"] < m["alpha"], tuple(m["spa"]["superior"]))
+        for name, row in {**m["variants"], **m["baselines"]}.items():
+            out[("break_even", market, name)] = row["break_even_note"]
+    return out
+
+
+DATA_ONLY = ("buy_and_hold_return", "oracle_return", "oracle_expected_return")  # a cell's numbers without a model
+
+
+def assert_same_findings(cpu: dict, gpu: dict, tolerance: float = 0.5) -> float:
+    """Two comparison.json files state the same; returns the largest |difference of means| / standard error.
+
+    Means within `tolerance` standard errors (the first file's), the same
+    verdicts, the data-only numbers equal. Lists every offender, not the first.
+    """
+    assert [(c["regime"], c["model"]) for c in cpu["cells"]] == [(c["regime"], c["model"]) for c in gpu["cells"]]
+    assert [c["name"] for c in cpu["contrasts"]] == [c["name"] for c in gpu["contrasts"]]
+    assert (cpu["replicas"], cpu["confidence"], sorted(cpu["market"])) == \
+        (gpu["replicas"], gpu["confidence"], sorted(gpu["market"]))
+    a, b = standard_errors(cpu), standard_errors(gpu)
+    assert a.keys() == b.keys(), set(a) ^ set(b)
+    assert len(a) >= 3 * len(cpu["cells"]) + len(cpu["contrasts"]), sorted(a)  # the walk found the intervals
+    worst, far = 0.0, []
+    for path, (mean, se) in a.items():
+        other = b[path][0]
+        if mean is None or other is None or not se:  # no spread (a baseline held flat): the same number
+            if mean != other:
+                far.append((path, mean, other, se))
+            continue
+        ratio = abs(mean - other) / se
+        worst = max(worst, ratio)
+        if not ratio <= tolerance:
+            far.append((path, mean, other, se))
+    assert not far, f"means more than {tolerance} standard errors apart (path, cpu, cuda, se): {far}"
+    va, vb = verdicts(cpu), verdicts(gpu)
+    assert va == vb, {k: (v, vb.get(k)) for k, v in va.items() if vb.get(k) != v}
+    for x, y in zip(cpu["cells"], gpu["cells"]):
+        assert [x[k] for k in DATA_ONLY] == [y[k] for k in DATA_ONLY], (x["regime"], x["model"])
+    for market, m in cpu["market"].items():
+        assert m["baselines"] == gpu["market"][market]["baselines"], market
+    return worst
 
 
 @pytest.mark.slow

@@ -4,12 +4,18 @@ Every test here is about properties, not pinned values (except `mix32`, held to
 a plain-Python transcription of its formula): a permutation is a permutation,
 draws depend on (replica seed, purpose, epoch) alone, two replicas or two
 epochs never share a stream, positions and pairs are uniform (chi-square on a
-fixed draw), words and bytes are uniform, every value stays in range (no
-signed overflow), and the CPU and a GPU draw the same bits.
+fixed draw), words and bytes are uniform, dropout keeps a unit with the
+model's stated probability, every value stays in range (no signed overflow),
+and the CPU and a GPU draw the same bits.
 
 Chi-square tests run on fixed seeds, so they pass or fail the same way every
 run; each asserts p > 1e-4, a threshold a uniform generator passes with
-probability 0.9999 per test at the fixed draw chosen.
+probability 0.9999 per test. There are 13 such tests: should the permutation
+algorithm change (new draws), a correct one still passes them all with
+probability above 0.998, while a broken one (a round too few, a biased bit)
+lands at p < 1e-10 at these sample sizes. Rates (bits of words, kept units)
+are held to 6 binomial standard deviations, which a fair draw exceeds with
+probability 2e-9.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import pytest
 import torch
 from scipy import stats
 
+from neural_trader.data import make_generator
+from neural_trader.models import TraderNet
 from neural_trader.streams import DROPOUT, PERMUTATION, Streams, mix32
 
 M32 = 2**32 - 1
@@ -57,9 +65,10 @@ def test_every_row_is_a_permutation(n):
         assert torch.equal(perm.sort(dim=1).values, torch.arange(n).expand(5, n))
 
 
-def test_a_large_domain_permutes_in_range():
-    """2**20 + 1 rows take the int64 path (domain 2**21): values stay in [0, n), each once."""
-    n = 2**20 + 1
+@pytest.mark.parametrize("n", [2**20, 2**20 + 1])
+def test_a_large_domain_permutes_in_range(n):
+    """Sizes that straddle the module's switch from int32 to int64 arithmetic (at 2**20 rows as written):
+    values stay in [0, n), each once, where a signed overflow would show as a value out of range or repeated."""
     perm = Streams([7]).permutations(3, n)[0]
     assert int(perm.min()) == 0 and int(perm.max()) == n - 1
     assert torch.equal(torch.bincount(perm, minlength=n), torch.ones(n, dtype=torch.int64))
@@ -135,8 +144,9 @@ def test_words_and_bytes_are_uniform():
     bits = ((words.unsqueeze(-1) >> torch.arange(32)) & 1).double()  # (16, 4096, 32)
     per_bit = bits.mean(dim=(0, 1))  # 65,536 draws a bit: sd 0.002
     assert torch.all((per_bit - 0.5).abs() < 6 * 0.5 / 256), per_bit
-    counts = torch.bincount(Streams.keyed("streams", "bytes", replicas=range(16)).bytes(DROPOUT, 0, 65_536).flatten().long(),
-                            minlength=256)
+    raw = Streams.keyed("streams", "bytes", replicas=range(16)).bytes(DROPOUT, 0, 65_536)  # 4096 draws a value
+    assert raw.dtype == torch.uint8 and raw.shape == (16, 65_536)
+    counts = torch.bincount(raw.flatten().long(), minlength=256)
     assert stats.chisquare(counts.double().numpy()).pvalue > 1e-4
 
 
@@ -145,6 +155,41 @@ def test_bytes_are_the_words_little_endian():
     words, raw = streams.words(DROPOUT, 1, 5), streams.bytes(DROPOUT, 1, 18)
     expected = [[(w >> (8 * i)) & 255 for w in row for i in range(4)][:18] for row in words.tolist()]
     assert raw.tolist() == expected
+
+
+@pytest.mark.parametrize("dropout", [0.5, 0.3])  # packed bits (keep_bytes 128), a byte a unit (179)
+def test_dropout_keeps_a_unit_with_the_stated_probability(dropout):
+    """The fraction of units `sample_noise` keeps, overall, per unit and per pair of units, on a fixed draw.
+
+    64 replicas x 4000 rows x 5 units = 1.28M units, kept independently with
+    probability keep = keep_bytes / 256: the fraction kept has binomial sd
+    sqrt(keep (1 - keep) / 1.28M) (0.00044 at keep 0.5) and is held to 6 sd;
+    each unit's (256,000 draws: sd 0.001) and the rate at which units 0 and 1
+    are both kept (mean keep**2) likewise. The inverted-dropout multipliers
+    then average 1 within 6 of their sd. keep itself is within 1/512 of
+    1 - dropout (0.3: keep_bytes = round(179.2) = 179, keep = 0.69921875).
+    """
+    replicas, rows = 64, 4000
+    model = TraderNet([make_generator("test_streams", "init", s) for s in range(replicas)], 4, 5, dropout)
+    assert model.keep == model.keep_bytes / 256 and abs(model.keep - (1 - dropout)) <= 1 / 512
+    assert model.keep_bytes == (128 if dropout == 0.5 else 179)
+    streams = Streams.keyed("streams", "dropout", replicas=range(replicas))
+    mask = model.dropout_mask(model.sample_noise(rows, streams, 3))  # (S, rows, hidden): 1/keep or 0
+    assert mask.shape == (replicas, rows, 5)
+    kept, keep = (mask > 0).double(), model.keep
+    assert set(mask.unique().tolist()) == {0.0, float(torch.tensor(1 / keep, dtype=mask.dtype))}
+
+    def sd(p: float, draws: int) -> float:
+        return (p * (1 - p) / draws) ** 0.5
+
+    assert abs(kept.mean().item() - keep) < 6 * sd(keep, kept.numel())
+    per_unit = kept.mean(dim=(0, 1))
+    assert torch.all((per_unit - keep).abs() < 6 * sd(keep, replicas * rows)), per_unit
+    both = (kept[..., 0] * kept[..., 1]).mean().item()
+    assert abs(both - keep**2) < 6 * sd(keep**2, replicas * rows), both
+    assert abs(mask.double().mean().item() - 1) < 6 * sd(keep, kept.numel()) / keep
+    model.eval()
+    assert model.sample_noise(rows, streams, 3) is None  # no dropout outside training
 
 
 @pytest.mark.parametrize("bad,match", [([1, 1], "distinct"), ([-1], r"\[0, 2\*\*63\)"), ([[1, 2]], "1-D"),
