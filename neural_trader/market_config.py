@@ -96,7 +96,9 @@ class MarketsConfig(_Strict):
     walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
     models: dict[str, MarketModel] = Field(default_factory=_default_models)
     epochs: int = Field(100, ge=1, le=100_000, description="passes over each fold's training window "
-                        "(with train.batch_size >= train, one step each); the best is picked on validation")
+                        "(with batch_size >= train, one step each); the best is picked on validation")
+    lr: float = Field(0.01, gt=0, le=10, description="RMSprop learning rate of the market traders")
+    batch_size: int = Field(1000, ge=1, description="rows a step; at least the training window: one step an epoch")
     reps: int = Field(1000, ge=100, le=100_000, description="stationary-bootstrap resamples (CIs and SPA)")
     bootstrap_seed: int = Field(0, ge=0, lt=2**32, description="seed of every bootstrap: same params, same bytes")
 

@@ -67,7 +67,7 @@ def _replica_keys(cfg: StudyConfig, market: str, purpose: str, folds: tuple[int,
 
 def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> dict[str, Any]:
     """Train S seeds of one variant on every fold; keep each replica's best-validation-epoch weights."""
-    t, cell = cfg.train, cell_name(market, model)
+    mk, cell = cfg.markets, cell_name(market, model)
     dev = resolve_device(cfg.runtime.device)
     torch.set_num_threads(cfg.runtime.torch_threads)
     best, history, start = {}, {}, time.perf_counter()
@@ -75,7 +75,7 @@ def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> di
     for i, g in enumerate(groups):
         keys = {purpose: _replica_keys(cfg, market, purpose, g.folds) for purpose in ("init", "train")}
         m = cfg.markets.models[model]
-        shape = TrainShape(g.train_x.shape[1], g.valid_x.shape[1], cfg.markets.lag, max(m.hidden, 1), t.batch_size,
+        shape = TrainShape(g.train_x.shape[1], g.valid_x.shape[1], cfg.markets.lag, max(m.hidden, 1), mk.batch_size,
                            m.dropout)
         parts = []
         for lo, hi in replica_blocks(len(keys["init"]), trainer_bytes(shape), batch_budget(cfg.runtime, dev)):
@@ -83,7 +83,7 @@ def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> di
             train, valid = (Windows(torch.from_numpy(a[lo:hi]), torch.from_numpy(b[lo:hi])).to(dev)
                             for a, b in ((g.train_x, g.train_y), (g.valid_x, g.valid_y)))
             hist, state = train_trader(net, train, valid, Streams([seed_from(*key) for key in keys["train"][lo:hi]]),
-                                       lr=t.lr, epochs=cfg.markets.epochs, batch_size=t.batch_size,
+                                       lr=mk.lr, epochs=mk.epochs, batch_size=mk.batch_size,
                                        progress=cfg.runtime.progress, desc=cell)
             parts.append(({k: v.cpu() for k, v in state.items()}, hist.values))
         best.update({f"{i}.{k}": torch.cat([p[0][k] for p in parts]) for k in parts[0][0]})
@@ -96,8 +96,8 @@ def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> di
     best_epoch = float(np.mean([h[:, :, -1].argmax(dim=1).double().mean() + 1 for h in history.values()]))
     log.info("trained %s: %d folds x %d seeds x %d epochs in %.1f s", cell, sum(map(len, folds)),
              cfg.seeds.count, cfg.markets.epochs, seconds)
-    return {"cell": cell, "replicas": sum(map(len, folds)) * cfg.seeds.count, "epochs": cfg.markets.epochs,
-            "best_epoch_mean": round(best_epoch, 1), "seconds": round(seconds, 2)}
+    return {"cell": cell, "device": str(dev), "replicas": sum(map(len, folds)) * cfg.seeds.count,
+            "epochs": cfg.markets.epochs, "best_epoch_mean": round(best_epoch, 1), "seconds": round(seconds, 2)}
 
 
 def market_evaluate(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> dict[str, Any]:

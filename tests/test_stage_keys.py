@@ -69,3 +69,20 @@ def test_editing_a_module_rekeys_exactly_the_stages_that_list_it(code, module):
     expected = {spec.name for spec in STUDY_STAGES if every or module in spec.code}
     assert expected and _changed(before, after) == expected
     assert _keys(code) == before  # the edit undone, the keys are back
+
+
+def test_the_synthetic_train_section_does_not_key_the_market_stages(shrunk_params, tmp_path):
+    """Markets own their training knobs: train.* re-keys the synthetic train stage only; markets.lr the market one."""
+    from stages.catalog import Workspace, load_params
+    from stages.registry import stage_key
+
+    ws = Workspace(tmp_path)
+    base = load_params(shrunk_params)
+    item, cell = {"market": "sp500", "model": "base"}, {"regime": "momentum", "model": "base"}
+    for override in ("train.epochs=7", "train.lr=0.02", "train.batch_size=500"):
+        changed = load_params(shrunk_params, [override])
+        assert stage_key("market_train", changed, ws, item) == stage_key("market_train", base, ws, item), override
+        assert stage_key("train", changed, ws, cell) != stage_key("train", base, ws, cell), override
+    for override in ("markets.lr=0.02", "markets.batch_size=500", "markets.epochs=7"):
+        changed = load_params(shrunk_params, [override])
+        assert stage_key("market_train", changed, ws, item) != stage_key("market_train", base, ws, item), override
