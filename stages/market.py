@@ -20,7 +20,7 @@ import torch
 from neural_trader.config import StudyConfig
 from neural_trader.data import Windows, make_generator
 from neural_trader.evaluate import CURVE_GRID, position_curve, replica_positions
-from neural_trader.market import MarketData, fold_groups, oos_rows, prepare_market
+from neural_trader.market import MarketData, fold_groups, oos_rows
 from neural_trader.memory import TrainShape, batch_budget, replica_blocks, trainer_bytes
 from neural_trader.models import LinearTrader, TraderNet
 from neural_trader.seeding import seed_from
@@ -29,6 +29,7 @@ from neural_trader.streams import Streams
 from neural_trader.train import resolve_device, train_trader
 
 from .catalog import Workspace, load_tensors, save_tensors, write_json
+from .params import prepared_market
 from .registry import cell_name
 
 log = logging.getLogger("neural_trader")
@@ -41,8 +42,7 @@ def _load(ws: Workspace, market: str) -> MarketData:
 def market_data(cfg: StudyConfig, ws: Workspace, market: str) -> dict[str, Any]:
     """Read the market's closes, and cut its scaled windows and walk-forward folds."""
     source = make_source(cfg.markets.regimes[market])
-    series = source.series(ws.root)
-    data = prepare_market(series, cfg.markets)
+    series, data = prepared_market(cfg.markets.regimes[market], ws.root, cfg.markets)  # read once a process
     save_tensors(ws.market_series(market), {k: torch.from_numpy(v) for k, v in data.arrays().items()})
     oos = data.t[oos_rows(data)]
     day = lambda i: str(np.datetime64(int(data.dates[i]), "D"))  # noqa: E731  the end day of return i

@@ -8,6 +8,7 @@ ValueError naming the file (and key, line) before any work starts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -98,12 +99,38 @@ def check_inputs(cfg: StudyConfig, root: str | Path) -> None:
     """Read every market's price file and cut its folds, writing nothing.
 
     A bad file (named with its line and problem) or a series too short for one
-    fold raises ValueError before any work starts. Light: no torch.
+    fold raises ValueError before any work starts. Light: no torch. The result
+    is kept (`prepared_market`), so the market_data stage of the same process
+    does not read the file again.
     """
-    from neural_trader.market import prepare_market, read_market
-
     for market, spec in cfg.markets.regimes.items():
         try:
-            prepare_market(read_market(spec, Path(root)), cfg.markets)
+            prepared_market(spec, root, cfg.markets)
         except ValueError as exc:
             raise ValueError(f"markets.regimes.{market}: {exc}") from None
+
+
+_PREPARED: dict[str, Any] = {}
+
+
+def prepared_market(spec: Any, root: str | Path, markets: Any) -> tuple[Any, Any]:
+    """(PriceSeries, MarketData) of one market: its closes read and checked, its windows and folds cut.
+
+    Kept per process under what determines them: the market's spec, the markets
+    section, and for a CSV its resolved path, size and modification time (a file
+    changed on disk is read again). The checks before a run and the market_data
+    stage then read and cut a price file once, not three times.
+    """
+    from neural_trader.market import prepare_market, read_market
+    from neural_trader.market_config import CsvMarket
+
+    key = [spec.model_dump(mode="json"), markets.model_dump(mode="json", exclude={"regimes"})]
+    if isinstance(spec, CsvMarket):
+        path = (Path(root) / spec.path).resolve()
+        stat = path.stat() if path.is_file() else None
+        key.append([str(path), stat and stat.st_size, stat and stat.st_mtime_ns])
+    cache_key = json.dumps(key, sort_keys=True)
+    if cache_key not in _PREPARED:
+        series = read_market(spec, Path(root))
+        _PREPARED[cache_key] = (series, prepare_market(series, markets))
+    return _PREPARED[cache_key]

@@ -122,3 +122,25 @@ def test_a_missing_price_file_is_named(tmp_path):
     proc = subprocess.run([BIN / "neural-trader", "check", "--params", str(params), "--workspace", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "spx.csv" in proc.stderr, proc.stderr
+
+
+def test_a_price_file_is_read_once_a_process(shrunk_params, tmp_path, monkeypatch):
+    """The checks before a run (the CLI's and the flow's) and the market_data stage share one read and one cut;
+    a file changed on disk is read again."""
+    import neural_trader.market as market_module
+    from stages import params as params_module
+    from stages.catalog import load_params
+    from stages.run import run_stage
+
+    reads = []
+    real = market_module.read_market
+    monkeypatch.setattr(market_module, "read_market", lambda spec, root: reads.append(spec) or real(spec, root))
+    monkeypatch.setattr(params_module, "_PREPARED", {})
+    cfg = load_params(shrunk_params, ["markets.walk_forward.test=500"])
+    params_module.check_inputs(cfg, tmp_path)
+    params_module.check_inputs(cfg, tmp_path)
+    run_stage("market_data", cfg, tmp_path, market="sp500")
+    assert len(reads) == 1
+    changed = load_params(shrunk_params, ["markets.walk_forward.test=400"])  # another cut: read and cut again
+    params_module.check_inputs(changed, tmp_path)
+    assert len(reads) == 2
