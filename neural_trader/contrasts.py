@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .stats import (_check_level, _percent, _vector, format_number, format_p, holm, min_detectable_effect, paired_test,
-                    seeds_needed)
+from .stats import (_check_level, _percent, _vector, decision, format_number, format_p, holm, min_detectable_effect,
+                    paired_test)
 
 __all__ = ["contrasts", "METRIC_LABELS", "STATES"]
 
@@ -162,6 +162,7 @@ def contrasts(
 
     m = len(plan)
     records: list[dict[str, Any]] = []
+    sds: list[float] = []  # the sd of each contrast's differences, for the seeds it needs
     for kind, name, a, b, within, metric in plan:
         if kind == "regime":
             va, vb = _cell(results, a, within, metric), _cell(results, b, within, metric)
@@ -188,20 +189,17 @@ def contrasts(
                 p=test["p"],
                 mde=min_detectable_effect(sd, test["n"], alpha / m, power),
                 n=test["n"],
-                effect_of_interest=(effect_of_interest or {}).get(metric),
-                seeds_needed=seeds_needed(sd, test["diff"], alpha / m, power),
-                seeds_needed_interest=seeds_needed(sd, (effect_of_interest or {}).get(metric, 0.0), alpha / m, power),
             )
         )
+        sds.append(sd)
     if not records:
         return []
     adjusted = holm([r["p"] for r in records])
-    for rec, p_adj in zip(records, adjusted):
+    for rec, p_adj, sd in zip(records, adjusted, sds):
         rec["p_adj"] = float(p_adj)
         rec["significant"] = bool(p_adj < alpha)  # NaN compares False
-        margin = rec["effect_of_interest"]
-        inside = margin is not None and -margin < rec["ci_lo"] and rec["ci_hi"] < margin
-        rec["state"] = "significant" if rec["significant"] else "equivalent" if inside else "undecided"
+        rec.update(decision(rec["significant"], rec["diff"], rec["ci_lo"], rec["ci_hi"], sd,
+                            (effect_of_interest or {}).get(rec["metric"]), alpha / m, power))
         where = f"with {rec['within']}" if rec["kind"] == "regime" else f"on {rec['within']}"
         rec["verdict"] = f"{where}: " + _verdict(rec["a"], rec["b"], rec["metric"], rec, confidence, power)
     return records

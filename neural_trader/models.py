@@ -94,6 +94,11 @@ class TraderNet(nn.Module):
         self.lag, self.hidden, self.dropout = lag, hidden, float(dropout)
         self.layer0 = ReplicaLinear(lag, hidden, generators)
         self.layer1 = ReplicaLinear(hidden, 1, generators)
+        # where unit j's dropout bit sits in a row's packed bytes (byte j // 8, bit j % 8): made once, moved with
+        # the model, not saved (non-persistent), so a training step builds no index tensors
+        units = torch.arange(hidden)
+        self.register_buffer("_unit_byte", units // 8, persistent=False)
+        self.register_buffer("_unit_shift", (units % 8).to(torch.uint8).view(1, hidden, 1), persistent=False)
 
     @property
     def replicas(self) -> int:
@@ -152,11 +157,10 @@ class TraderNet(nn.Module):
         if out is None:
             out = torch.empty(s, h, b, dtype=self.layer0.weight.dtype, device=noise.device)
         if self.keep_bytes == 128:
-            units = torch.arange(h, device=noise.device)
             planes = noise.transpose(1, 2)  # (S, k, B) byte planes, rows along the last axis
-            planes = planes[:, :1].expand(-1, h, -1) if planes.shape[1] == 1 else planes.index_select(1, units // 8)
-            shifts = (units % 8).to(torch.uint8).view(1, h, 1)
-            out.copy_(torch.bitwise_right_shift(planes, shifts).bitwise_and_(1))  # (S, hidden, B) 0/1
+            one = planes.shape[1] == 1
+            planes = planes[:, :1].expand(-1, h, -1) if one else planes.index_select(1, self._unit_byte)
+            out.copy_(torch.bitwise_right_shift(planes, self._unit_shift).bitwise_and_(1))  # (S, hidden, B) 0/1
         else:
             # the comparison writes 0/1 straight into floats, four times faster than through bool
             torch.le(noise.transpose(1, 2), self.keep_bytes - 1, out=out)  # keep_bytes - 1 fits uint8, 256 not

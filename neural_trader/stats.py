@@ -37,6 +37,7 @@ __all__ = [
     "holm",
     "min_detectable_effect",
     "seeds_needed",
+    "decision",
     "format_number",
     "format_p",
 ]
@@ -274,3 +275,19 @@ def seeds_needed(sd_diff: float, effect: float, alpha: float = 0.05, power: floa
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if detects(mid) else (mid, hi)
     return hi
+
+
+def decision(significant: bool, diff: float, ci_lo: float, ci_hi: float, sd_diff: float, margin: float | None,
+             alpha: float, power: float) -> dict[str, Any]:
+    """A contrast's three-state verdict and the seeds it needs, the fields the study and the sweep both report.
+
+    state: "significant" (as the caller's adjustment decided), else "equivalent"
+    when the CI lies inside +- `margin` (the effect of interest; None: never
+    equivalent), else "undecided". seeds_needed detects the observed |diff|,
+    seeds_needed_interest the margin, both at level `alpha` and `power`.
+    """
+    inside = margin is not None and -margin < ci_lo and ci_hi < margin
+    return {"effect_of_interest": margin,
+            "seeds_needed": seeds_needed(sd_diff, diff, alpha, power),
+            "seeds_needed_interest": seeds_needed(sd_diff, margin or 0.0, alpha, power),
+            "state": "significant" if significant else "equivalent" if inside else "undecided"}

@@ -147,9 +147,10 @@ class Streams:
 class Permuter:
     """Every replica's permutation of [0, n) for any epoch, computed into buffers it keeps.
 
-    A trainer calls it once per epoch; the buffers (about 14 bytes a row and
-    replica) are allocated once, since on a fresh allocation every epoch the
-    page faults cost more than the arithmetic. A call returns (S, n) int32
+    A trainer calls it once per epoch; the buffers (three int32 rounds buffers
+    and a mask for a cache-sized block of replicas, and the (S, n) output) are
+    allocated once, since on a fresh allocation every epoch the page faults
+    cost more than the arithmetic. A call returns (S, n) int32
     values (int64 beyond 2**20 rows), a view of a buffer that the next call
     overwrites.
     """

@@ -169,12 +169,8 @@ def sweep_contrasts(points: Sequence[tuple[Point, Mapping[float, dict[str, Any]]
         rec["q"] = float(qi)
         rec["significant"] = bool(qi < alpha)  # NaN compares False
         rec["mde_adjusted"] = stats.min_detectable_effect(rec["sd_diff"], rec["n"], alpha / m, power)
-        margin = (effect_of_interest or {}).get(rec["metric"])
-        rec["effect_of_interest"] = margin
-        rec["seeds_needed"] = stats.seeds_needed(rec["sd_diff"], rec["diff"], alpha / m, power)
-        rec["seeds_needed_interest"] = stats.seeds_needed(rec["sd_diff"], margin or 0.0, alpha / m, power)
-        inside = margin is not None and -margin < rec["ci_lo"] and rec["ci_hi"] < margin
-        rec["state"] = "significant" if rec["significant"] else "equivalent" if inside else "undecided"
+        rec.update(stats.decision(rec["significant"], rec["diff"], rec["ci_lo"], rec["ci_hi"], rec["sd_diff"],
+                                  (effect_of_interest or {}).get(rec["metric"]), alpha / m, power))
     return records
 
 

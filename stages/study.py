@@ -154,9 +154,7 @@ def _train_replicas(cfg: StudyConfig, ws: Workspace, regime: str, model: str, lo
     # the seconds last: tests/test_concurrency.py reads them from the record's args
     log.info("trained %s replicas %d-%d (%d trained, %d reused) on %s in %.1f s", cell, lo, hi - 1, trained,
              hi - lo - trained, dev, seconds)
-    parts = [kept[a] for a in sorted(kept)]
-    last, best = ({k: torch.cat([p[i][k] for p in parts]) for k in parts[0][i]} for i in (0, 1))
-    values = torch.cat([p[2] for p in parts])
+    last, best, values = _joined([kept[a] for a in sorted(kept)])
     return last, best, values, {"device": str(dev), "seconds": round(seconds, 2), "blocks": batches,
                                 "trained_replicas": trained, "reused_replicas": hi - lo - trained}
 
@@ -181,8 +179,14 @@ def _train_range(cfg: StudyConfig, ws: Workspace, regime: str, model: str, lo: i
             lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, progress=cfg.runtime.progress, desc=cell)
         parts.append(({k: v.cpu() for k, v in net.state_dict().items()}, {k: v.cpu() for k, v in best.items()},
                       history.values))
+    return (*_joined(parts), len(batches))
+
+
+def _joined(parts: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]]
+            ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """(last, best, history values) of consecutive blocks of replicas, joined along the replica axis."""
     last, best = ({k: torch.cat([p[i][k] for p in parts]) for k in parts[0][i]} for i in (0, 1))
-    return last, best, torch.cat([p[2] for p in parts]), len(batches)
+    return last, best, torch.cat([p[2] for p in parts])
 
 
 def _save_cell(cfg: StudyConfig, ws: Workspace, regime: str, model: str, last: dict[str, torch.Tensor],
@@ -216,8 +220,8 @@ def evaluate(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dict[s
     torch.set_num_threads(cfg.runtime.torch_threads)
     history = _load_history(ws, cell).values.numpy()
     weights = {which: load_tensors(ws.weights(cell, which)) for which in ("last", "best")}
-    windows = d.length - d.lag
-    per_replica = evaluation_bytes(d.n_test * windows, d.n_train * windows, d.lag, cfg.models[model].hidden)
+    per_series = d.length - d.lag  # windows a series gives
+    per_replica = evaluation_bytes(d.n_test * per_series, d.n_train * per_series, d.lag, cfg.models[model].hidden)
     oracle = make_source(d.regimes[regime]).oracle
     parts = []
     for lo, hi in replica_blocks(cfg.seeds.count, per_replica, batch_budget(cfg.runtime, torch.device("cpu"))):
@@ -231,7 +235,7 @@ def evaluate(cfg: StudyConfig, ws: Workspace, regime: str, model: str) -> dict[s
         parts.append(cm.seed_metrics(nets, train_w.x, train_w.y, test_w.x, test_w.y, oracle))
     col = TRADER_COLUMNS.index
     result = cm.summarise_cell(*cm.join_seed_metrics(parts), history[:, :, col("valid_return")],
-                               history[:, :, col("train_return")], oracle, d.n_test * windows)
+                               history[:, :, col("train_return")], oracle, d.n_test * per_series)
     write_json(ws.eval_metrics(cell), {"regime": regime, "model": model, "replicas": cfg.seeds.count, **result})
     oracle_return = result["baselines"].get("oracle", {}).get("mean_return")
     return {"cell": cell, "test_return": float(np.mean(result["per_seed"]["test_mean_return"])),
