@@ -247,7 +247,7 @@ def drain() -> None:
 
 def market_rows(cfg, workspace: Path) -> dict[str, int]:
     """{market: training windows summed over its folds}, from the series market_data wrote."""
-    from neural_trader.market import MarketData, fold_groups
+    from neural_trader.markets.data import MarketData, fold_groups
     from stages.catalog import Workspace, load_tensors
 
     ws, rows = Workspace(workspace), {}

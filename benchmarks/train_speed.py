@@ -38,10 +38,10 @@ import time
 import torch
 from torch import nn
 
-from neural_trader.config import AR1Regime
+from neural_trader.synthetic.config import AR1Regime
 from neural_trader.data import Windows, make_generator, window_returns
 from neural_trader.models import TraderNet
-from neural_trader.sources import generate_returns
+from neural_trader.synthetic.sources import generate_returns
 from neural_trader.streams import Streams
 from neural_trader.train import resolve_device, train_trader
 

@@ -21,7 +21,7 @@ from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.runtime import flow_run
 
-from neural_trader.config import StudyConfig
+from neural_trader.params import StudyConfig
 from stages.catalog import Workspace, check_inputs, load_params
 from stages.reruns import rerun_root, slot_base_seed, slot_id
 from stages.versioning import DvcError, check_recordable, is_dvc_workspace

@@ -21,7 +21,8 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed, wait
 
-from neural_trader.sweep import point_config
+from neural_trader.params import parse_config
+from neural_trader.sweep.points import point_config
 from stages.catalog import Workspace, load_sweep
 from stages.versioning import DvcError, is_dvc_workspace
 from tasks.reruns import version_sweep
@@ -45,7 +46,7 @@ def sweep(params: str = "params.yaml", overrides: list[str] | None = None, works
         root.sweep_temporaries()
         futures, figures = {}, []
         for point in points:
-            verdicts, plots = submit_study(point_config(raw, point), str(root.sweep_point(point.name)))
+            verdicts, plots = submit_study(point_config(raw, point, parse_config), str(root.sweep_point(point.name)))
             futures[verdicts] = point
             figures += plots
         for done, future in enumerate(as_completed(list(futures)), 1):
@@ -75,7 +76,7 @@ def run_sweep(params: str, overrides: list[str], workspace: str, dvc_record: boo
               dvc_push: bool = False) -> dict[str, Any]:
     """Validate the grid, then run the sweep flow under the task runner the study's runtime asks for."""
     raw, _, points = load_sweep(params, overrides)  # fails here, before any work, on a bad axis
-    runner = make_task_runner(point_config(raw, points[0]).runtime)
+    runner = make_task_runner(point_config(raw, points[0], parse_config).runtime)
     return sweep.with_options(task_runner=runner)(
         params=str(Path(params).resolve()), overrides=list(overrides), workspace=str(Workspace(Path(workspace)).root),
         dvc_record=dvc_record, dvc_push=dvc_push)

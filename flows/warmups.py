@@ -15,7 +15,7 @@ from typing import Any
 
 from prefect import flow
 
-from neural_trader.config import StudyConfig
+from neural_trader.params import StudyConfig
 from tasks.warmups import (
     classifier_evaluate,
     classifier_generate,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .seeding import seed_from
+from neural_trader.seeding import seed_from
 
 __all__ = [
     "seed_from",

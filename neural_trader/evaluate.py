@@ -1,14 +1,12 @@
-"""Policy evaluation on held-out test windows, baselines and the Bayes oracle.
+"""Policy evaluation on held-out windows: what a position earns, the baselines, the learned curve.
 
 A policy holds `position` in [0, 1] of one unit (0 = cash, 1 = fully long)
 over the next step and earns position * next return. Shapes: test windows x
 are (n, lag) past returns shared by every replica, `ret` (n,) their next
 returns; a trained model gives positions (S, n), one row per replica.
 
-The oracle is the Bayes-optimal long-only policy given the regime's true law:
-it goes long exactly when the conditional mean of the next return is positive.
-For AR(1) returns that is E[r_next | r_last] = rho * r_last > 0. For i.i.d.
-returns every policy has expected return 0, and the oracle holds cash.
+A law's Bayes oracle is the synthetic study's (`neural_trader.synthetic.sources`);
+here `oracle_fraction` only relates a return to the oracle's.
 
 Nothing here reads or writes a file; inputs may be numpy arrays or torch
 tensors (copied to the CPU), outputs are numpy arrays and floats.
@@ -23,19 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .sources import make_source
 
 __all__ = [
     "policy_metrics",
     "cash_position",
     "buy_and_hold_position",
-    "oracle_position",
-    "baseline_positions",
-    "oracle_expected_return",
     "oracle_fraction",
     "position_curve",
-    "oracle_curve",
-    "evaluate_cell",
+    "curve_grid",
+    "replica_positions",
     "CURVE_GRID",
     "METRICS",
 ]
@@ -120,43 +114,6 @@ def buy_and_hold_position(x: Any) -> np.ndarray:
     return np.ones_like(_last_return(x))
 
 
-def oracle_position(x: Any, regime: Any) -> np.ndarray:
-    """The Bayes-optimal long-only position on each window of x (..., n, lag) -> (..., n).
-
-    AR(1): 1 where rho * x[..., -1] > 0 (the conditional mean of the next return
-    is positive), else 0. i.i.d.: 0 everywhere, since no position has positive
-    expected return (cash ties with every other policy; it is the zero-risk choice).
-    The policy is the regime's source's oracle (`neural_trader.sources`).
-    """
-    return _oracle(regime).position(x)
-
-
-def _oracle(regime: Any):
-    source = make_source(regime)
-    if source.oracle is None:
-        raise ValueError(f"regime {regime!r} has no known law, so no oracle")
-    return source.oracle
-
-
-def baseline_positions(x: Any, regime: Any) -> dict[str, np.ndarray]:
-    """{'cash', 'buy_and_hold', 'oracle'}: each baseline's (n,) positions on x."""
-    return {
-        "cash": cash_position(x),
-        "buy_and_hold": buy_and_hold_position(x),
-        "oracle": oracle_position(x, regime),
-    }
-
-
-def oracle_expected_return(regime: Any) -> float:
-    """The oracle's expected return per step, E[max(rho * r_last, 0)], in closed form.
-
-    For the stationary AR(1) with innovation std vol, r_last ~ N(0, s^2) with
-    s = vol / sqrt(1 - rho^2), so rho * r_last ~ N(0, (rho s)^2) and
-    E[max(rho r_last, 0)] = |rho| * s / sqrt(2 pi). For i.i.d. returns it is 0.
-    """
-    return _oracle(regime).expected_return()
-
-
 def oracle_fraction(variant_return: Any, oracle_return: float, *, tol: float = 1e-12) -> Any:
     """The share of the oracle's return a variant captures: variant_return / oracle_return.
 
@@ -172,7 +129,7 @@ def oracle_fraction(variant_return: Any, oracle_return: float, *, tol: float = 1
 
 
 # ------------------------------------------------------------------- curves
-def _grid(grid: Any) -> np.ndarray:
+def curve_grid(grid: Any) -> np.ndarray:
     g = _array(grid, "grid")
     if g.ndim != 1 or g.size == 0:
         raise ValueError(f"grid must be a non-empty 1-D array, got shape {g.shape}")
@@ -200,7 +157,7 @@ def position_curve(
     """
     if not isinstance(lag, int) or lag < 1:
         raise ValueError(f"lag must be an integer >= 1, got {lag!r}")
-    g = _grid(grid)
+    g = curve_grid(grid)
     if device is None:
         params = getattr(model_fn, "parameters", None)
         first = next(iter(params()), None) if callable(params) else None
@@ -214,11 +171,6 @@ def position_curve(
     with torch.no_grad():
         out = model_fn(inputs)
     return _array(out, "model output")
-
-
-def oracle_curve(regime: Any, grid: Any) -> np.ndarray:
-    """The oracle's position at each last return in grid: a 0/1 step at 0 (all 0 for i.i.d.)."""
-    return _oracle(regime).curve(_grid(grid))
 
 
 # ---------------------------------------------------------------- one cell

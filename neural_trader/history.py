@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .train import History
+from neural_trader.train import History
 
 __all__ = ["replica_table", "single_table", "read_table", "final_summary"]
 

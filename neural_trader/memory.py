@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from typing import TYPE_CHECKING, Any
 
-from .seeding import SHARD_ALIGN
+from neural_trader.seeding import SHARD_ALIGN
 
 if TYPE_CHECKING:  # torch is imported where a size needs it: the config validates without it
     import torch
@@ -62,7 +62,7 @@ def trainer_bytes(shape: TrainShape) -> int:
     the words it is made from, one step's temporaries and the validation
     forward pass; times MARGIN.
     """
-    from .models import lane_padded
+    from neural_trader.models import lane_padded
 
     n, v, lag, h = shape.rows, shape.valid_rows, shape.lag, shape.hidden
     width = lane_padded(min(shape.batch_size, n))
@@ -87,7 +87,7 @@ def evaluation_bytes(test_rows: int, train_rows: int, lag: int, hidden: int) -> 
     most 65,536 rows, and `policy_metrics`' float64 arrays (positions, P&L,
     its square, signs, a copy of the returns: about ten a test row).
     """
-    from .evaluate import REPLICA_CHUNK
+    from neural_trader.evaluate import REPLICA_CHUNK
 
     windows = 4 * (lag + 1) * (test_rows + train_rows)
     forward = 4 * (3 * hidden + 4) * min(max(test_rows, train_rows), REPLICA_CHUNK)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .streams import DROPOUT, Streams
+from neural_trader.streams import DROPOUT, Streams
 
 __all__ = ["ReplicaLinear", "TraderNet", "LinearTrader", "LinearRegression1D", "Classifier", "LANES", "lane_padded"]
 

@@ -291,3 +291,31 @@ def decision(significant: bool, diff: float, ci_lo: float, ci_hi: float, sd_diff
             "seeds_needed": seeds_needed(sd_diff, diff, alpha, power),
             "seeds_needed_interest": seeds_needed(sd_diff, margin or 0.0, alpha, power),
             "state": "significant" if significant else "equivalent" if inside else "undecided"}
+
+
+# ------------------------------------------------------------- a cell's summary
+def _ci(values: list[float], confidence: float) -> dict[str, float]:
+    mean, lo, hi = mean_ci(np.asarray(values), confidence)
+    return {"mean": mean, "ci_lo": lo, "ci_hi": hi}
+
+
+def summarise_cell(ev: dict[str, Any], confidence: float) -> dict[str, Any]:
+    """One cell's row: means and t-intervals over seeds of its evaluation."""
+    ps = ev["per_seed"]
+    oracle = ev["baselines"].get("oracle", {}).get("mean_return")
+    return {
+        "regime": ev["regime"],
+        "model": ev["model"],
+        "test_return": _ci(ps["test_mean_return"], confidence),
+        "test_return_best": _ci(ps["test_mean_return_best"], confidence),
+        "gap": _ci(ps["gap"], confidence),
+        "train_return": float(np.mean(ps["train_return"])),
+        "sharpe": float(np.mean(ps["test_sharpe"])),
+        "hit_rate": float(np.mean(ps["test_hit_rate"])),
+        "mean_position": float(np.mean(ps["test_mean_position"])),
+        "best_epoch": float(np.mean(ps["best_epoch"])),
+        "oracle_return": oracle,
+        "buy_and_hold_return": ev["baselines"]["buy_and_hold"]["mean_return"],
+        "oracle_expected_return": ev["oracle_expected_return"],
+        "oracle_fraction": ev["oracle_fraction"],
+    }

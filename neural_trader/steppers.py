@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .models import lane_padded
+from neural_trader.models import lane_padded
 
 __all__ = ["Stepper", "AutogradStepper", "TraderStepper"]
 

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from .seeding import seed_from
+from neural_trader.seeding import seed_from
 
 __all__ = ["Streams", "Permuter", "mix32", "PERMUTATION", "DROPOUT", "PERMUTATION_ROUNDS", "SMALL_DOMAIN_ROUNDS"]
 

@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import Windows
-from .steppers import AutogradStepper, Stats, Stepper, TraderStepper
-from .streams import Streams
+from neural_trader.data import Windows
+from neural_trader.steppers import AutogradStepper, Stats, Stepper, TraderStepper
+from neural_trader.streams import Streams
 
 __all__ = ["resolve_device", "History", "fit", "trader_loss", "trader_stats", "train_trader", "TRADER_COLUMNS"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from neural_trader.config import StudyConfig
+from neural_trader.params import StudyConfig
 
 from .catalog import load_tensors, save_tensors
 from .registry import ALL_STAGES, Item, code_digest

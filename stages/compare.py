@@ -14,7 +14,7 @@
               oracle_fraction}, ... ]                   # test_return.mean / oracle_return (null without signal)
     contrasts: [ {name, kind, a, b, within, metric, mean_a, mean_b, diff, ci_lo, ci_hi,
                   t, p, p_adj, significant, mde, n, effect_of_interest, seeds_needed,
-                  seeds_needed_interest, state, verdict}, ... ]   # see neural_trader.contrasts
+                  seeds_needed_interest, state, verdict}, ... ]   # see neural_trader.synthetic.contrasts
 
 `metrics/comparison/headline.json` repeats the headline numbers as flat maps, the
 shape `dvc metrics show/diff` and `dvc exp show` can display (they skip lists):
@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from neural_trader import comparison as cmp
-from neural_trader import market_report as mr
+from neural_trader.synthetic import comparison as cmp
+from neural_trader.markets import report as mr
 from neural_trader import plots
-from neural_trader.config import StudyConfig
+from neural_trader.params import StudyConfig
 from neural_trader.evaluate import CURVE_GRID
-from neural_trader.market import MarketData
-from neural_trader.report import comparison_markdown, market_markdown
-from neural_trader.sources import make_source
+from neural_trader.markets.data import MarketData
+from neural_trader.synthetic.report import comparison_markdown, market_markdown
+from neural_trader.synthetic.sources import make_source
 
 from .catalog import Workspace, atomic_write_bytes, load_tensors, read_json, write_json
 

@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from neural_trader.config import StudyConfig
+from neural_trader.params import StudyConfig
 from neural_trader.data import Windows, make_generator
 from neural_trader.evaluate import CURVE_GRID, position_curve, replica_positions
-from neural_trader.market import MarketData, fold_groups, oos_rows
+from neural_trader.markets.data import MarketData, fold_groups, oos_rows
 from neural_trader.memory import TrainShape, batch_budget, replica_blocks, trainer_bytes
 from neural_trader.models import LinearTrader, TraderNet
 from neural_trader.seeding import seed_from
-from neural_trader.sources import make_source
+from neural_trader.markets.sources import make_source
 from neural_trader.streams import Streams
 from neural_trader.train import resolve_device, train_trader
 

@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from neural_trader.config import ConfigError, StudyConfig, apply_overrides, parse_config
+from neural_trader.config import ConfigError, apply_overrides
+from neural_trader.params import StudyConfig, parse_config
 
 __all__ = ["read_params", "load_params", "load_sweep", "check_inputs"]
 
@@ -84,13 +85,13 @@ def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
 
 def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], Any, list[Any]]:
     """The study's raw params, its `sweep` section and every grid point, all validated before any work."""
-    from neural_trader.sweep import parse_sweep, validate_sweep
+    from neural_trader.sweep.points import parse_sweep, validate_sweep
 
     raw = read_params(path)
     try:
         raw = apply_overrides(raw, list(overrides))
         sweep = parse_sweep(raw.pop("sweep", None))
-        return raw, sweep, validate_sweep(raw, sweep)
+        return raw, sweep, validate_sweep(raw, sweep, parse_config)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -121,8 +122,8 @@ def prepared_market(spec: Any, root: str | Path, markets: Any) -> tuple[Any, Any
     changed on disk is read again). The checks before a run and the market_data
     stage then read and cut a price file once, not three times.
     """
-    from neural_trader.market import prepare_market, read_market
-    from neural_trader.market_config import CsvMarket
+    from neural_trader.markets.data import prepare_market, read_market
+    from neural_trader.markets.config import CsvMarket
 
     key = [spec.model_dump(mode="json"), markets.model_dump(mode="json", exclude={"regimes"})]
     if isinstance(spec, CsvMarket):

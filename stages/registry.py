@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from neural_trader.config import StudyConfig
+from neural_trader.params import StudyConfig
 from neural_trader.seeding import shard_names
 
 from .catalog import Workspace, file_digest, read_json
@@ -109,7 +109,7 @@ _TRAIN_CODE = ("stages.study", "stages.blocks", "neural_trader.models", "neural_
                "neural_trader.data", "neural_trader.history")
 
 
-COMPARISON_FIGURES = ("test_return", "gap", "learned_position", "valid_return")  # neural_trader.comparison.FIGURES
+COMPARISON_FIGURES = ("test_return", "gap", "learned_position", "valid_return")  # neural_trader.synthetic.comparison.FIGURES
 MARKET_FIGURES = ("equity", "drawdown", "learned_position")  # plots/market/<m>/, written by compare
 
 
@@ -137,7 +137,7 @@ STUDY_STAGES: tuple[Stage, ...] = (
     Stage("generate", ("regime",),
           lambda c, i: ["seeds", "data.n_train", "data.n_valid", "data.n_test", "data.length",
                         f"data.regimes.{i['regime']}"],
-          ("stages.study", "neural_trader.sources", "neural_trader.data", "neural_trader.config"),
+          ("stages.study", "neural_trader.synthetic.sources", "neural_trader.synthetic.config", "neural_trader.data"),
           lambda c, w, i: [],
           lambda c, w, i: [w.returns(i["regime"])]),
     Stage("window", ("regime",),
@@ -150,8 +150,8 @@ STUDY_STAGES: tuple[Stage, ...] = (
           lambda c, w, i: _train_outputs(w, i)),
     Stage("evaluate", ("regime", "model"),
           lambda c, i: ["seeds.count", "data.lag", f"models.{i['model']}", f"data.regimes.{i['regime']}", THREADS],
-          ("stages.study", "neural_trader.evaluate", "neural_trader.sources", "neural_trader.models",
-           "neural_trader.train", "neural_trader.cell_metrics"),
+          ("stages.study", "neural_trader.evaluate", "neural_trader.synthetic.sources", "neural_trader.models",
+           "neural_trader.train", "neural_trader.synthetic.metrics"),
           lambda c, w, i: [w.windows(i["regime"]), *_train_outputs(w, i)[:3]],
           lambda c, w, i: [w.eval_metrics(_cell(w, i))]),
     Stage("plot", ("regime", "model"),
@@ -162,29 +162,29 @@ STUDY_STAGES: tuple[Stage, ...] = (
     # -------------------------------------------------------------- the markets
     Stage("market_data", ("market",),
           lambda c, i: [f"markets.regimes.{i['market']}", "markets.lag", "markets.vol_window", "markets.walk_forward"],
-          ("stages.market", "neural_trader.market", "neural_trader.prices", "neural_trader.walkforward",
-           "neural_trader.sources"),
+          ("stages.market", "neural_trader.markets.data", "neural_trader.markets.prices", "neural_trader.markets.folds",
+           "neural_trader.markets.sources"),
           lambda c, w, i: _market_files(c, w, i["market"]),
           lambda c, w, i: [w.market_series(i["market"]), w.market_summary(i["market"])],
           tracked=("prices",)),
     Stage("market_train", ("market", "model"),
           lambda c, i: ["seeds", "markets.lag", "markets.epochs", "markets.lr", "markets.batch_size",
                         f"markets.models.{i['model']}", THREADS, DEVICE],
-          ("stages.market", "neural_trader.market", "neural_trader.models", "neural_trader.train",
+          ("stages.market", "neural_trader.markets.data", "neural_trader.models", "neural_trader.train",
            "neural_trader.data"),
           lambda c, w, i: [w.market_series(i["market"])],
           lambda c, w, i: [w.market_model(cell_name(i["market"], i["model"]), k) for k in ("best", "history")]),
     Stage("market_evaluate", ("market", "model"),
           lambda c, i: ["seeds.count", "markets.lag", f"markets.models.{i['model']}", THREADS],
-          ("stages.market", "neural_trader.market", "neural_trader.models", "neural_trader.evaluate"),
+          ("stages.market", "neural_trader.markets.data", "neural_trader.models", "neural_trader.evaluate"),
           lambda c, w, i: [w.market_series(i["market"]), w.market_model(cell_name(i["market"], i["model"]))],
           lambda c, w, i: [w.market_eval(cell_name(i["market"], i["model"]))]),
     Stage("compare", (),
           lambda c, i: ["compare", "data", "models", "seeds", "train", "markets", "costs"],
-          ("stages.compare", "neural_trader.comparison", "neural_trader.contrasts", "neural_trader.stats",
-           "neural_trader.report", "neural_trader.plots", "neural_trader.evaluate", "neural_trader.sources",
-           "neural_trader.market", "neural_trader.market_report", "neural_trader.backtest",
-           "neural_trader.market_stats"),
+          ("stages.compare", "neural_trader.synthetic.comparison", "neural_trader.synthetic.contrasts", "neural_trader.stats",
+           "neural_trader.synthetic.report", "neural_trader.plots", "neural_trader.evaluate", "neural_trader.synthetic.sources",
+           "neural_trader.markets.data", "neural_trader.markets.report", "neural_trader.markets.backtest",
+           "neural_trader.markets.stats"),
           lambda c, w, i: _compare_inputs(c, w),
           lambda c, w, i: comparison_outputs(c, w)),
 )

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from neural_trader.config import StudyConfig
+from neural_trader.params import StudyConfig
 from neural_trader.seeding import seed_from
 
 from .catalog import Workspace, read_json, write_json

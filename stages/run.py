@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from neural_trader.config import StudyConfig
+from neural_trader.params import StudyConfig
 
 from . import compare, market, study, warmups
 from .catalog import Workspace, file_digest, write_json

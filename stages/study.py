@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from neural_trader import cell_metrics as cm
+from neural_trader.synthetic import metrics as cm
 from neural_trader import plots
-from neural_trader.config import StudyConfig
+from neural_trader.params import StudyConfig
 from neural_trader.data import Windows, lag1_autocorrelation, make_generator, window_returns
 from neural_trader.history import final_summary, replica_table
 from neural_trader.memory import batch_budget, evaluation_bytes, replica_blocks, trainer_bytes
 from neural_trader.models import TraderNet
 from neural_trader.seeding import SHARD_ALIGN, shard_names, shard_range
-from neural_trader.sources import make_source
+from neural_trader.synthetic.sources import make_source
 from neural_trader.streams import Streams
 from neural_trader.train import TRADER_COLUMNS, History, resolve_device, train_trader
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from neural_trader.config import StudyConfig
-from neural_trader.sweep import Point, SweepConfig, point_config
-from neural_trader.sweep_plots import sweep_figures
-from neural_trader.sweep_report import sweep_markdown, sweep_summary
+from neural_trader.params import StudyConfig, parse_config
+from neural_trader.sweep.points import Point, SweepConfig, point_config
+from neural_trader.sweep.plots import sweep_figures
+from neural_trader.sweep.report import sweep_markdown, sweep_summary
 
 from .catalog import Workspace, atomic_write_bytes, read_json, write_json
 from .registry import cell_name
@@ -34,9 +34,9 @@ def sweep_report(raw: dict[str, Any], sweep: SweepConfig, points: list[Point], w
         if point.name in failed:
             lost.append((point, failed[point.name]))
             continue
-        cfg = point_config(raw, point)
+        cfg = point_config(raw, point, parse_config)
         results.append((point, _evaluations(cfg, Workspace(ws.sweep_point(point.name)), point)))
-    study = point_config(raw, points[0]).compare
+    study = point_config(raw, points[0], parse_config).compare
     summary = sweep_summary(sweep, results, lost, confidence=study.confidence, power=study.power,
                             effect_of_interest=study.effect_of_interest)
     write_json(ws.sweep_json, summary)

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from neural_trader import plots
-from neural_trader import warmups as W
-from neural_trader.config import StudyConfig
+from neural_trader.warmups import classifier as C
+from neural_trader.warmups import regression as R
+from neural_trader.params import StudyConfig
 from neural_trader.data import make_generator
 from neural_trader.seeding import seed_from
 from neural_trader.models import Classifier, LinearRegression1D
@@ -71,7 +72,7 @@ def regression_generate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     """Draw (x, y), y = beta0 + beta1 x + sigma e, n rows."""
     _set_threads(cfg)
     rc = cfg.warmups.regression
-    x, y = W.regression_data(rc, _generator(cfg, "regression", "data"))
+    x, y = R.regression_data(rc, _generator(cfg, "regression", "data"))
     save_tensors(ws.warmup_data("regression"), {"x": x, "y": y})
     return {"n": rc.n, "y_mean": float(y.mean()), "y_std": float(y.std())}
 
@@ -81,7 +82,7 @@ def regression_train(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     _set_threads(cfg)
     rc = cfg.warmups.regression
     data = load_tensors(ws.warmup_data("regression"))
-    model, history = W.fit_regression(data["x"], data["y"], rc, _seed(cfg, "regression"))
+    model, history = R.fit_regression(data["x"], data["y"], rc, _seed(cfg, "regression"))
     _save_fit(ws, "regression", model, history)
     return {"epochs": rc.epochs, "steps": rc.epochs * math.ceil(rc.n / rc.batch_size), "final": _final(history)}
 
@@ -92,7 +93,7 @@ def regression_evaluate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     data = load_tensors(ws.warmup_data("regression"))
     model = LinearRegression1D()
     model.load_state_dict(load_tensors(ws.warmup_model("regression")))
-    report = W.regression_report(model, data["x"], data["y"], cfg.warmups.regression)
+    report = R.regression_report(model, data["x"], data["y"], cfg.warmups.regression)
     write_json(ws.warmup_report("regression"), report)
     return report
 
@@ -101,7 +102,7 @@ def regression_plot(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     """The seed's picture: beta0, beta1 and loss per epoch, each against its true value."""
     h, rep = _read_history(ws, "regression"), read_json(ws.warmup_report("regression"))
     png = plots.epochs_png(
-        {c: {"fit": h[c]} for c in W.REGRESSION_COLUMNS},
+        {c: {"fit": h[c]} for c in R.REGRESSION_COLUMNS},
         {"beta0": ("true", rep["beta0_true"]), "beta1": ("true", rep["beta1_true"]),
          "loss": ("true sigma^2", rep["sigma_true"] ** 2)},  # the MSE of the true line
         title=f"regression: beta0 {rep['beta0']:.3f}, beta1 {rep['beta1']:.3f}, sigma {rep['sigma']:.3f}",
@@ -115,8 +116,8 @@ def classifier_generate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     """Draw n training and n_test test rows of the noisy-hyperplane model, independently."""
     _set_threads(cfg)
     cc = cfg.warmups.classifier
-    x, label = W.classifier_data(cc, cc.n, _generator(cfg, "classifier", "data-train"))
-    xt, lt = W.classifier_data(cc, cc.n_test, _generator(cfg, "classifier", "data-test"))
+    x, label = C.classifier_data(cc, cc.n, _generator(cfg, "classifier", "data-train"))
+    xt, lt = C.classifier_data(cc, cc.n_test, _generator(cfg, "classifier", "data-test"))
     save_tensors(ws.warmup_data("classifier"), {"train_x": x, "train_label": label, "test_x": xt, "test_label": lt})
     return {"train": list(x.shape), "test": list(xt.shape), "positive_share": float(label.double().mean())}
 
@@ -130,7 +131,7 @@ def classifier_train(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     _set_threads(cfg)
     cc = cfg.warmups.classifier
     d = load_tensors(ws.warmup_data("classifier"))
-    model, history = W.fit_classifier(d["train_x"], d["train_label"], cc, _seed(cfg, "classifier"),
+    model, history = C.fit_classifier(d["train_x"], d["train_label"], cc, _seed(cfg, "classifier"),
                                       valid=(d["test_x"], d["test_label"]))
     _save_fit(ws, "classifier", model, history)
     return {"epochs": cc.epochs, "steps": cc.epochs * math.ceil(cc.n / cc.batch_size), "final": _final(history)}
@@ -143,12 +144,12 @@ def classifier_evaluate(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     d = load_tensors(ws.warmup_data("classifier"))
     model = Classifier([torch.Generator()], dim=cc.dim, hidden=cc.hidden)  # weights are overwritten below
     model.load_state_dict(load_tensors(ws.warmup_model("classifier")))
-    bayes = W.bayes_rate(cc, cc.bayes_draws, _generator(cfg, "classifier", "bayes"))
-    report = W.classifier_report(model, d["test_x"], d["test_label"], cc, bayes)
+    bayes = C.bayes_rate(cc, cc.bayes_draws, _generator(cfg, "classifier", "bayes"))
+    report = C.classifier_report(model, d["test_x"], d["test_label"], cc, bayes)
     report.update(
         bayes_draws=cc.bayes_draws,
         bayes_se=math.sqrt(bayes * (1 - bayes) / cc.bayes_draws),  # Monte Carlo standard error
-        bayes_exact=W.bayes_rate_integral(cc),  # quadrature, a check on the simulation
+        bayes_exact=C.bayes_rate_integral(cc),  # quadrature, a check on the simulation
     )
     write_json(ws.warmup_report("classifier"), report)
     return report
@@ -158,7 +159,7 @@ def classifier_plot(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     """The seed's three rates per epoch (train batches and test set), accuracy against the Bayes rate."""
     h, rep = _read_history(ws, "classifier"), read_json(ws.warmup_report("classifier"))
     png = plots.epochs_png(
-        {c: {"train (mean over batches)": h[c], "test": h[f"test_{c}"]} for c in W.CLASSIFIER_COLUMNS},
+        {c: {"train (mean over batches)": h[c], "test": h[f"test_{c}"]} for c in C.CLASSIFIER_COLUMNS},
         {"accuracy": ("Bayes rate", rep["bayes"])},
         title=f"classifier: test accuracy {rep['accuracy']:.4f}, Bayes rate {rep['bayes']:.4f}",
     )

@@ -9,7 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from neural_trader.config import StudyConfig
+from neural_trader.params import StudyConfig
 
 from stages import versioning
 from stages.reruns import RERUNS, pool_reruns, pooled_workspace, record_rerun

@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from neural_trader.config import StudyConfig
+from neural_trader.params import StudyConfig
 from stages import versioning
 from stages.catalog import Workspace
 from stages.registry import whole_up_to_date

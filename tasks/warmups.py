@@ -14,7 +14,7 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
-from neural_trader.config import StudyConfig
+from neural_trader.params import StudyConfig
 
 from .study import _options, run
 

@@ -1,4 +1,4 @@
-"""Costs, baselines, metrics and break-even cost (neural_trader.backtest), against hand-computed numbers."""
+"""Costs, baselines, metrics and break-even cost (neural_trader.markets.backtest), against hand-computed numbers."""
 
 from __future__ import annotations
 
@@ -9,15 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from neural_trader.backtest import (
-    annualised_sharpe,
-    baseline_positions,
-    break_even_bps,
-    max_drawdown,
-    metrics,
-    pnl,
-    position_changes,
-)
+from neural_trader.markets.backtest import (annualised_sharpe, baseline_positions, break_even_bps, max_drawdown, metrics, pnl, position_changes)
 
 # a hand-made week: positions held over the next day, and those next-day log returns
 W = np.array([0.0, 1.0, 1.0, 0.5, 0.0, 1.0])

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from neural_trader import comparison as cmp
-from neural_trader.config import AR1Regime, IIDRegime
-from neural_trader.cell_metrics import evaluate_cell
+from neural_trader.synthetic import comparison as cmp
+from neural_trader.synthetic.config import AR1Regime, IIDRegime
+from neural_trader.synthetic.metrics import evaluate_cell
 from neural_trader.evaluate import CURVE_GRID, policy_metrics
-from neural_trader.sources import make_source
+from neural_trader.synthetic.sources import make_source
 
 
 class _Const(torch.nn.Module):

@@ -20,15 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from neural_trader.config import AR1Regime, IIDRegime
-from neural_trader.data import (
-    ar1_returns,
-    iid_returns,
-    make_generator,
-    seed_from,
-    window_returns,
-)
-from neural_trader.sources import generate_returns
+from neural_trader.synthetic.config import AR1Regime, IIDRegime
+from neural_trader.data import ar1_returns, iid_returns, make_generator, seed_from, window_returns
+from neural_trader.synthetic.sources import generate_returns
 
 
 def gen(*keys: object) -> torch.Generator:

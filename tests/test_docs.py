@@ -306,7 +306,7 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def test_params_fragments_validate():
-    from neural_trader.config import parse_config
+    from neural_trader.params import parse_config
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     fragments = [b for b in _all_blocks() if b.lang in PARAMS]
@@ -316,9 +316,9 @@ def test_params_fragments_validate():
         assert isinstance(fragment, dict) and set(fragment) <= set(raw), f"{block}: not a params.yaml fragment"
         merged = _merge(raw, fragment)
         if "sweep" in merged:  # the grid over the study: its own parser, every point validated
-            from neural_trader.sweep import parse_sweep, validate_sweep
+            from neural_trader.sweep.points import parse_sweep, validate_sweep
 
-            validate_sweep({k: v for k, v in merged.items() if k != "sweep"}, parse_sweep(merged["sweep"]))
+            validate_sweep({k: v for k, v in merged.items() if k != "sweep"}, parse_sweep(merged["sweep"]), parse_config)
         cfg = parse_config({k: v for k, v in merged.items() if k != "sweep"})  # ConfigError names the key
         for regime in (fragment.get("data") or {}).get("regimes") or {}:
             assert any(r == regime for r, _ in cfg.cells), block

@@ -9,19 +9,9 @@ import pytest
 import torch
 from scipy.signal import lfilter
 
-from neural_trader.config import AR1Regime, IIDRegime
-from neural_trader.evaluate import (
-    METRICS,
-    baseline_positions,
-    buy_and_hold_position,
-    cash_position,
-    oracle_curve,
-    oracle_expected_return,
-    oracle_fraction,
-    oracle_position,
-    policy_metrics,
-    position_curve,
-)
+from neural_trader.synthetic.config import AR1Regime, IIDRegime
+from neural_trader.evaluate import (METRICS, buy_and_hold_position, cash_position, oracle_fraction, policy_metrics, position_curve)
+from neural_trader.synthetic.sources import baseline_positions, oracle_curve, oracle_expected_return, oracle_position
 
 # four windows of lag 2; only the last column matters to the oracle
 X = np.array([[9.0, 0.5], [9.0, -1.0], [-9.0, 2.0], [-9.0, -0.3]])

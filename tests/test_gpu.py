@@ -29,7 +29,7 @@ import pytest
 import torch
 from scipy import stats
 
-from neural_trader.config import AR1Regime
+from neural_trader.synthetic.config import AR1Regime
 from neural_trader.data import Windows
 from neural_trader.models import TraderNet
 from neural_trader.streams import DROPOUT

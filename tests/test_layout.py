@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from neural_trader import comparison
-from neural_trader.config import MARKET_KINDS, REGIME_KINDS
-from neural_trader.sources import SOURCES
+from neural_trader.synthetic import comparison
+from neural_trader.markets.config import MARKET_KINDS
+from neural_trader.markets.sources import SOURCES as MARKET_SOURCES
+from neural_trader.synthetic.config import REGIME_KINDS
+from neural_trader.synthetic.sources import SOURCES
 from stages import registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +42,7 @@ def test_registry_is_not_changed_by_importing_the_prefect_tasks():
 
 
 def test_each_source_kind_has_a_config_tag_and_the_reverse():
-    assert set(SOURCES) == {*REGIME_KINDS, *MARKET_KINDS}
+    assert set(SOURCES) == set(REGIME_KINDS) and set(MARKET_SOURCES) == set(MARKET_KINDS)
 
 
 def test_registry_and_core_agree_on_the_comparison_figures():
@@ -73,11 +76,57 @@ def test_the_dvc_door_never_imports_prefect(tmp_path):
     assert (tmp_path / "data/warmups/regression/data.safetensors").is_file()
 
 
-@pytest.mark.parametrize("limit", [320])
-def test_no_source_file_passes_the_size_limit(limit):
-    long = {p.relative_to(ROOT).as_posix(): n for d in ("neural_trader", "stages", "tasks", "flows")
-            for p in (ROOT / d).rglob("*.py") if (n := len(p.read_text().splitlines())) > limit}
-    assert not long, f"split these files (lines): {long}"
+WINGS = ("synthetic", "markets", "sweep", "warmups")
+
+
+def _floor(module: str) -> str:
+    """'base', a wing's name, or 'params' (the assembly of every wing's sections) for a neural_trader module."""
+    parts = module.split(".")
+    if parts[1:2] == ["params"]:
+        return "params"
+    return parts[1] if len(parts) > 1 and parts[1] in WINGS else "base"
+
+
+def _imports() -> dict[str, set[str]]:
+    """Every neural_trader module -> the neural_trader (and stages, flows, tasks) modules it imports, anywhere."""
+    out = {}
+    for path in (ROOT / "neural_trader").rglob("*.py"):
+        rel = path.relative_to(ROOT).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        package = module if rel.name == "__init__" else module.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                found |= {f"{base}.{a.name}" if base in ("neural_trader", *(f"neural_trader.{w}" for w in WINGS))
+                          else base for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        out[module] = {m for m in found if m.split(".")[0] in ("neural_trader", "stages", "flows", "tasks")}
+    return out
+
+
+def test_no_wing_imports_another_and_the_base_imports_no_wing():
+    imports = _imports()
+    assert {_floor(m) for m in imports} == {"base", "params", *WINGS}
+    for module, names in imports.items():
+        floor = _floor(module)
+        for name in names:
+            assert name.startswith("neural_trader"), f"{module} imports {name}: the core knows no orchestration"
+            if floor == "params":
+                continue
+            allowed = {"base"} if floor == "base" else {"base", floor}
+            assert _floor(name) in allowed, f"{module} ({floor}) imports {name} ({_floor(name)})"
+
+
+def test_the_synthetic_study_pulls_in_no_market_library():
+    loaded = _python("import sys, neural_trader.synthetic.comparison, neural_trader.synthetic.metrics, "
+                     "neural_trader.synthetic.report, neural_trader.params; "
+                     "print(' '.join(m for m in ('pandas', 'arch') if m in sys.modules))")
+    assert loaded == ""
 
 
 # --------------------------------------------------------------- params at the door

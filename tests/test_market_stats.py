@@ -1,4 +1,4 @@
-"""Block-bootstrap intervals and SPA / StepM wiring (neural_trader.market_stats), on series with a known answer.
+"""Block-bootstrap intervals and SPA / StepM wiring (neural_trader.markets.stats), on series with a known answer.
 
 The returns are i.i.d. normal with a 1% daily spread, so the bootstrap
 interval of a mean must be close to the normal one (+-1.96 sd / sqrt(n)).
@@ -15,14 +15,8 @@ import math
 import numpy as np
 import pytest
 
-from neural_trader.backtest import annualised_sharpe, pnl
-from neural_trader.market_stats import (
-    block_length,
-    bootstrap_ci,
-    mean_difference_ci,
-    sharpe_ci,
-    spa_test,
-)
+from neural_trader.markets.backtest import annualised_sharpe, pnl
+from neural_trader.markets.stats import block_length, bootstrap_ci, mean_difference_ci, sharpe_ci, spa_test
 
 N = 1000
 R = np.random.default_rng(20240611).normal(0.0003, 0.01, N)  # next-day log returns

@@ -1,4 +1,4 @@
-"""Price files and the arch data sets (neural_trader.prices): parsing, every error message, log returns."""
+"""Price files and the arch data sets (neural_trader.markets.prices): parsing, every error message, log returns."""
 
 from __future__ import annotations
 
@@ -9,15 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neural_trader.prices import (
-    DATASETS,
-    PriceDataError,
-    PriceSeries,
-    dataset_path,
-    load_dataset,
-    log_returns,
-    read_price_csv,
-)
+from neural_trader.markets.prices import (DATASETS, PriceDataError, PriceSeries, dataset_path, load_dataset, log_returns, read_price_csv)
 
 
 def write(tmp_path: Path, text: str, name: str = "prices.csv") -> Path:

@@ -55,7 +55,7 @@ def _changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
     return {name.split("@")[0] for name in before if before[name] != after[name]}
 
 
-@pytest.mark.parametrize("module", ["neural_trader.models", "neural_trader.sources", "stages.registry"])
+@pytest.mark.parametrize("module", ["neural_trader.models", "neural_trader.synthetic.sources", "stages.registry"])
 def test_editing_a_module_rekeys_exactly_the_stages_that_list_it(code, module):
     path = code / Path(*module.split(".")).with_suffix(".py")
     original = path.read_text()

@@ -11,17 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from scipy import stats as st
 
-from neural_trader.config import CompareConfig
-from neural_trader.contrasts import STATES, contrasts
-from neural_trader.stats import (
-    format_number,
-    format_p,
-    holm,
-    mean_ci,
-    min_detectable_effect,
-    paired_test,
-    seeds_needed,
-)
+from neural_trader.synthetic.config import CompareConfig
+from neural_trader.synthetic.contrasts import STATES, contrasts
+from neural_trader.stats import (format_number, format_p, holm, mean_ci, min_detectable_effect, paired_test, seeds_needed)
 
 
 # ---------------------------------------------------------------------- mean_ci

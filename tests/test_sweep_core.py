@@ -16,11 +16,10 @@ from scipy.stats import false_discovery_control
 from statsmodels.stats.multitest import multipletests
 
 from neural_trader.config import ConfigError
-from neural_trader.sweep import (SweepConfig, expand, model_name, parse_sweep, point_config,
-                                 validate_sweep)
-from neural_trader.sweep_plots import heatmaps_png, oracle_fraction_png, sweep_figures
-from neural_trader.sweep_report import (adjust_pvalues, point_summary, sweep_contrasts, sweep_markdown, sweep_summary,
-                                        verdicts)
+from neural_trader.params import parse_config
+from neural_trader.sweep.points import SweepConfig, expand, model_name, parse_sweep, point_config, validate_sweep
+from neural_trader.sweep.plots import heatmaps_png, oracle_fraction_png, sweep_figures
+from neural_trader.sweep.report import (adjust_pvalues, point_summary, sweep_contrasts, sweep_markdown, sweep_summary, verdicts)
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -53,12 +52,12 @@ def _axes(draw) -> dict[str, list]:
 @given(_axes())
 def test_grid_is_the_product_with_unique_safe_names_in_a_fixed_order(axes):
     sweep = parse_sweep({"dropout": [0.0, 0.5], "axes": axes})
-    points = expand(STUDY, sweep)
+    points = expand(STUDY, sweep, parse_config)
     assert len(points) == math.prod(len(v) for v in axes.values())
     names = [p.name for p in points]
     assert len(set(names)) == len(names)
     assert all(SAFE.fullmatch(n) for n in names)
-    assert [p.name for p in expand(STUDY, sweep)] == names  # deterministic
+    assert [p.name for p in expand(STUDY, sweep, parse_config)] == names  # deterministic
     if axes:  # first axis slowest
         first = next(iter(axes))
         assert [p.values[first] for p in points][:: len(points) // len(axes[first])] == axes[first]
@@ -69,62 +68,62 @@ def test_grid_is_the_product_with_unique_safe_names_in_a_fixed_order(axes):
 def test_appending_a_value_only_adds_points(axes, data):
     key = data.draw(hs.sampled_from(list(axes)))
     new = data.draw(_VALUES[key].filter(lambda vs: vs[0] not in axes[key]))[0]
-    before = {p.name: p.overrides for p in expand(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": axes}))}
+    before = {p.name: p.overrides for p in expand(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": axes}), parse_config)}
     grown = {**axes, key: [*axes[key], new]}
-    after = {p.name: p.overrides for p in expand(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": grown}))}
+    after = {p.name: p.overrides for p in expand(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": grown}), parse_config)}
     assert {n: after[n] for n in before} == before
     assert len(after) == len(before) * (len(axes[key]) + 1) // len(axes[key])
 
 
 def test_appending_a_dropout_value_renames_nothing_and_adds_one_model():
-    small = expand(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": {"hidden": [5, 32]}}))
-    big = expand(STUDY, parse_sweep({"dropout": [0.0, 0.5, 0.3], "axes": {"hidden": [5, 32]}}))
+    small = expand(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": {"hidden": [5, 32]}}), parse_config)
+    big = expand(STUDY, parse_sweep({"dropout": [0.0, 0.5, 0.3], "axes": {"hidden": [5, 32]}}), parse_config)
     assert [p.name for p in small] == [p.name for p in big]
     for a, b in zip(small, big):
-        models_a, models_b = (point_config(STUDY, p).models for p in (a, b))
+        models_a, models_b = (point_config(STUDY, p, parse_config).models for p in (a, b))
         assert list(models_b) == ["d0", "d0_5", "d0_3"]
         assert all(models_b[m] == cfg for m, cfg in models_a.items())
 
 
 def test_a_new_axis_renames_every_point():
-    old = {p.name for p in expand(STUDY, _sweep(hidden=[5, 32]))}
-    new = {p.name for p in expand(STUDY, _sweep(hidden=[5, 32], rho=[0.1]))}
+    old = {p.name for p in expand(STUDY, _sweep(hidden=[5, 32]), parse_config)}
+    new = {p.name for p in expand(STUDY, _sweep(hidden=[5, 32], rho=[0.1]), parse_config)}
     assert old == {"hidden5", "hidden32"} and new == {"hidden5-rho0p1", "hidden32-rho0p1"}
 
 
 def test_names_spell_values_safely():
     sweep = parse_sweep({"dropout": [0.0, 0.25], "axes": {"rho": [-0.1, 0.0], "data.n_train": [100],
                                                            "runtime.device": ["cpu"], "train.lr": [1e-5]}})
-    assert [p.name for p in expand(STUDY, sweep)] == ["rhom0p1-n_train100-devicecpu-lr0p00001",
+    assert [p.name for p in expand(STUDY, sweep, parse_config)] == ["rhom0p1-n_train100-devicecpu-lr0p00001",
                                                        "rho0-n_train100-devicecpu-lr0p00001"]
-    assert [p.name for p in expand(STUDY, parse_sweep({"dropout": [0, 0.5]}))] == ["base"]
+    assert [p.name for p in expand(STUDY, parse_sweep({"dropout": [0, 0.5]}), parse_config)] == ["base"]
     assert [model_name(d) for d in (0.0, 0.1, 0.25, 0.5)] == ["d0", "d0_1", "d0_25", "d0_5"]
     # two axes ending alike are told apart by their parent key
     both = parse_sweep({"dropout": [0, 0.5], "axes": {"train.epochs": [5], "warmups.regression.epochs": [6]}})
-    assert expand(STUDY, both)[0].name == "train_epochs5-regression_epochs6"
+    assert expand(STUDY, both, parse_config)[0].name == "train_epochs5-regression_epochs6"
 
 
 # ------------------------------------------------------------------ the design
 def test_each_point_trains_one_model_per_dropout_on_one_regime_paired_by_seed():
     sweep = parse_sweep({"dropout": [0.5, 0.0, 0.1], "axes": {"hidden": [5, 128], "data.n_train": [100],
                                                               "rho": [0.0, 0.2], "data.regimes.momentum.vol": [2.0]}})
-    points = validate_sweep({**STUDY, "sweep": {"ignored": True}}, sweep)
+    points = validate_sweep({**STUDY, "sweep": {"ignored": True}}, sweep, parse_config)
     assert len(points) == 4
     for p in points:
-        cfg = point_config(STUDY, p)
+        cfg = point_config(STUDY, p, parse_config)
         assert list(cfg.models) == ["d0", "d0_5", "d0_1"]  # reference first
         assert {m.hidden for m in cfg.models.values()} == {p.values["hidden"]}
         assert [m.dropout for m in cfg.models.values()] == [0.0, 0.5, 0.1]
         assert p.models == {"d0": 0.0, "d0_5": 0.5, "d0_1": 0.1}
         (regime,) = cfg.data.regimes.values()
         assert (regime.kind, regime.rho, regime.vol) == ("ar1", p.values["rho"], 2.0)
-        assert cfg.data.n_train == 100 and cfg.seeds == point_config(STUDY, points[0]).seeds
+        assert cfg.data.n_train == 100 and cfg.seeds == point_config(STUDY, points[0], parse_config).seeds
         assert p.settings == {"hidden": p.values["hidden"], "n_train": 100, "rho": p.values["rho"]}
 
 
 def test_unswept_settings_come_from_the_study():
-    (p,) = expand(STUDY, parse_sweep({"dropout": [0, 0.5]}))
-    cfg = point_config(STUDY, p)
+    (p,) = expand(STUDY, parse_sweep({"dropout": [0, 0.5]}), parse_config)
+    cfg = point_config(STUDY, p, parse_config)
     assert p.settings == {"hidden": 5, "n_train": 1000, "rho": 0.2}
     assert list(cfg.data.regimes) == ["momentum"] and cfg.data.regimes["momentum"].rho == 0.2
 
@@ -158,21 +157,21 @@ def test_unswept_settings_come_from_the_study():
 ])
 def test_a_bad_sweep_fails_before_any_work_naming_the_key(sweep, message):
     with pytest.raises(ConfigError) as exc:
-        validate_sweep(STUDY, parse_sweep({"dropout": [0.0, 0.5], **sweep}))
+        validate_sweep(STUDY, parse_sweep({"dropout": [0.0, 0.5], **sweep}), parse_config)
     assert message in str(exc.value)
 
 
 def test_a_bad_study_names_its_own_key():
     with pytest.raises(ConfigError, match=r"^train\.lr"):
-        expand({**STUDY, "train": {"lr": -1}}, _sweep(hidden=[5]))
+        expand({**STUDY, "train": {"lr": -1}}, _sweep(hidden=[5]), parse_config)
 
 
 def test_a_study_without_ar1_regime_needs_a_rho_axis():
     iid = {**STUDY, "data": {**STUDY["data"], "regimes": {"random": {"kind": "iid"}}}}
     with pytest.raises(ConfigError, match="sweep.axes.rho: the study has no ar1 regime"):
-        expand(iid, _sweep(hidden=[5]))
-    (p,) = validate_sweep(iid, _sweep(rho=[0.1]))
-    assert point_config(iid, p).data.regimes["momentum"].rho == 0.1
+        expand(iid, _sweep(hidden=[5]), parse_config)
+    (p,) = validate_sweep(iid, _sweep(rho=[0.1]), parse_config)
+    assert point_config(iid, p, parse_config).data.regimes["momentum"].rho == 0.1
 
 
 # ------------------------------------------------------------------ fake evaluations
@@ -196,7 +195,7 @@ def _grid(axes: dict, effect: dict | None = None, seeds: int = 16, seed: int = 0
     sweep = parse_sweep({"dropout": [0.0, 0.1, 0.5], "axes": axes})
     rng = np.random.default_rng(seed)
     out = []
-    for p in expand(STUDY, sweep):
+    for p in expand(STUDY, sweep, parse_config):
         rho = p.settings["rho"]
         oracle = np.full(seeds, 0.4 * rho)  # 0 at rho 0: nothing to learn
         common = rng.normal(0.2 * rho, 0.01, seeds)  # shared by the dropout values of a replica

@@ -21,20 +21,12 @@ import math
 import pytest
 import torch
 
-from neural_trader.config import AR1Regime, IIDRegime
+from neural_trader.synthetic.config import AR1Regime, IIDRegime
 from neural_trader.data import Windows, make_generator, window_returns
 from neural_trader.models import LinearRegression1D, TraderNet
-from neural_trader.sources import generate_returns
+from neural_trader.synthetic.sources import generate_returns
 from neural_trader.streams import Streams
-from neural_trader.train import (
-    TRADER_COLUMNS,
-    History,
-    fit,
-    resolve_device,
-    trader_loss,
-    trader_stats,
-    train_trader,
-)
+from neural_trader.train import TRADER_COLUMNS, History, fit, resolve_device, trader_loss, trader_stats, train_trader
 
 T, L, HIDDEN = 20, 4, 5
 

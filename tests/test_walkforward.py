@@ -1,4 +1,4 @@
-"""Walk-forward folds, scaled inputs and segment membership (neural_trader.walkforward).
+"""Walk-forward folds, scaled inputs and segment membership (neural_trader.markets.folds).
 
 The fold arithmetic is checked by property over random sizes; the inputs by a
 hand-computed case; the absence of look-ahead by changing every price after a
@@ -14,14 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neural_trader.prices import PriceSeries, load_dataset, log_returns
-from neural_trader.walkforward import (
-    Fold,
-    fold_windows,
-    make_folds,
-    scaled_inputs,
-    segment_windows,
-)
+from neural_trader.markets.prices import PriceSeries, load_dataset, log_returns
+from neural_trader.markets.folds import Fold, fold_windows, make_folds, scaled_inputs, segment_windows
 
 
 @st.composite

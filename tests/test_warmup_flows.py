@@ -29,7 +29,8 @@ import torch
 import yaml
 
 from flows.cli import main
-from neural_trader import warmups as W
+from neural_trader.warmups import classifier as C
+from neural_trader.warmups import regression as R
 from neural_trader.config import apply_overrides
 from neural_trader.models import Classifier, LinearRegression1D
 from tasks import warmups as warmup_tasks
@@ -128,7 +129,7 @@ def test_documented_numbers_are_the_measured_ones(full_run):
 # ------------------------------------------------------------------ the files
 def test_outputs_and_formats(full_run):
     cfg, ws, _ = full_run
-    for exp, columns in (("regression", W.REGRESSION_COLUMNS), ("classifier", W.CLASSIFIER_COLUMNS + W.TEST_COLUMNS)):
+    for exp, columns in (("regression", R.REGRESSION_COLUMNS), ("classifier", C.CLASSIFIER_COLUMNS + C.TEST_COLUMNS)):
         header, *rows = ws.warmup_history(exp).read_text().splitlines()
         assert header.split("\t") == ["epoch", *columns]
         assert len(rows) == getattr(cfg.warmups, exp).epochs
@@ -142,7 +143,7 @@ def test_outputs_and_formats(full_run):
     net = Classifier([torch.Generator()], dim=cc.dim, hidden=cc.hidden)
     net.load_state_dict(load_tensors(ws.warmup_model("classifier")))
     data = load_tensors(ws.warmup_data("classifier"))
-    again = W.classifier_report(net, data["test_x"], data["test_label"], cc, bayes=0.0)
+    again = C.classifier_report(net, data["test_x"], data["test_label"], cc, bayes=0.0)
     assert again["accuracy"] == read_json(ws.warmup_report("classifier"))["accuracy"]
 
 
@@ -185,7 +186,7 @@ def _dvc_stages() -> dict:
 
 
 def _history_columns(stage: str) -> tuple[str, ...]:
-    return W.REGRESSION_COLUMNS if stage.startswith("regression") else W.CLASSIFIER_COLUMNS + W.TEST_COLUMNS
+    return R.REGRESSION_COLUMNS if stage.startswith("regression") else C.CLASSIFIER_COLUMNS + C.TEST_COLUMNS
 
 
 def _paths(entries: list) -> list[str]:

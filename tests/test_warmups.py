@@ -19,8 +19,9 @@ import math
 import pytest
 import torch
 
-from neural_trader import warmups as W
-from neural_trader.config import ClassifierConfig, RegressionConfig
+from neural_trader.warmups import classifier as C
+from neural_trader.warmups import regression as R
+from neural_trader.warmups.config import ClassifierConfig, RegressionConfig
 from neural_trader.data import make_generator
 from neural_trader.seeding import seed_from
 
@@ -41,14 +42,14 @@ def _one_thread():  # module scope: set before the module-scoped training fixtur
 @pytest.fixture(scope="module")
 def regression_run():
     cfg = RegressionConfig()
-    x, y = W.regression_data(cfg, make_generator("test", "reg-data"))
-    model, hist = W.fit_regression(x, y, cfg, seed_from("test", "reg-fit"))
+    x, y = R.regression_data(cfg, make_generator("test", "reg-data"))
+    model, hist = R.fit_regression(x, y, cfg, seed_from("test", "reg-fit"))
     return cfg, x, y, model, hist
 
 
 def test_regression_data_shapes_and_law():
     cfg = RegressionConfig()
-    x, y = W.regression_data(cfg, make_generator("test", "reg-law"))
+    x, y = R.regression_data(cfg, make_generator("test", "reg-law"))
     assert x.shape == y.shape == (cfg.n,)
     assert x.dtype == y.dtype == torch.float32
     # sample moments of x and of the exact residual
@@ -60,7 +61,7 @@ def test_regression_data_shapes_and_law():
 
 def test_regression_recovers_parameters(regression_run):
     cfg, x, y, model, _ = regression_run
-    rep = W.regression_report(model, x, y, cfg)
+    rep = R.regression_report(model, x, y, cfg)
     for name in ("beta0", "beta1", "sigma"):
         assert rep[f"{name}_true"] == getattr(cfg, name)
         assert rep[f"{name}_error"] == pytest.approx(abs(rep[name] - rep[f"{name}_true"]))
@@ -69,16 +70,16 @@ def test_regression_recovers_parameters(regression_run):
 
 def test_regression_sigma_ddof(regression_run):
     cfg, x, y, model, _ = regression_run
-    s0 = W.regression_report(model, x, y, cfg)["sigma"]
-    s2 = W.regression_report(model, x, y, cfg, ddof=2)["sigma"]
+    s0 = R.regression_report(model, x, y, cfg)["sigma"]
+    s2 = R.regression_report(model, x, y, cfg, ddof=2)["sigma"]
     assert s2 == pytest.approx(s0 * math.sqrt(cfg.n / (cfg.n - 2)), rel=1e-9)
     with pytest.raises(ValueError, match="ddof"):
-        W.regression_report(model, x, y, cfg, ddof=cfg.n)
+        R.regression_report(model, x, y, cfg, ddof=cfg.n)
 
 
 def test_regression_history(regression_run):
     cfg, _, _, model, hist = regression_run
-    assert hist.columns == W.REGRESSION_COLUMNS == ("beta0", "beta1", "loss")
+    assert hist.columns == R.REGRESSION_COLUMNS == ("beta0", "beta1", "loss")
     assert hist.values.shape == (1, cfg.epochs, 3)
     # betas are the end-of-epoch parameters
     assert float(hist.column("beta0")[0, -1]) == pytest.approx(model.beta0[0, 0].detach().item())
@@ -91,15 +92,15 @@ def test_regression_history(regression_run):
 
 def test_regression_deterministic_and_replicas():
     cfg = RegressionConfig(epochs=5)
-    x, y = W.regression_data(cfg, make_generator("test", "reg-det"))
-    x2, y2 = W.regression_data(cfg, make_generator("test", "reg-det"))
+    x, y = R.regression_data(cfg, make_generator("test", "reg-det"))
+    x2, y2 = R.regression_data(cfg, make_generator("test", "reg-det"))
     assert torch.equal(x, x2) and torch.equal(y, y2)
-    _, h1 = W.fit_regression(x, y, cfg, seed_from("test", "r", 0))
-    _, h2 = W.fit_regression(x, y, cfg, seed_from("test", "r", 0))
+    _, h1 = R.fit_regression(x, y, cfg, seed_from("test", "r", 0))
+    _, h2 = R.fit_regression(x, y, cfg, seed_from("test", "r", 0))
     assert torch.equal(h1.values, h2.values)
     # two replicas in one run equal two single runs with the same seeds
-    _, hb = W.fit_regression(x, y, cfg, [seed_from("test", "r", 0), seed_from("test", "r", 1)])
-    _, h3 = W.fit_regression(x, y, cfg, seed_from("test", "r", 1))
+    _, hb = R.fit_regression(x, y, cfg, [seed_from("test", "r", 0), seed_from("test", "r", 1)])
+    _, h3 = R.fit_regression(x, y, cfg, seed_from("test", "r", 1))
     assert hb.values.shape == (2, cfg.epochs, 3)
     torch.testing.assert_close(hb.values[0], h1.values[0])
     torch.testing.assert_close(hb.values[1], h3.values[0])
@@ -109,26 +110,26 @@ def test_regression_rejects_bad_input():
     cfg = RegressionConfig(epochs=1)
     x = torch.zeros(10)
     with pytest.raises(ValueError, match="equal length"):
-        W.fit_regression(x, torch.zeros(11), cfg, seed_from("x"))
+        R.fit_regression(x, torch.zeros(11), cfg, seed_from("x"))
     with pytest.raises(ValueError, match="seeds"):
-        W.fit_regression(x, x, cfg, [])
+        R.fit_regression(x, x, cfg, [])
     with pytest.raises(ValueError, match="distinct"):
-        W.fit_regression(x, x, cfg, [3, 3])
+        R.fit_regression(x, x, cfg, [3, 3])
 
 
 # ---------------------------------------------------------------------- classifier
 @pytest.fixture(scope="module")
 def classifier_run():
     cfg = ClassifierConfig()
-    x, label = W.classifier_data(cfg, cfg.n, make_generator("test", "cls-train"))
-    xt, lt = W.classifier_data(cfg, cfg.n_test, make_generator("test", "cls-test"))
-    model, hist = W.fit_classifier(x, label, cfg, seed_from("test", "cls-fit"), valid=(xt, lt))
+    x, label = C.classifier_data(cfg, cfg.n, make_generator("test", "cls-train"))
+    xt, lt = C.classifier_data(cfg, cfg.n_test, make_generator("test", "cls-test"))
+    model, hist = C.fit_classifier(x, label, cfg, seed_from("test", "cls-fit"), valid=(xt, lt))
     return cfg, x, label, xt, lt, model, hist
 
 
 def test_classifier_data_shapes_and_balance():
     cfg = ClassifierConfig()
-    x, label = W.classifier_data(cfg, 5000, make_generator("test", "cls-shape"))
+    x, label = C.classifier_data(cfg, 5000, make_generator("test", "cls-shape"))
     assert x.shape == (5000, cfg.dim) and x.dtype == torch.float32
     assert label.shape == (5000,) and label.dtype == torch.int64
     assert set(label.unique().tolist()) <= {0, 1}
@@ -139,7 +140,7 @@ def test_classifier_data_shapes_and_balance():
 
 
 def test_logistic_noise_law():
-    e = W._logistic(200_000, make_generator("test", "logistic"))
+    e = C._logistic(200_000, make_generator("test", "logistic"))
     assert torch.isfinite(e).all()
     assert abs(float(e.mean())) < 0.02
     assert float(e.var()) == pytest.approx(math.pi**2 / 3, rel=0.02)
@@ -149,20 +150,20 @@ def test_logistic_noise_law():
 
 def test_bayes_rate_monte_carlo_matches_integral():
     cfg = ClassifierConfig()
-    exact = W.bayes_rate_integral(cfg)
+    exact = C.bayes_rate_integral(cfg)
     # closed-form-ish check: 1 - E[sigmoid(-|z|)] ~= 1 - 2 phi(0) ln2 / sqrt(dim) for large dim
     assert exact == pytest.approx(1 - 2 * math.log(2) / math.sqrt(2 * math.pi * cfg.dim), abs=2e-3)
-    mc = W.bayes_rate(cfg, 200_000, make_generator("test", "bayes"))
+    mc = C.bayes_rate(cfg, 200_000, make_generator("test", "bayes"))
     assert abs(mc - exact) < TOL_BAYES_MC
     # dim = 1: z ~ N(0, 1), still a proper integral
     one = ClassifierConfig(dim=1)
-    assert abs(W.bayes_rate(one, 200_000, make_generator("test", "bayes1")) - W.bayes_rate_integral(one)) < TOL_BAYES_MC
+    assert abs(C.bayes_rate(one, 200_000, make_generator("test", "bayes1")) - C.bayes_rate_integral(one)) < TOL_BAYES_MC
 
 
 def test_classifier_beats_90_and_nears_bayes(classifier_run):
     cfg, _, _, xt, lt, model, hist = classifier_run
-    bayes = W.bayes_rate_integral(cfg)
-    rep = W.classifier_report(model, xt, lt, cfg, bayes)
+    bayes = C.bayes_rate_integral(cfg)
+    rep = C.classifier_report(model, xt, lt, cfg, bayes)
     assert rep["accuracy"] > 0.90, rep
     assert rep["gap"] < TOL_BAYES_GAP, rep
     assert rep["gap_test"] < 0.01, rep
@@ -174,7 +175,7 @@ def test_classifier_beats_90_and_nears_bayes(classifier_run):
 
 def test_classifier_history(classifier_run):
     cfg, x, label, *_, hist = classifier_run
-    assert hist.columns == W.CLASSIFIER_COLUMNS + W.TEST_COLUMNS
+    assert hist.columns == C.CLASSIFIER_COLUMNS + C.TEST_COLUMNS
     assert hist.values.shape == (1, cfg.epochs, 6)
     train = hist.values[0, :, :3]
     test = hist.values[0, :, 3:]
@@ -186,19 +187,19 @@ def test_classifier_history(classifier_run):
 
 def test_classifier_without_valid_and_deterministic():
     cfg = ClassifierConfig(n=2000, dim=10, epochs=3, batch_size=500)
-    x, label = W.classifier_data(cfg, cfg.n, make_generator("test", "det-data"))
-    x2, label2 = W.classifier_data(cfg, cfg.n, make_generator("test", "det-data"))
+    x, label = C.classifier_data(cfg, cfg.n, make_generator("test", "det-data"))
+    x2, label2 = C.classifier_data(cfg, cfg.n, make_generator("test", "det-data"))
     assert torch.equal(x, x2) and torch.equal(label, label2)
-    m1, h1 = W.fit_classifier(x, label, cfg, seed_from("test", "det", 0))
-    m2, h2 = W.fit_classifier(x, label, cfg, seed_from("test", "det", 0))
-    assert h1.columns == W.CLASSIFIER_COLUMNS and h1.values.shape == (1, 3, 3)
+    m1, h1 = C.fit_classifier(x, label, cfg, seed_from("test", "det", 0))
+    m2, h2 = C.fit_classifier(x, label, cfg, seed_from("test", "det", 0))
+    assert h1.columns == C.CLASSIFIER_COLUMNS and h1.values.shape == (1, 3, 3)
     assert torch.equal(h1.values, h2.values)
     for a, b in zip(m1.state_dict().values(), m2.state_dict().values()):
         assert torch.equal(a, b)
-    _, h3 = W.fit_classifier(x, label, cfg, seed_from("test", "det", 1))
+    _, h3 = C.fit_classifier(x, label, cfg, seed_from("test", "det", 1))
     assert not torch.equal(h1.values, h3.values)
     # replicas: batched run equals single runs
-    _, hb = W.fit_classifier(x, label, cfg, [seed_from("test", "det", 0), seed_from("test", "det", 1)])
+    _, hb = C.fit_classifier(x, label, cfg, [seed_from("test", "det", 0), seed_from("test", "det", 1)])
     torch.testing.assert_close(hb.values[0], h1.values[0])
     torch.testing.assert_close(hb.values[1], h3.values[0])
 
@@ -206,8 +207,8 @@ def test_classifier_without_valid_and_deterministic():
 def test_classifier_rejects_bad_shapes():
     cfg = ClassifierConfig(dim=4, epochs=1)
     with pytest.raises(ValueError, match=r"\(n, 4\)"):
-        W.fit_classifier(torch.zeros(10, 3), torch.zeros(10, dtype=torch.long), cfg, seed_from("x"))
+        C.fit_classifier(torch.zeros(10, 3), torch.zeros(10, dtype=torch.long), cfg, seed_from("x"))
     with pytest.raises(ValueError, match="n must be"):
-        W.classifier_data(cfg, 0, make_generator("x"))
+        C.classifier_data(cfg, 0, make_generator("x"))
     with pytest.raises(ValueError, match="draws"):
-        W.bayes_rate(cfg, 0, make_generator("x"))
+        C.bayes_rate(cfg, 0, make_generator("x"))

@@ -1,4 +1,4 @@
-"""The seed's two warm-ups, framework-free: a 1-D linear regression and a noisy-hyperplane classifier.
+"""The warm-ups wing: the seed's two warm-ups, framework-free: a 1-D linear regression and a noisy-hyperplane classifier.
 
 Both train with the study's generic `train.fit` (RMSprop, minibatches reshuffled
 every epoch), so the warm-ups exercise the same trainer as the trader. Data
@@ -22,40 +22,7 @@ with beta0 = 0 and beta1 = ones(dim), learnt by a dim -> hidden -> 2-logit
 network under cross-entropy. Since P(label = 1 | x) = sigmoid(z), z = beta0 + x @ beta1,
 the Bayes classifier predicts 1 when z > 0 and is right with probability
 sigmoid(|z|); its accuracy is E[sigmoid(|z|)] with z ~ N(beta0, |beta1|^2).
+
+Modules: `config` (the `warmups` section), `regression`, `classifier`, `_common`
+(replicas and streams). This package imports nothing itself, so its config is light.
 """
-
-from __future__ import annotations
-
-from .classifier import (
-    CLASSIFIER_BETA0,
-    CLASSIFIER_COLUMNS,
-    TEST_COLUMNS,
-    _logistic,  # noqa: F401  (the tests draw logistic noise through it)
-    bayes_rate,
-    bayes_rate_integral,
-    classifier_beta1,
-    classifier_data,
-    classifier_loss,
-    classifier_report,
-    classifier_stats,
-    fit_classifier,
-)
-from .regression import REGRESSION_COLUMNS, fit_regression, regression_data, regression_report
-
-__all__ = [
-    "REGRESSION_COLUMNS",
-    "CLASSIFIER_COLUMNS",
-    "TEST_COLUMNS",
-    "CLASSIFIER_BETA0",
-    "classifier_beta1",
-    "regression_data",
-    "fit_regression",
-    "regression_report",
-    "classifier_data",
-    "classifier_loss",
-    "classifier_stats",
-    "fit_classifier",
-    "bayes_rate",
-    "bayes_rate_integral",
-    "classifier_report",
-]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..streams import Streams
+from neural_trader.streams import Streams
 
 Seeds = int | Sequence[int]
 

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from scipy import integrate
 from scipy.special import expit
 
-from ..config import ClassifierConfig
-from ..models import Classifier
-from ..train import History, fit
-from ._common import Seeds, _as_streams, _init_generators, _replicate
+from neural_trader.warmups.config import ClassifierConfig
+from neural_trader.models import Classifier
+from neural_trader.train import History, fit
+from neural_trader.warmups._common import Seeds, _as_streams, _init_generators, _replicate
 
 CLASSIFIER_COLUMNS = ("accuracy", "false_pos", "false_neg")
 TEST_COLUMNS = tuple(f"test_{c}" for c in CLASSIFIER_COLUMNS)

@@ -7,10 +7,10 @@ import math
 
 import torch
 
-from ..config import RegressionConfig
-from ..models import LinearRegression1D
-from ..train import History, fit
-from ._common import Seeds, _as_streams, _replicate
+from neural_trader.warmups.config import RegressionConfig
+from neural_trader.models import LinearRegression1D
+from neural_trader.train import History, fit
+from neural_trader.warmups._common import Seeds, _as_streams, _replicate
 
 REGRESSION_COLUMNS = ("beta0", "beta1", "loss")
 

@@ -7,7 +7,7 @@ windows (one row per decision day), so every fold of a rolling scheme holds
 the same number of windows and the S seeds of all F folds train as F*S
 replicas of one batched run. A segment owns the windows whose rows lie in it;
 with an embargo of at least `lag` rows between segments, no day is an input
-or target of two segments (see `neural_trader.walkforward`). The test
+or target of two segments (see `neural_trader.markets.folds`). The test
 segments tile the out-of-sample rows, so the joined out-of-sample series has
 a position for every day from the first test day to the last.
 
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from .market_config import CsvMarket, MarketsConfig
-from .prices import PriceSeries, load_dataset, log_returns, read_price_csv
-from .walkforward import Fold, make_folds, scaled_inputs
+from neural_trader.markets.config import CsvMarket, MarketsConfig
+from neural_trader.markets.prices import PriceSeries, load_dataset, log_returns, read_price_csv
+from neural_trader.markets.folds import Fold, make_folds, scaled_inputs
 
 __all__ = ["MarketData", "read_market", "prepare_market", "fold_groups", "oos_rows", "FOLD_COLUMNS"]
 

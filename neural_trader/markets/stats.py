@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from arch.bootstrap import SPA, StationaryBootstrap, StepM, optimal_block_length
 
-from .backtest import PERIODS, annualised_sharpe
+from neural_trader.markets.backtest import PERIODS, annualised_sharpe
 
 __all__ = ["Interval", "block_length", "bootstrap_ci", "mean_difference_ci", "sharpe_ci", "spa_test"]
 

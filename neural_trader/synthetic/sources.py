@@ -7,7 +7,7 @@ offers an `Oracle`: the Bayes-optimal long-only policy and its expected return.
 Evaluation, comparison and the report ask `source.oracle` and the oracle's
 `signal`, never the type of the source.
 
-Adding a kind of source: a config class in `neural_trader.config` (its `kind`
+Adding a kind of source: a config class in `neural_trader.synthetic.config` (its `kind`
 tag joins `RegimeConfig`), a `Source` subclass here registered in `SOURCES`
 under that tag, and, if it reads files, the catalog and the registry entries
 for them.
@@ -28,13 +28,14 @@ import numpy as np
 import torch
 from pydantic import TypeAdapter, ValidationError
 
-from .config import AR1Regime, ConfigError, IIDRegime, RegimeConfig
-from .data import ar1_returns, iid_returns, make_generator
-from .market import read_market
-from .prices import PriceSeries
+from neural_trader.config import ConfigError
+from neural_trader.data import ar1_returns, iid_returns, make_generator
+from neural_trader.evaluate import buy_and_hold_position, cash_position, curve_grid
 
-__all__ = ["Oracle", "Source", "IIDSource", "AR1Source", "PriceSource", "CsvSource", "DatasetSource", "SOURCES",
-           "make_source", "generate_returns"]
+from neural_trader.synthetic.config import AR1Regime, IIDRegime, RegimeConfig
+
+__all__ = ["Oracle", "Source", "IIDSource", "AR1Source", "SOURCES", "make_source", "generate_returns", "oracle_position",
+           "baseline_positions", "oracle_expected_return", "oracle_curve"]
 
 
 def _last_return(x: Any) -> np.ndarray:
@@ -147,51 +148,14 @@ class AR1Source(Source):
         return ar1_returns(n, length, rho=self.config.rho, vol=self.config.vol, generator=generator)
 
 
-class PriceSource:
-    """One real price path (`markets.regimes`): no law is known, so no oracle; it is tested walk-forward."""
-
-    oracle: Oracle | None = None
-
-    def __init__(self, config: Any):
-        self.config = config
-
-    def series(self, root: Path) -> PriceSeries:
-        """Dates and closes, checked (`PriceDataError` names the file, line and problem)."""
-        raise NotImplementedError
-
-    def label(self) -> str:
-        """Where the closes come from, the same on every machine (for the report)."""
-        raise NotImplementedError
-
-
-class CsvSource(PriceSource):
-    """A CSV of dates and closes in the workspace."""
-
-    def series(self, root: Path) -> PriceSeries:
-        return read_market(self.config, Path(root))
-
-    def label(self) -> str:
-        return self.config.path
-
-
-class DatasetSource(PriceSource):
-    """A daily series shipped inside the arch package (offline)."""
-
-    def series(self, root: Path) -> PriceSeries:
-        return read_market(self.config, Path(root))
-
-    def label(self) -> str:
-        return f"arch.data.{self.config.name}"
-
-
-#: kind tag of a regime's or market's config -> its source
-SOURCES: dict[str, type] = {"iid": IIDSource, "ar1": AR1Source, "csv": CsvSource, "dataset": DatasetSource}
+#: kind tag of a regime's config -> its source
+SOURCES: dict[str, type] = {"iid": IIDSource, "ar1": AR1Source}
 
 _REGIME = TypeAdapter(RegimeConfig)
 
 
 def make_source(regime: Any) -> Any:
-    """The source of a regime or market config (or of an equivalent regime mapping, validated and defaulted)."""
+    """The source of a regime config (or of an equivalent regime mapping, validated and defaulted)."""
     if isinstance(regime, Mapping):
         try:
             regime = _REGIME.validate_python(dict(regime))
@@ -207,3 +171,46 @@ def generate_returns(regime: IIDRegime | AR1Regime, n: int, length: int, *,
                      generator: torch.Generator) -> torch.Tensor:
     """(n, length) returns of the given regime's source."""
     return make_source(regime).draw(n, length, generator)
+
+
+# ------------------------------------------------------------- the oracle of a regime
+def oracle_position(x: Any, regime: Any) -> np.ndarray:
+    """The Bayes-optimal long-only position on each window of x (..., n, lag) -> (..., n).
+
+    AR(1): 1 where rho * x[..., -1] > 0 (the conditional mean of the next return
+    is positive), else 0. i.i.d.: 0 everywhere, since no position has positive
+    expected return (cash ties with every other policy; it is the zero-risk choice).
+    The policy is the regime's source's oracle.
+    """
+    return _oracle(regime).position(x)
+
+
+def _oracle(regime: Any):
+    source = make_source(regime)
+    if source.oracle is None:
+        raise ValueError(f"regime {regime!r} has no known law, so no oracle")
+    return source.oracle
+
+
+def baseline_positions(x: Any, regime: Any) -> dict[str, np.ndarray]:
+    """{'cash', 'buy_and_hold', 'oracle'}: each baseline's (n,) positions on x."""
+    return {
+        "cash": cash_position(x),
+        "buy_and_hold": buy_and_hold_position(x),
+        "oracle": oracle_position(x, regime),
+    }
+
+
+def oracle_expected_return(regime: Any) -> float:
+    """The oracle's expected return per step, E[max(rho * r_last, 0)], in closed form.
+
+    For the stationary AR(1) with innovation std vol, r_last ~ N(0, s^2) with
+    s = vol / sqrt(1 - rho^2), so rho * r_last ~ N(0, (rho s)^2) and
+    E[max(rho r_last, 0)] = |rho| * s / sqrt(2 pi). For i.i.d. returns it is 0.
+    """
+    return _oracle(regime).expected_return()
+
+
+def oracle_curve(regime: Any, grid: Any) -> np.ndarray:
+    """The oracle's position at each last return in grid: a 0/1 step at 0 (all 0 for i.i.d.)."""
+    return _oracle(regime).curve(curve_grid(grid))

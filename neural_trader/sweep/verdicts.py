@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import stats
+from neural_trader import stats
 
 __all__ = ["verdicts", "METRIC_NAMES"]
 

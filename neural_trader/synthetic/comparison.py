@@ -1,6 +1,6 @@
 """The comparison across cells: per-cell summaries, pooling of reruns, the contrast family, figures.
 
-Takes the per-cell evaluations that `cell_metrics.evaluate_cell` produced (plain
+Takes the per-cell evaluations that `synthetic.metrics.evaluate_cell` produced (plain
 dicts, as read back from JSON) and returns values: the comparison dict (schema
 in `stages.compare`), its flat headline, and the figures as PNG bytes. Nothing
 here reads or writes a file.
@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from . import plots, stats
-from .contrasts import contrasts
-from .evaluate import oracle_fraction
-from .sources import Oracle
+from neural_trader import plots, stats
+from neural_trader.evaluate import oracle_fraction
+from neural_trader.stats import summarise_cell
+
+from neural_trader.synthetic.contrasts import contrasts
+from neural_trader.synthetic.sources import Oracle
 
 __all__ = ["SCHEMA", "FIGURES", "cell_name", "summarise_cell", "pool_evaluations", "compare_cells",
            "headline", "null_regime", "figures", "valid_return_table"]
@@ -30,33 +32,6 @@ Cell = tuple[str, str]  # (regime, model)
 
 def cell_name(regime: str, model: str) -> str:
     return f"{regime}-{model}"
-
-
-def _ci(values: list[float], confidence: float) -> dict[str, float]:
-    mean, lo, hi = stats.mean_ci(np.asarray(values), confidence)
-    return {"mean": mean, "ci_lo": lo, "ci_hi": hi}
-
-
-def summarise_cell(ev: dict[str, Any], confidence: float) -> dict[str, Any]:
-    """One cell's row: means and t-intervals over seeds of its evaluation."""
-    ps = ev["per_seed"]
-    oracle = ev["baselines"].get("oracle", {}).get("mean_return")
-    return {
-        "regime": ev["regime"],
-        "model": ev["model"],
-        "test_return": _ci(ps["test_mean_return"], confidence),
-        "test_return_best": _ci(ps["test_mean_return_best"], confidence),
-        "gap": _ci(ps["gap"], confidence),
-        "train_return": float(np.mean(ps["train_return"])),
-        "sharpe": float(np.mean(ps["test_sharpe"])),
-        "hit_rate": float(np.mean(ps["test_hit_rate"])),
-        "mean_position": float(np.mean(ps["test_mean_position"])),
-        "best_epoch": float(np.mean(ps["best_epoch"])),
-        "oracle_return": oracle,
-        "buy_and_hold_return": ev["baselines"]["buy_and_hold"]["mean_return"],
-        "oracle_expected_return": ev["oracle_expected_return"],
-        "oracle_fraction": ev["oracle_fraction"],
-    }
 
 
 def pool_evaluations(evals: Sequence[dict[str, Any]]) -> dict[str, Any]:

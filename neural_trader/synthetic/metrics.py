@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .evaluate import (CURVE_GRID, buy_and_hold_position, cash_position, oracle_fraction, policy_metrics,
-                       position_curve, replica_positions)
+from neural_trader.evaluate import (CURVE_GRID, buy_and_hold_position, cash_position, oracle_fraction, policy_metrics, position_curve, replica_positions)
 
 __all__ = ["evaluate_cell", "seed_metrics", "join_seed_metrics", "summarise_cell"]
 

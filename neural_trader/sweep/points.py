@@ -42,12 +42,14 @@ import itertools
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from .config import ConfigError, ModelConfig, StudyConfig, apply_overrides, parse_config
-from .sweep_names import _point_name, _prefixes, _value_label, model_name
+from neural_trader.config import ConfigError, apply_overrides
+
+from neural_trader.sweep.names import _point_name, _prefixes, _value_label, model_name
 
 __all__ = ["SweepConfig", "Point", "SHORTHANDS", "REFERENCE", "parse_sweep", "model_name", "expand",
            "point_config", "validate_sweep"]
@@ -60,6 +62,13 @@ REFERENCE = 0.0
 
 
 # ------------------------------------------------------------------ config
+#: a dropout probability, as the synthetic study's models bound it
+_DROPOUT = TypeAdapter(Annotated[float, Field(ge=0.0, lt=1.0)])
+
+#: params dict -> the validated study (`neural_trader.params.parse_config`), handed in by the caller
+Parse = Callable[[dict[str, Any]], Any]
+
+
 class SweepConfig(BaseModel):
     """The `sweep` section: the contrast axis, the grid axes and the multiplicity control."""
 
@@ -77,7 +86,7 @@ class SweepConfig(BaseModel):
     def _dropout_ok(cls, v: list[float]) -> list[float]:
         for d in v:
             try:
-                ModelConfig(dropout=d)  # the model's own bounds, [0, 1)
+                _DROPOUT.validate_python(d)  # a model's own bounds, [0, 1)
             except ValidationError as exc:
                 raise ValueError(f"sweep.dropout: {d!r} is not allowed: {exc.errors()[0]['msg']} "
                                  "(allowed: >= 0 and < 1)") from None
@@ -194,8 +203,8 @@ def _structural(base_hidden: int, regime_name: str, regime: dict[str, Any], swee
     return [f"models={_json(models)}", f"data.regimes={_json(regimes)}", "markets.regimes={}"]
 
 
-def _base(raw: dict[str, Any], sweep: SweepConfig) -> _Base:
-    study = parse_config(raw)  # the study itself is checked first, naming its own keys
+def _base(raw: dict[str, Any], sweep: SweepConfig, parse: Parse) -> _Base:
+    study = parse(raw)  # the study itself is checked first, naming its own keys
     ar1 = [(n, r) for n, r in study.data.regimes.items() if r.kind == "ar1"]
     if ar1:
         name, regime = ar1[0][0], ar1[0][1].model_dump(mode="json")
@@ -204,11 +213,11 @@ def _base(raw: dict[str, Any], sweep: SweepConfig) -> _Base:
     else:
         raise ConfigError("sweep.axes.rho: the study has no ar1 regime to take rho from; add a rho axis")
     hidden = next(iter(study.models.values())).hidden
-    shaped = parse_config(apply_overrides(raw, _structural(hidden, name, regime, sweep, {})))
+    shaped = parse(apply_overrides(raw, _structural(hidden, name, regime, sweep, {})))
     return _Base(hidden, study.data.n_train, name, regime, frozenset(_leaves(shaped)))
 
 
-def _leaves(cfg: StudyConfig) -> list[str]:
+def _leaves(cfg: Any) -> list[str]:
     """Every dotted key of a study whose value is not a section."""
     out: list[str] = []
 
@@ -250,7 +259,7 @@ def _check_key(key: str, base: _Base) -> None:
     raise ConfigError(f"{where}: not a key of the study{hint}")
 
 
-def expand(study_raw: dict[str, Any], sweep: SweepConfig) -> list[Point]:
+def expand(study_raw: dict[str, Any], sweep: SweepConfig, parse: Parse) -> list[Point]:
     """Every grid point, in a fixed order: the product of the axes, first axis slowest.
 
     Checks that each axis names a key of the study (ConfigError naming
@@ -258,7 +267,7 @@ def expand(study_raw: dict[str, Any], sweep: SweepConfig) -> list[Point]:
     `point_config` / `validate_sweep`.
     """
     raw = _study_only(study_raw)
-    base = _base(raw, sweep)
+    base = _base(raw, sweep, parse)
     keys = list(sweep.axes)
     for key in keys:
         _check_key(key, base)
@@ -283,10 +292,10 @@ def _blame(message: str, values: dict[str, Any]) -> str | None:
     return min(hits)[1] if hits else None
 
 
-def point_config(study_raw: dict[str, Any], point: Point) -> StudyConfig:
+def point_config(study_raw: dict[str, Any], point: Point, parse: Parse) -> Any:
     """The point's study, validated; a bad value raises ConfigError naming `sweep.axes.<key>` and the value."""
     try:
-        return parse_config(apply_overrides(_study_only(study_raw), point.overrides))
+        return parse(apply_overrides(_study_only(study_raw), point.overrides))
     except ConfigError as exc:
         axis = _blame(str(exc), point.values)
         if axis is None:
@@ -295,9 +304,9 @@ def point_config(study_raw: dict[str, Any], point: Point) -> StudyConfig:
                           f"(point {point.name}): {exc}") from None
 
 
-def validate_sweep(study_raw: dict[str, Any], sweep: SweepConfig) -> list[Point]:
+def validate_sweep(study_raw: dict[str, Any], sweep: SweepConfig, parse: Parse) -> list[Point]:
     """Expand the grid and validate every point's study before any work; the first bad value fails."""
-    points = expand(study_raw, sweep)
+    points = expand(study_raw, sweep, parse)
     for point in points:
-        point_config(study_raw, point)
+        point_config(study_raw, point, parse)
     return points

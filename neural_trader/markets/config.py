@@ -1,7 +1,7 @@
 """Typed config of the real-prices study: price sources, walk-forward folds, variants, costs, bootstrap.
 
-Part of `StudyConfig` (sections `markets` and `costs`); see `neural_trader.config`
-for how errors name their key. Lengths are in trading days (rows of the price
+Sections `markets` and `costs` of params.yaml (`neural_trader.params` assembles them);
+`neural_trader.config` says how errors name their key. Lengths are in trading days (rows of the price
 series); costs are in basis points (1 bp = 0.01%) per unit of position change.
 """
 
@@ -10,7 +10,9 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from neural_trader.config import Strict, check_names
 
 __all__ = ["CsvMarket", "DatasetMarket", "MarketConfig", "WalkForwardConfig", "MarketModel", "MarketsConfig",
            "CostsConfig", "PRICES_DIR", "MARKET_KINDS"]
@@ -19,21 +21,7 @@ __all__ = ["CsvMarket", "DatasetMarket", "MarketConfig", "WalkForwardConfig", "M
 PRICES_DIR = "prices"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def check_names(v: dict[str, Any], what: str, required: bool = True) -> dict[str, Any]:
-    """Names that become folders and DVC stage names: letters, digits and '_' only (and at least one)."""
-    if required and not v:
-        raise ValueError(f"at least one {what} is required")
-    for name in v:
-        if not name or not all(c.isalnum() or c == "_" for c in name):
-            raise ValueError(f"{what} name {name!r} must be letters, digits and '_' only")
-    return v
-
-
-class CsvMarket(_Strict):
+class CsvMarket(Strict):
     """A CSV of dates and closes in the workspace's prices/ folder."""
 
     kind: Literal["csv"] = "csv"
@@ -50,7 +38,7 @@ class CsvMarket(_Strict):
         return p.as_posix()
 
 
-class DatasetMarket(_Strict):
+class DatasetMarket(Strict):
     """A daily series shipped inside the arch package: works offline, no download."""
 
     kind: Literal["dataset"] = "dataset"
@@ -62,7 +50,7 @@ MarketConfig = Annotated[Union[CsvMarket, DatasetMarket], Field(discriminator="k
 MARKET_KINDS = ("csv", "dataset")
 
 
-class WalkForwardConfig(_Strict):
+class WalkForwardConfig(Strict):
     """Folds in trading days: train | embargo | valid | embargo | test, moved forward by `test` each fold."""
 
     train: int = Field(1000, ge=20, description="days of the training window (expanding: of the first fold)")
@@ -72,7 +60,7 @@ class WalkForwardConfig(_Strict):
     embargo: int = Field(5, ge=1, le=1000, description="days left out between segments; at least markets.lag")
 
 
-class MarketModel(_Strict):
+class MarketModel(Strict):
     """A variant traded on real prices: lag -> hidden sigmoid -> dropout -> position; hidden 0 is linear."""
 
     hidden: int = Field(5, ge=0, le=4096, description="hidden units; 0: the linear trader sigmoid(w.x + b)")
@@ -89,7 +77,7 @@ def _default_models() -> dict[str, MarketModel]:
     return {"base": MarketModel(), "dropout": MarketModel(dropout=0.5), "linear": MarketModel(hidden=0)}
 
 
-class MarketsConfig(_Strict):
+class MarketsConfig(Strict):
     regimes: dict[str, MarketConfig] = Field(default_factory=lambda: {"sp500": DatasetMarket()})
     lag: int = Field(4, ge=1, le=250, description="past daily returns the trader sees")
     vol_window: int = Field(60, ge=2, le=2000, description="days in the volatility that scales the inputs")
@@ -125,5 +113,5 @@ class MarketsConfig(_Strict):
         return [(r, m) for r in self.regimes for m in self.models]
 
 
-class CostsConfig(_Strict):
+class CostsConfig(Strict):
     bps: float = Field(5.0, ge=0, le=1000, description="cost per unit of position change, in basis points")

@@ -6,9 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from . import stats
-from .comparison import FIGURES
-from .config import StudyConfig
+from neural_trader import stats
+from neural_trader.synthetic.comparison import FIGURES
 
 __all__ = ["comparison_markdown"]
 
@@ -23,8 +22,11 @@ def _p(p: float) -> str:
     return stats.format_p(p).removeprefix("= ")
 
 
-def comparison_markdown(cfg: StudyConfig, comparison: dict[str, Any], figures_dir: str) -> str:
-    """reports/comparison.md: verdicts, the cell table and the contrast table; figures under `figures_dir`."""
+def comparison_markdown(cfg: Any, comparison: dict[str, Any], figures_dir: str) -> str:
+    """reports/comparison.md: verdicts, the cell table and the contrast table; figures under `figures_dir`.
+
+    `cfg` is read for its seeds, data, train and compare sections (a `neural_trader.params.StudyConfig`).
+    """
     cells, family = comparison["cells"], comparison["contrasts"]
     replicas, runs = comparison["replicas"], comparison["runs"]
     pct = f"{cfg.compare.confidence:.0%}"

@@ -14,9 +14,9 @@ import numpy as np
 from matplotlib.colors import Normalize
 from matplotlib.patches import Rectangle
 
-from . import plots
-from .sweep import REFERENCE
-from .sweep_verdicts import _LABELS, _phrase, _value_text
+from neural_trader import plots
+from neural_trader.sweep.points import REFERENCE
+from neural_trader.sweep.verdicts import _LABELS, _phrase, _value_text
 
 __all__ = ["heatmaps_png", "oracle_fraction_png", "sweep_figures"]
 

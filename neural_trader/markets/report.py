@@ -5,7 +5,7 @@ baseline. A variant trades its ensemble (the mean position over its S seeds);
 the seeds' own spread is reported as seed noise, never as evidence about the
 market: seeds share one price path, so their spread says nothing about how
 another path would have gone. Market uncertainty comes from the stationary
-bootstrap of the daily P&L (`market_stats`), and the many variants tried are
+bootstrap of the daily P&L (`markets.stats`), and the many variants tried are
 accounted for by Hansen's SPA test against buy-and-hold, net of costs.
 Nothing here reads or writes a file.
 """
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from . import backtest as bt
-from . import market_stats as ms
-from .market import MarketData, fold_of_row, oos_rows
+from neural_trader.markets import backtest as bt
+from neural_trader.markets import stats as ms
+from neural_trader.markets.data import MarketData, fold_of_row, oos_rows
 
 __all__ = ["compare_market", "market_verdicts", "BENCHMARK"]
 

@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .stats import (_check_level, _percent, _vector, decision, format_number, format_p, holm, min_detectable_effect,
-                    paired_test)
+from neural_trader.stats import (_check_level, _percent, _vector, decision, format_number, format_p, holm, min_detectable_effect, paired_test)
 
 __all__ = ["contrasts", "METRIC_LABELS", "STATES"]
 

@@ -1,6 +1,6 @@
 """The sweep's inference and report: per-point summaries, the grid-wide contrast family, verdicts, figures.
 
-Takes each point's evaluations (the dicts `cell_metrics.evaluate_cell` produced, as
+Takes each point's evaluations (the dicts `synthetic.metrics.evaluate_cell` produced, as
 read back from JSON, keyed by dropout value) and returns values: the
 `metrics/sweep.json` dict, the Markdown of `reports/sweep.md` and figures as
 PNG bytes. Nothing here reads or writes a file.
@@ -60,10 +60,10 @@ from typing import Any
 import numpy as np
 from statsmodels.stats.multitest import multipletests
 
-from . import stats
-from .comparison import summarise_cell
-from .sweep import REFERENCE, Point, SweepConfig
-from .sweep_verdicts import _qname, _value_text, verdicts
+from neural_trader import stats
+from neural_trader.stats import summarise_cell
+from neural_trader.sweep.points import REFERENCE, Point, SweepConfig
+from neural_trader.sweep.verdicts import _qname, _value_text, verdicts
 
 __all__ = ["SCHEMA", "FIGURES", "METRICS", "METHODS", "point_summary", "adjust_pvalues", "sweep_contrasts",
            "verdicts", "sweep_summary", "sweep_markdown"]
