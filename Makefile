@@ -24,7 +24,7 @@ run: $(VENV)/.installed  ## run the whole study on params.yaml (Prefect flow)
 test: $(VENV)/.installed  ## the full test suite, slow tiers included (what CI runs)
 	$(PY) -m pytest
 
-test-fast: $(VENV)/.installed  ## unit and task tests only
+test-fast: $(VENV)/.installed  ## every tier but the tests marked slow
 	$(PY) -m pytest -m "not slow"
 
 bench: $(VENV)/.installed  ## training speed: the seed's loop vs ours, ratios side by side

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The checks that need a CUDA GPU, in one go: the gpu-marked tests (tests/test_gpu.py, tests/test_streams.py; the
+# The checks that need a CUDA GPU, in one go: the gpu-marked tests (tests/gpu/test_cuda.py, tests/unit/test_streams.py; the
 # default study on CUDA against the CPU through the stage layer among them), the training benchmark on CUDA up to
 # 16,384 replicas, and the default study timed on CUDA and on the same machine's CPU (benchmarks/device_study.py).
 # Neither Prefect nor DVC is needed, and a preflight checks that nothing these steps run imports either: a machine
@@ -41,7 +41,7 @@ for name in ("torch", "numpy", "scipy", "pandas", "statsmodels", "matplotlib", "
         missing.append(f"{name} ({exc})")
 assert not missing, f"missing: {', '.join(missing)}"
 sys.path.insert(0, os.getcwd())
-import stages.registry, stages.run, benchmarks.device_study, tests.test_gpu, tests.test_streams  # noqa: E401,F401
+import stages.registry, stages.run, benchmarks.device_study, tests.gpu.test_cuda, tests.unit.test_streams  # noqa: E401,F401
 
 loaded = {m.split(".")[0] for m, mod in sys.modules.items() if mod is not None}  # None: an import blocked
 loaded = sorted(loaded & {"prefect", "dvc", "flows", "tasks"})
@@ -75,7 +75,7 @@ else
     speed=(--epochs 50 --repeats 3 --replicas 64 1024 4096 16384)
     study=(--devices cuda cpu)
 fi
-step pytest_gpu 300 "$PY" -m pytest -m gpu -p no:cacheprovider -q -rs tests/test_gpu.py tests/test_streams.py
+step pytest_gpu 300 "$PY" -m pytest -m gpu -p no:cacheprovider -q -rs tests/gpu/test_cuda.py tests/unit/test_streams.py
 step train_speed 150 "$PY" benchmarks/train_speed.py --device "$device" "${speed[@]}"
 step device_study 240 "$PY" benchmarks/device_study.py "${study[@]}"
 exit $status

@@ -1,4 +1,9 @@
-"""Shared fixtures: shrunk params, temporary workspaces, one real Prefect server per session.
+"""Shared fixtures: shrunk params, temporary workspaces, one real Prefect server per session; the tier markers.
+
+Each folder of tests/ is a tier, and its tests carry the tier's marker (`-m unit`, `-m "not integration"`):
+unit (the core), stages (the stage layer, DVC wiring in-process), flows (Prefect against a real server),
+integration (`dvc repro`, Dask processes, deployments, the CLI in subprocesses), docs, gpu. `slow` and `gpu`
+stay marked test by test.
 
 Prefect state lives in a throwaway PREFECT_HOME set before Prefect is
 imported, so tests never read or write the user's ~/.prefect or its result
@@ -40,6 +45,14 @@ SHRUNK = {
 }
 
 
+#: `--set` overrides that shrink the warm-ups to a few seconds in all, on 2 cores (the regression keeps its 500 steps)
+SHRUNK_WARMUPS = [
+    "warmups.regression.n=2000", "warmups.regression.batch_size=100", "warmups.regression.epochs=25",
+    "warmups.classifier.n=2000", "warmups.classifier.n_test=1000", "warmups.classifier.dim=10",
+    "warmups.classifier.epochs=3", "warmups.classifier.batch_size=500", "warmups.classifier.bayes_draws=20000",
+]
+
+
 def _merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for k, v in extra.items():
@@ -61,6 +74,14 @@ def shrunk_cfg(shrunk_params: Path):
     from stages.catalog import load_params
 
     return load_params(shrunk_params)
+
+
+def warmup_dvc_stages() -> dict:
+    """The warm-up stages of the project's dvc.yaml, in its order."""
+    from stages.registry import WARMUPS
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    return {name: spec for name, spec in stages.items() if name.split("_")[0] in WARMUPS}
 
 
 STUDY_ORDER = ("generate", "window", "train", "evaluate", "market_data", "market_train", "market_evaluate")
@@ -221,6 +242,21 @@ def prefect_server():
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+TIERS = ("unit", "stages", "flows", "integration", "docs", "gpu")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with its folder's tier; a test module outside a tier folder is an error."""
+    here = Path(__file__).parent
+    for item in items:
+        if not item.path.is_relative_to(here):
+            continue  # a test collected from outside tests/
+        tier = item.path.relative_to(here).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: a test module belongs in a tier folder, one of {', '.join(TIERS)}")
+        item.add_marker(tier)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -8,15 +8,12 @@ states must be what that run writes, at the README's rounding.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from stages.catalog import load_params, read_json
 
-from tests.conftest import run_study_stages
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import ROOT, run_study_stages
 
 
 def _section(text: str, heading: str) -> str:

@@ -1,4 +1,4 @@
-"""The Prefect layer: task logic through `.fn`, and the flow end to end against a real server.
+"""The study's Prefect layer: task logic through `.fn`, and the flow end to end against a real server.
 
 The end-to-end tests share one Prefect server (conftest) and one workspace
 built by a cold run (`built`); each starts from that workspace as the cold run
@@ -11,19 +11,17 @@ model file (only its rebuild runs), and retries on injected errors.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from stages.catalog import Workspace, load_params
+from stages.catalog import Workspace
 from stages.registry import STAGES
-from stages.run import BODIES, run_stage
+from stages.run import BODIES
 from tasks import study as pipeline
-from tests.conftest import ROOT, SHRUNK, _merge, run_study_stages, task_states
+from tests.conftest import ROOT, SHRUNK, _merge, task_states
 
 # generate+window per regime, train+evaluate+plot per cell, market_data per market,
 # market_train+market_evaluate per market cell (1 market x 3 variants), compare
@@ -48,60 +46,6 @@ def test_tasks_fn_write_their_outputs_and_summaries(shrunk_cfg, tmp_path):
     e = pipeline.evaluate.fn(cfg, ws, "momentum", "base")
     assert e["test_return"] > 0.02  # momentum is learnable even on shrunk data
     assert e["oracle_return"] > e["test_return"]
-
-
-def test_stage_refuses_to_run_without_its_inputs(shrunk_cfg, tmp_path):
-    with pytest.raises(FileNotFoundError, match="data/window/random/windows.safetensors"):
-        run_stage("train", shrunk_cfg, tmp_path, regime="random", model="base")
-
-
-def test_altered_output_is_recomputed(shrunk_cfg, tmp_path):
-    ws = Workspace(tmp_path)
-    run_stage("generate", shrunk_cfg, ws, regime="random")
-    path = ws.returns("random")
-    original = path.read_bytes()
-    path.write_bytes(b"corrupt")
-    assert run_stage("generate", shrunk_cfg, ws, regime="random")["reused"] is False
-    assert path.read_bytes() == original
-
-
-def test_same_params_give_byte_identical_metrics(shrunk_params, tmp_path):
-    """Two fresh workspaces, same params: every metrics file is byte-identical (CPU)."""
-    cfg = load_params(shrunk_params, ["data.regimes={\"momentum\": {\"kind\": \"ar1\", \"rho\": 0.2}}"])
-    roots = [tmp_path / "a", tmp_path / "b"]
-    for root in roots:
-        run_study_stages(cfg, root, compare=False)
-    files = sorted(p.relative_to(roots[0]) for p in (roots[0] / "metrics").rglob("*") if p.is_file())
-    assert len(files) == 3 * len(cfg.cells) + len(cfg.markets.cells) + len(cfg.markets.regimes)
-    for rel in files:
-        assert (roots[0] / rel).read_bytes() == (roots[1] / rel).read_bytes(), rel
-
-
-# ------------------------------------------------------------------ bad input
-def test_bad_params_fail_before_any_work(tmp_path, shrunk_params):
-    bad = yaml.safe_load(shrunk_params.read_text())
-    bad["train"]["lr"] = -0.5
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(bad))
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    (ws / "keep.txt").write_text("earlier result")
-    proc = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--params", str(path), "--workspace", str(ws)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 2
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "train.lr" in lines[0] and "> 0" in lines[0], proc.stderr
-    assert sorted(p.name for p in ws.iterdir()) == ["keep.txt"]
-
-
-def test_unknown_key_names_the_path(tmp_path):
-    path = tmp_path / "p.yaml"
-    path.write_text("models:\n  base:\n    hiden: 5\n")
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "check", "--params", str(path)],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "models.base.hiden: unknown key" in proc.stderr
 
 
 # ------------------------------------------------------------------ end to end

@@ -4,14 +4,14 @@ Skipped, every test, where torch sees no CUDA device; none needs Prefect or DVC
 except the last, which skips without Prefect (`benchmarks/gpu_check.sh` runs this
 file on machines that have neither): the default study runs through the stage
 layer (`stages.run.run_stage`), as `neural-trader stage` does. The first checks are the CPU suite's
-(tests/test_train.py) run on CUDA, on its data (`windows`) and sizes: the
+(tests/unit/test_train.py) run on CUDA, on its data (`windows`) and sizes: the
 hand-written step equals autograd, a batch of replicas equals each replica
 trained alone, and a model trained on CUDA equals the same model trained on the
 CPU: initial weights come from CPU generators and every epoch's permutation and
 dropout mask from the counter-based streams, so both devices draw the same
 bits (checked first), and only float sums differ.
 
-Tolerance: 1e-4 where tests/test_train.py holds 1e-5 on the CPU. cuBLAS and
+Tolerance: 1e-4 where tests/unit/test_train.py holds 1e-5 on the CPU. cuBLAS and
 CUDA's reductions sum in other orders than the CPU kernels, and may pick
 another order for another batch shape, and these differences grow over 8
 epochs; the weights move more than 0.05 over those epochs, so 1e-4 still
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -35,7 +34,8 @@ from neural_trader.models import TraderNet
 from neural_trader.streams import DROPOUT
 from neural_trader.train import TRADER_COLUMNS, fit, trader_loss, trader_stats
 from stages.catalog import Workspace
-from tests.test_train import HIDDEN, L, gens, streams, windows
+from tests.conftest import ROOT
+from tests.unit.test_train import HIDDEN, L, gens, streams, windows
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 
@@ -133,9 +133,6 @@ def test_cuda_trains_what_the_cpu_trains(dropout):
 
 
 # ------------------------------------------------------------------ the default study on both devices
-ROOT = Path(__file__).resolve().parents[1]
-
-
 def run_study(cfg, ws: Workspace) -> dict[str, dict]:
     """Every stage of the study in registry order (`STUDY_STAGES`: generate ... compare), without Prefect or DVC.
 

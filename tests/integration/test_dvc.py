@@ -40,11 +40,10 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import SHRUNK, ListenerWatch, beyond_loopback
+from tests.conftest import ROOT, SHRUNK, ListenerWatch, beyond_loopback
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ["dvc.yaml", ".dvcignore", ".gitignore", ".dvc/config", ".dvc/.gitignore", ".dvc/plots",
                  "dvc_plots_template/index.html", "neural_trader", "stages", "tasks", "flows", "prices"]
 TINY = {

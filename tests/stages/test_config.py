@@ -4,7 +4,7 @@ Each bad input is refused with exit status 2 and one line naming the params
 file and the key, before any work (nothing is written). Names of regimes,
 models and markets become folder names and DVC stage names (`train@random-base`,
 split back on '-' and '@'), so only letters, digits and '_' pass.
-tests/test_layout.py holds the file-level checks through `neural-trader check`
+tests/stages/test_layout.py holds the file-level checks through `neural-trader check`
 (an empty file, a duplicate key, a YAML syntax error, an unknown key, an
 unknown kind of regime); they are not repeated here.
 """

@@ -22,7 +22,7 @@ from stages import versioning
 from stages.catalog import Workspace, load_params
 from stages.registry import STAGES, code_files, item_id
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DVC = [sys.executable, "-m", "dvc"]
 
 

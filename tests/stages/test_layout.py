@@ -16,7 +16,7 @@ from neural_trader.synthetic.config import REGIME_KINDS
 from neural_trader.synthetic.sources import SOURCES
 from stages import registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 

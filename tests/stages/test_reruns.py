@@ -3,7 +3,7 @@
 The reruns are built through the stage layer the nightly flow runs (each
 slot's seeds from `slot_base_seed`, its study in reruns/<slot>/, its entry in
 the ledger), on shrunk params without the markets, so the module takes seconds;
-tests/test_deployments.py makes reruns through the real deployment and worker.
+tests/integration/test_deployments.py makes reruns through the real deployment and worker.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Seed shards: a cell trained as N shards of its seeds, joined, is byte for byte the cell trained in one batch.
 
 Stage level, no Prefect: the flow's shard tasks call these same functions
-(tests/test_sweep_flow.py runs them on a real Dask cluster).
+(tests/flows/test_sweep_flow.py runs them on a real Dask cluster).
 """
 
 from __future__ import annotations

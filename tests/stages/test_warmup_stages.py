@@ -1,4 +1,5 @@
-"""The warm-up flows: stages through run_stage, tasks through .fn, both flows end to end, and dvc repro.
+"""The warm-up stages through run_stage (tests/flows/test_warmup_flows.py runs their tasks and flows, and
+tests/integration/test_dvc_warmups.py `dvc repro`).
 
 Tolerances, checked on the stages' own outputs with the params.yaml defaults (the
 seed's values) and seeds.base = 0:
@@ -12,35 +13,23 @@ seed's values) and seeds.base = 0:
   0..9 the gap was -0.0004..0.0080. Against the Bayes rule scored on the same
   test rows (gap_test, free of the test set's sampling noise, std ~0.002) the
   largest was 0.0058, held to 0.01.
-The end-to-end and DVC tests run on shrunk params and check wiring, not accuracy.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-import yaml
 
 from flows.cli import main
+from neural_trader.models import Classifier, LinearRegression1D
 from neural_trader.warmups import classifier as C
 from neural_trader.warmups import regression as R
-from neural_trader.config import apply_overrides
-from neural_trader.models import Classifier, LinearRegression1D
-from tasks import warmups as warmup_tasks
-from stages.registry import STAGES, code_files
-from stages.run import run_stage
-from stages.registry import WARMUPS
 from stages.catalog import Workspace, load_params, load_tensors, read_json
-from tests.conftest import task_states
+from stages.registry import STAGES, WARMUPS, code_files
+from stages.run import run_stage
+from tasks import warmups as warmup_tasks
+from tests.conftest import ROOT, SHRUNK_WARMUPS as SHRUNK, warmup_dvc_stages
 
-ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"
 STEPS = ("generate", "train", "evaluate", "plot")
 NAMES = [f"{exp}_{step}" for exp in WARMUPS for step in STEPS]
@@ -48,13 +37,6 @@ NAMES = [f"{exp}_{step}" for exp in WARMUPS for step in STEPS]
 TOL_REG = 0.05
 TOL_BAYES_GAP = 0.02
 TOL_BAYES_GAP_TEST = 0.01
-
-# a few seconds in all, on 2 cores; the regression still takes the seed's 500 steps
-SHRUNK = [
-    "warmups.regression.n=2000", "warmups.regression.batch_size=100", "warmups.regression.epochs=25",
-    "warmups.classifier.n=2000", "warmups.classifier.n_test=1000", "warmups.classifier.dim=10",
-    "warmups.classifier.epochs=3", "warmups.classifier.batch_size=500", "warmups.classifier.bayes_draws=20000",
-]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -112,20 +94,6 @@ def test_classifier_near_bayes_rate(full_run):
     assert report["gap_test"] < TOL_BAYES_GAP_TEST, report
 
 
-def _warmups_doc() -> str:
-    """The warm-ups page of the docs."""
-    return (ROOT / "docs" / "warmups.md").read_text()
-
-
-def test_documented_numbers_are_the_measured_ones(full_run):
-    _, ws, _ = full_run
-    text = _warmups_doc()
-    reg, cls = read_json(ws.warmup_report("regression")), read_json(ws.warmup_report("classifier"))
-    for name in ("beta0", "beta1", "sigma"):
-        assert f"| {name} | {reg[name]:.4f} |" in text
-    assert f"| test accuracy | {cls['accuracy']:.4f} | {cls['bayes']:.4f} " in text
-
-
 # ------------------------------------------------------------------ the files
 def test_outputs_and_formats(full_run):
     cfg, ws, _ = full_run
@@ -179,12 +147,6 @@ def test_stages_registered_with_their_own_params(shrunk):
         assert task.name == stage.name  # task name = stage name = DVC stage name
 
 
-def _dvc_stages() -> dict:
-    """The warm-up stages of the project's dvc.yaml, in its order."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    return {name: spec for name, spec in stages.items() if name.split("_")[0] in WARMUPS}
-
-
 def _history_columns(stage: str) -> tuple[str, ...]:
     return R.REGRESSION_COLUMNS if stage.startswith("regression") else C.CLASSIFIER_COLUMNS + C.TEST_COLUMNS
 
@@ -194,7 +156,7 @@ def _paths(entries: list) -> list[str]:
 
 
 def test_dvc_yaml_agrees_with_the_registry(shrunk, tmp_path):
-    stages, ws = _dvc_stages(), Workspace(tmp_path)
+    stages, ws = warmup_dvc_stages(), Workspace(tmp_path)
     assert list(stages) == NAMES
     for stage in [STAGES[n] for n in NAMES]:
         spec = stages[stage.name]
@@ -211,19 +173,6 @@ def test_dvc_yaml_agrees_with_the_registry(shrunk, tmp_path):
                 assert props["x"] == "epoch" and props["y"] in _history_columns(stage.name)
 
 
-def test_tasks_through_fn(shrunk, tmp_path, monkeypatch):
-    tables = {}
-    monkeypatch.setattr(warmup_tasks, "create_table_artifact",
-                        lambda key, table, description: tables.setdefault(key, table))
-    ws = str(tmp_path)
-    for name in NAMES:
-        summary = getattr(warmup_tasks, name).fn(shrunk, ws)
-        assert summary["reused"] is False
-    assert [row["parameter"] for row in tables["regression-report"]] == ["beta0", "beta1", "sigma"]
-    rows = {row["quantity"]: row["value"] for row in tables["classifier-report"]}
-    assert rows["gap"] == pytest.approx(rows["bayes"] - rows["accuracy"])
-
-
 def test_cli_stage_runs_warmup_stages(tmp_path, capsys):
     common = ["--params", str(PARAMS), "--workspace", str(tmp_path), *[a for s in SHRUNK for a in ("--set", s)]]
     assert main(["stage", "regression_generate", *common]) == 0
@@ -231,80 +180,3 @@ def test_cli_stage_runs_warmup_stages(tmp_path, capsys):
     assert Workspace(tmp_path).warmup_history("regression").is_file()
     assert main(["stage", "regression_nope", *common]) == 2
     assert "unknown stage 'regression_nope'" in capsys.readouterr().err
-
-
-# ------------------------------------------------------------------ end to end
-def _task_states(flow_run_id, expected: int) -> list[str]:
-    return sorted(task_states(flow_run_id, expected).values())
-
-
-@pytest.mark.slow
-def test_flows_end_to_end(prefect_server, tmp_path, capsys):
-    """`neural-trader run warmups` on shrunk params, then each flow again: every task a cache hit."""
-    from prefect.settings import get_current_settings, temporary_settings
-
-    from flows.warmups import classifier, regression
-
-    assert get_current_settings().api.url, "prefect_server should point Prefect at a running server"
-    ws = tmp_path / "ws"
-    with temporary_settings(updates={"results.local_storage_path": str(tmp_path / "results")}):
-        args = ["run", "warmups", "--params", str(PARAMS), "--workspace", str(ws)]
-        assert main(args + [a for s in SHRUNK for a in ("--set", s)]) == 0
-        out = capsys.readouterr().out
-        assert "beta0" in out and "Bayes rate" in out
-        for exp in WARMUPS:
-            for path in (ws / "plots" / "warmups" / f"{exp}.png", ws / "metrics" / "warmups" / exp / "report.json"):
-                assert path.is_file(), path
-        reg = json.loads((ws / "metrics" / "warmups" / "regression" / "report.json").read_text())
-        assert abs(reg["beta1"] - 2.0) < 0.1  # 500 steps on 2000 rows: close, though not the test's tolerance
-
-        for flow in (regression, classifier):
-            state = flow(params=str(PARAMS), overrides=SHRUNK, workspace=str(ws), return_state=True)
-            assert state.is_completed()
-            assert _task_states(state.state_details.flow_run_id, 4) == ["Cached"] * 4
-
-
-# ------------------------------------------------------------------ dvc repro
-def _git_dvc_repo(path: Path) -> None:
-    """A temporary git + DVC repo: the code (`python -m` runs this copy), shrunk params, the warm-up stages."""
-    for package in ("neural_trader", "stages", "tasks", "flows"):
-        shutil.copytree(ROOT / package, path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(ROOT / ".gitignore", path / ".gitignore")
-    raw = apply_overrides(yaml.safe_load(PARAMS.read_text()), SHRUNK)
-    (path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": _dvc_stages()}, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "warm-ups"]):
-        subprocess.run(cmd, cwd=path, check=True, env=_env())
-
-
-def _env() -> dict[str, str]:
-    bin_dir = str(Path(sys.executable).parent)  # neural-trader and dvc of this environment
-    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "DVC_NO_ANALYTICS": "1"}
-
-
-def _dvc(path: Path, *args: str) -> str:
-    done = subprocess.run(["dvc", *args], cwd=path, env=_env(), capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-@pytest.mark.slow
-def test_dvc_repro(tmp_path):
-    """dvc repro runs the eight stages; metrics and plots show; a training key dirties only its stage."""
-    _git_dvc_repo(tmp_path)
-    _dvc(tmp_path, "repro")
-    assert "up to date" in _dvc(tmp_path, "status")
-    metrics = json.loads(_dvc(tmp_path, "metrics", "show", "--json"))
-    shown = next(iter(metrics.values()))["data"]
-    assert {"metrics/warmups/regression/report.json", "metrics/warmups/classifier/report.json"} <= set(shown)
-    assert "gap" in shown["metrics/warmups/classifier/report.json"]["data"]
-    plots = json.loads(_dvc(tmp_path, "plots", "show", "--json"))["data"]
-    for exp in WARMUPS:
-        assert {f"metrics/warmups/{exp}/history.tsv", f"plots/warmups/{exp}.png"} <= set(plots)
-
-    # granular params: a classifier training key dirties classifier_train alone (repro then runs its downstream)
-    raw = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    raw["warmups"]["classifier"]["epochs"] += 1
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    assert set(json.loads(_dvc(tmp_path, "status", "--json"))) == {"classifier_train"}

@@ -55,7 +55,7 @@ def measure(replicas: int, rows: int, valid_rows: int, dropout: float) -> None:
 @pytest.mark.parametrize("dropout", [0.0, 0.5, 0.3])  # no noise, packed bits, a byte a unit
 def test_the_estimate_bounds_the_peak_memory_of_training(dropout):
     replicas, rows, valid_rows = 128, 16_000, 1_600  # the default study's rows; 250 MiB or so
-    code = f"from tests.test_memory import measure; measure({replicas}, {rows}, {valid_rows}, {dropout})"
+    code = f"from tests.unit.test_memory import measure; measure({replicas}, {rows}, {valid_rows}, {dropout})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
     used = json.loads(out.stdout.strip().splitlines()[-1])["used"]
     estimate = replicas * trainer_bytes(TrainShape(rows, valid_rows, 4, 5, 1000, dropout))

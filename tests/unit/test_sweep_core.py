@@ -21,7 +21,7 @@ from neural_trader.sweep.points import SweepConfig, expand, model_name, parse_sw
 from neural_trader.sweep.plots import heatmaps_png, oracle_fraction_png, sweep_figures
 from neural_trader.sweep.report import (adjust_pvalues, point_summary, sweep_contrasts, sweep_markdown, sweep_summary, verdicts)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STUDY = yaml.safe_load((ROOT / "params.yaml").read_text())
 PNG = b"\x89PNG\r\n\x1a\n"
 SAFE = re.compile(r"[A-Za-z0-9_-]+")
