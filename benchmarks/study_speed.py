@@ -19,7 +19,7 @@ The study runs in this process rather than as `neural-trader run` in a
 subprocess, for what only the process itself can see. It starts the
 temporary server explicitly (the singleton the flow's client then reuses), so
 server start and stop are timed apart from the flow. It wraps each stage body
-(`stages.run.BODIES`) and the file writers the bodies call with a timer, so
+(each registry entry's `body`) and the file writers the bodies call with a timer, so
 every body's interval and summary, and the seconds spent writing, are known
 without parsing logs; the stage keys hash module sources, so the wrappers
 change no key and no output. And a sampler thread reads the process CPU time
@@ -147,10 +147,16 @@ class Recorder:
         self.writes: list[tuple[str, float]] = []  # (stage module, seconds)
 
     def install(self) -> None:
-        from stages import compare, market, run, study
+        import importlib
 
-        for name, body in list(run.BODIES.items()):
-            run.BODIES[name] = self._body(name, body)
+        from stages import compare, market, run, study
+        from stages.registry import ALL_STAGES
+
+        for spec in ALL_STAGES.values():  # run_stage looks each body up by name when it runs
+            for named in filter(None, (spec.body, spec.join)):
+                module, _, function = named.partition(":")
+                module = importlib.import_module(module)
+                setattr(module, function, self._body(spec.name, getattr(module, function)))
         for module in (study, market, compare, run):  # run.py writes the stamps
             for name in self.WRITERS:
                 if hasattr(module, name):
@@ -203,7 +209,7 @@ def run_study(params: Path, overrides: list[str], sample: float) -> dict[str, An
         from flows.experiment import run_experiment  # prefect, and torch (stages.reruns -> neural_trader.data)
         from stages.catalog import load_params
         t.append(time.perf_counter())
-        import stages.run  # noqa: F401  scipy, matplotlib, arch...: the first stage body would import them
+        import stages.compare, stages.market, stages.study  # noqa: F401, E401  what the first stage bodies import
         t.append(time.perf_counter())
         from prefect.server.api.server import SubprocessASGIServer  # the server app: part of its start-up
 

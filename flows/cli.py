@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--dvc-push", action="store_true", help="nightly reruns also dvc push what they add")
     common(serve)
 
+    dvc_yaml = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage registry (--check: only compare)")
+    dvc_yaml.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml differs from the registry's")
+    dvc_yaml.add_argument("--workspace", default=".", help="folder whose dvc.yaml to write (default: .)")
+
     status = sub.add_parser("status", help="is the server up and is the nightly schedule firing?")
     status.add_argument("--api-url", default=None, help="default: $PREFECT_API_URL or http://127.0.0.1:4200/api")
     status.add_argument("--stale-after", type=float, default=120.0,
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("neural_trader").setLevel(logging.INFO)
     if args.command == "status":
         return _status(args)
+    if args.command == "dvc-yaml":
+        return _dvc_yaml(args)
     from stages.catalog import load_params
 
     try:
@@ -234,6 +240,21 @@ def _stage(args: argparse.Namespace, cfg) -> int:
     ws = Workspace(Path(args.workspace))
     with ws.lock(f"stage {args.name}"):  # a flow and `dvc repro` in one folder never interleave
         run_stage(args.name, cfg, ws, **item)
+    return 0
+
+
+def _dvc_yaml(args: argparse.Namespace) -> int:
+    from stages.catalog import atomic_write_bytes
+    from stages.dvcfile import render_dvc_yaml
+
+    path, text = Path(args.workspace) / "dvc.yaml", render_dvc_yaml()
+    if args.check:
+        same = path.is_file() and path.read_text() == text
+        print(f"{path}: {'matches' if same else 'differs from'} the stage registry"
+              + ("" if same else "; `neural-trader dvc-yaml` rewrites it"), file=sys.stderr)
+        return 0 if same else 1
+    atomic_write_bytes(path, text.encode())
+    print(f"wrote {path} ({text.count(chr(10))} lines)", file=sys.stderr)
     return 0
 
 

@@ -25,16 +25,15 @@ from neural_trader.params import StudyConfig
 from stages.catalog import Workspace, check_inputs, load_params
 from stages.reruns import rerun_root, slot_base_seed, slot_id
 from stages.versioning import DvcError, check_recordable, is_dvc_workspace
+from stages.registry import STUDY_STAGES
 from tasks.reruns import pool, record, version_rerun
-from neural_trader.seeding import shard_names
-from tasks.study import (compare, evaluate, generate, join_shards, market_data, market_evaluate, market_train, plot,
-                         record_in_dvc, train, train_shard, window)
+from tasks.stages import record_in_dvc
 
+from .graph import submit_stages
 from .runners import make_task_runner
 
-# dvc.yaml stages this flow produces
-DVC_STAGES = ("generate", "window", "train", "evaluate", "plot", "market_data", "market_train", "market_evaluate",
-              "compare")
+#: the registry's stages this flow runs, in order; dvc.yaml has the same
+DVC_STAGES = tuple(s.name for s in STUDY_STAGES)
 
 
 @flow(name="experiment", log_prints=False, persist_result=True, result_serializer="json")
@@ -81,8 +80,8 @@ def experiment(
 
     with root.lock("experiment"):  # runs on one workspace are serialised, never interleaved
         root.sweep_temporaries()
-        verdicts, figures = submit_study(cfg, ws)
-        wait(figures)
+        verdicts, rest = submit_study(cfg, ws)
+        wait(rest)
         summary = verdicts.result()
 
         if rerun:
@@ -90,47 +89,24 @@ def experiment(
             pooled = pool(str(root.root), cfg)
             summary = {**summary, "slot": slot, "pooled": pooled}
             if dvc_record:
-                summary["dvc"] = version_rerun(str(root.root), slot, push=dvc_push, wait_for=[*figures])
+                summary["dvc"] = version_rerun(str(root.root), slot, push=dvc_push, wait_for=[*rest])
         elif dvc_record:
-            recorded = record_in_dvc(ws, list(DVC_STAGES), push=dvc_push, wait_for=[verdicts, *figures])
+            recorded = record_in_dvc(ws, list(DVC_STAGES), push=dvc_push, wait_for=[verdicts, *rest])
             summary = {**summary, "dvc": recorded}
     return summary
 
 
 def submit_study(cfg: StudyConfig, ws: str) -> tuple[Any, list[Any]]:
-    """Submit every task of one study in `ws`; the future of its comparison, and of its figures.
+    """Submit every stage of one study in `ws`, as the registry lists them; the comparison's future, and the rest.
 
-    generate -> window -> train each variant (in seed shards with
-    runtime.seed_shards > 1) -> evaluate -> plot, per regime and cell; then each market's data -> train -> evaluate; compare waits for every
-    evaluation. A task waits for its inputs in a spare thread, not a compute slot.
+    Each task waits for the tasks that write its inputs (`flows.graph`), in a
+    spare thread, not a compute slot: generate -> window -> train each variant
+    (in seed shards with runtime.seed_shards > 1) -> evaluate -> plot per cell;
+    each market's data -> train -> evaluate; compare waits for every evaluation.
     """
-    windows = {}
-    for regime in cfg.data.regimes:
-        returns = generate.submit(cfg, ws, regime)
-        windows[regime] = window.submit(cfg, ws, regime, wait_for=[returns])
-
-    evaluations, figures = [], []
-    for regime, model in cfg.cells:
-        trained = train_cell(cfg, ws, regime, model, windows[regime])
-        evaluations.append(evaluate.submit(cfg, ws, regime, model, wait_for=[trained]))
-        figures.append(plot.submit(cfg, ws, regime, model, wait_for=[trained]))
-
-    for market in cfg.markets.regimes:  # real closes, walk-forward: their own section of the report
-        series = market_data.submit(cfg, ws, market)
-        for model in cfg.markets.models:
-            trained = market_train.submit(cfg, ws, market, model, wait_for=[series])
-            evaluations.append(market_evaluate.submit(cfg, ws, market, model, wait_for=[trained]))
-
-    return compare.submit(cfg, ws, wait_for=evaluations), figures
-
-
-def train_cell(cfg: StudyConfig, ws: str, regime: str, model: str, windows: Any) -> Any:
-    """Submit one cell's training: one batch, or `runtime.seed_shards` shards (on any worker) and their join."""
-    if cfg.runtime.seed_shards == 1:
-        return train.submit(cfg, ws, regime, model, wait_for=[windows])
-    shards = [train_shard.submit(cfg, ws, regime, model, shard, wait_for=[windows])
-              for shard in shard_names(cfg.runtime.seed_shards)]
-    return join_shards.submit(cfg, ws, regime, model, wait_for=shards)
+    futures = submit_stages(cfg, ws, DVC_STAGES)
+    (verdicts,) = futures.pop("compare")
+    return verdicts, [f for stage in futures.values() for f in stage]
 
 
 def run_experiment(params: str, overrides: list[str], workspace: str, rerun: bool = False,

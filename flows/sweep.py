@@ -26,7 +26,7 @@ from neural_trader.sweep.points import point_config
 from stages.catalog import Workspace, load_sweep
 from stages.versioning import DvcError, is_dvc_workspace
 from tasks.reruns import version_sweep
-from tasks.study import sweep_report
+from tasks.stages import sweep_report
 
 from .experiment import submit_study
 from .runners import make_task_runner

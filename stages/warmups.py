@@ -2,7 +2,7 @@
 
 <exp>_generate -> <exp>_train -> <exp>_evaluate -> <exp>_plot, <exp> = regression
 or classifier. What each reads and writes is declared in `stages.registry`;
-both front doors (the Prefect tasks in `tasks.warmups` and `neural-trader
+both front doors (the Prefect tasks in `tasks.stages` and `neural-trader
 stage <name>`) run these functions through `stages.run.run_stage`.
 
 The warm-ups train one replica on the CPU whatever `runtime.device` says: they

@@ -33,7 +33,7 @@ from neural_trader.warmups import classifier as C
 from neural_trader.warmups import regression as R
 from neural_trader.config import apply_overrides
 from neural_trader.models import Classifier, LinearRegression1D
-from tasks import warmups as warmup_tasks
+from tasks import stages as stage_tasks
 from stages.registry import STAGES, code_files
 from stages.run import run_stage
 from stages.registry import WARMUPS
@@ -175,7 +175,7 @@ def test_stages_registered_with_their_own_params(shrunk):
         for key in stage.params(shrunk, {}):
             assert key in ("seeds.base", "runtime.torch_threads") or key.startswith(f"warmups.{exp}."), (stage.name, key)
             shrunk.section(key)  # exists
-        task = getattr(warmup_tasks, stage.name)
+        task = stage_tasks.stage_task(stage.name)
         assert task.name == stage.name  # task name = stage name = DVC stage name
 
 
@@ -213,11 +213,11 @@ def test_dvc_yaml_agrees_with_the_registry(shrunk, tmp_path):
 
 def test_tasks_through_fn(shrunk, tmp_path, monkeypatch):
     tables = {}
-    monkeypatch.setattr(warmup_tasks, "create_table_artifact",
+    monkeypatch.setattr(stage_tasks, "create_table_artifact",
                         lambda key, table, description: tables.setdefault(key, table))
     ws = str(tmp_path)
     for name in NAMES:
-        summary = getattr(warmup_tasks, name).fn(shrunk, ws)
+        summary = stage_tasks.stage_task(name).fn(shrunk, ws, {})
         assert summary["reused"] is False
     assert [row["parameter"] for row in tables["regression-report"]] == ["beta0", "beta1", "sigma"]
     rows = {row["quantity"]: row["value"] for row in tables["classifier-report"]}
