@@ -80,9 +80,12 @@ def experiment(
 
     with root.lock("experiment"):  # runs on one workspace are serialised, never interleaved
         root.sweep_temporaries()
-        verdicts, rest = submit_study(cfg, ws)
+        futures = submit_study(cfg, ws)
+        (verdicts,), rest = futures["compare"], [f for fs in futures.values() for f in fs]
         wait(rest)
         summary = verdicts.result()
+        for markets in futures["market_compare"]:  # none without a market
+            summary["market"] = markets.result()["market"]
 
         if rerun:
             record(str(root.root), slot, cfg, flow_run.id, wait_for=[verdicts])
@@ -96,17 +99,16 @@ def experiment(
     return summary
 
 
-def submit_study(cfg: StudyConfig, ws: str) -> tuple[Any, list[Any]]:
-    """Submit every stage of one study in `ws`, as the registry lists them; the comparison's future, and the rest.
+def submit_study(cfg: StudyConfig, ws: str) -> dict[str, list[Any]]:
+    """Submit every stage of one study in `ws`, as the registry lists them; stage -> the futures of its items.
 
     Each task waits for the tasks that write its inputs (`flows.graph`), in a
     spare thread, not a compute slot: generate -> window -> train each variant
     (in seed shards with runtime.seed_shards > 1) -> evaluate -> plot per cell;
-    each market's data -> train -> evaluate; compare waits for every evaluation.
+    each market's data -> train -> evaluate; compare waits for every cell's
+    evaluation, market_compare for every market's.
     """
-    futures = submit_stages(cfg, ws, DVC_STAGES)
-    (verdicts,) = futures.pop("compare")
-    return verdicts, [f for stage in futures.values() for f in stage]
+    return submit_stages(cfg, ws, DVC_STAGES)
 
 
 def run_experiment(params: str, overrides: list[str], workspace: str, rerun: bool = False,

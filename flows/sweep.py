@@ -46,9 +46,9 @@ def sweep(params: str = "params.yaml", overrides: list[str] | None = None, works
         root.sweep_temporaries()
         futures, figures = {}, []
         for point in points:
-            verdicts, plots = submit_study(point_config(raw, point, parse_config), str(root.sweep_point(point.name)))
-            futures[verdicts] = point
-            figures += plots
+            stages = submit_study(point_config(raw, point, parse_config), str(root.sweep_point(point.name)))
+            futures[stages.pop("compare")[0]] = point
+            figures += [f for fs in stages.values() for f in fs]
         for done, future in enumerate(as_completed(list(futures)), 1):
             point = futures[future]
             if (reason := _failure(future)) is not None:

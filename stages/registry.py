@@ -84,9 +84,12 @@ class Stage:
     join: str | None = None  # "module:function" writing the outputs from the stage's parts (seed shards)
     plots: dict[str, dict[str, str]] = field(default_factory=dict)  # output file name -> dvc plot props
     note: str = ""  # dvc.yaml's comment above the stage
+    needs: str | None = None  # a params dict the stage has nothing to do without (no market: no markets' report)
 
     def grid(self, cfg: StudyConfig) -> list[Item]:
         """Every item the stage runs for, in params order."""
+        if self.needs and not cfg.section(self.needs):
+            return []
         axes = GRIDS[self.items]
         names = [list(cfg.section(path)) for path in axes.values()]
         if "shard" in self.items:
@@ -122,14 +125,13 @@ _TRAIN_CODE = ("stages.study", "stages.blocks", "neural_trader.models", "neural_
 
 
 COMPARISON_FIGURES = ("test_return", "gap", "learned_position", "valid_return")  # neural_trader.synthetic.comparison.FIGURES
-MARKET_FIGURES = ("equity", "drawdown", "learned_position")  # plots/market/<m>/, written by compare
+MARKET_FIGURES = ("equity", "drawdown", "learned_position")  # plots/market/<m>/, written by market_compare
 
 
 def comparison_outputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
     tables = [ws.comparison_tables / "headline.json", ws.comparison_tables / "valid_return.tsv"]
     figures = [ws.comparison_plots / f"{f}.png" for f in COMPARISON_FIGURES]
-    markets = [ws.root / "plots" / "market"] if cfg.markets.regimes else []  # plots/market/<m>/<figure>.png
-    return [ws.comparison_json, ws.comparison_report, *tables, *figures, *markets]
+    return [ws.comparison_json, ws.comparison_report, *tables, *figures]
 
 
 def _market_files(cfg: StudyConfig, ws: Workspace, market: str) -> list[Path]:
@@ -138,11 +140,9 @@ def _market_files(cfg: StudyConfig, ws: Workspace, market: str) -> list[Path]:
     return [ws.root / path] if path else []
 
 
-def _compare_inputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
-    cells = [ws.eval_metrics(cell_name(r, m)) for r, m in cfg.cells]
+def _market_compare_inputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
     markets = [p for m in cfg.markets.regimes for p in (ws.market_series(m), ws.market_summary(m))]
-    market_cells = [ws.market_eval(cell_name(r, m)) for r, m in cfg.markets.cells]
-    return [*cells, *markets, *market_cells]
+    return [*markets, *(ws.market_eval(cell_name(r, m)) for r, m in cfg.markets.cells)]
 
 
 def _history_plot(title: str, y: str = "valid_return") -> dict[str, dict[str, str]]:
@@ -199,17 +199,26 @@ STUDY_STAGES: tuple[Stage, ...] = (
           ("stages.market", "neural_trader.markets.data", "neural_trader.models", "neural_trader.evaluate"),
           lambda c, w, i: [w.market_series(i["market"]), w.market_model(cell_name(i["market"], i["model"]))],
           lambda c, w, i: [w.market_eval(cell_name(i["market"], i["model"]))]),
+    Stage("market_compare", (), "stages.market:market_compare",
+          lambda c, i: ["markets", "costs", "compare.confidence", "compare.alpha"],
+          ("stages.market", "neural_trader.markets.data", "neural_trader.markets.report",
+           "neural_trader.markets.publish", "neural_trader.markets.backtest", "neural_trader.markets.stats",
+           "neural_trader.plots", "neural_trader.evaluate"),
+          lambda c, w, i: _market_compare_inputs(c, w),
+          lambda c, w, i: [w.markets_json, w.markets_headline, w.markets_report, w.root / "plots" / "market"],
+          tracked=("data/market", "metrics/market"), needs="markets.regimes",
+          note="every market's series and out-of-sample positions, as the folders that hold them; costs.bps "
+               "re-keys this stage only"),
     Stage("compare", (), "stages.compare:compare",
-          lambda c, i: ["compare", "data", "models", "seeds", "train", "markets", "costs"],
+          lambda c, i: ["compare", "data", "models", "seeds", "train"],
           ("stages.compare", "neural_trader.synthetic.comparison", "neural_trader.synthetic.contrasts",
            "neural_trader.stats", "neural_trader.synthetic.report", "neural_trader.plots", "neural_trader.evaluate",
-           "neural_trader.synthetic.sources", "neural_trader.markets.data", "neural_trader.markets.report",
-           "neural_trader.markets.backtest", "neural_trader.markets.stats"),
-          lambda c, w, i: _compare_inputs(c, w),
+           "neural_trader.synthetic.sources"),
+          lambda c, w, i: [w.eval_metrics(cell_name(r, m)) for r, m in c.cells],
           lambda c, w, i: comparison_outputs(c, w),
-          tracked=("metrics/evaluate", "data/market", "metrics/market"),
-          note="every cell's evaluation and every market's, as the folders that hold them: a new cell needs no "
-               "edit here (DVC links a folder dep to the stages writing into it)"),
+          tracked=("metrics/evaluate",),
+          note="the synthetic cells' comparison: every cell's evaluation, as the folder that holds them, so a new "
+               "cell needs no edit here (DVC links a folder dep to the stages writing into it)"),
 )
 
 # ---------------------------------------------------------------- the warm-ups

@@ -181,7 +181,7 @@ def test_default_study_is_device_independent(tmp_path):
         assert not any(s["reused"] for s in summaries.values())  # a fresh workspace: every stage ran
         trained = [s["device"] for k, s in summaries.items() if k.startswith("train@")]
         assert trained and all(d.startswith(device) for d in trained), trained  # cuda really trained on CUDA
-        results[device] = read_json(ws.comparison_json)
+        results[device] = {**read_json(ws.comparison_json), "market": read_json(ws.markets_json)}
     assert_same_findings(results["cpu"], results["cuda"])
 
 

@@ -83,16 +83,18 @@ def test_costs_rerun_only_the_comparison(tmp_path):
             run_stage(name, cfg, tmp_path, **item)
     assert not any(_run_market(tmp_path, params).values())
     run_stage("compare", cfg, tmp_path)
-    gross = read_json(tmp_path / "metrics" / "comparison.json")["market"]["spx"]
+    run_stage("market_compare", cfg, tmp_path)
+    gross = read_json(tmp_path / "metrics" / "markets" / "comparison.json")["spx"]
     assert all(_run_market(tmp_path, params, ("costs.bps=25",)).values())  # every market stage reused
     dearer = load_params(params, ["data.regimes={\"momentum\": {\"kind\": \"ar1\"}}", "costs.bps=25"])
-    assert run_stage("compare", dearer, tmp_path)["reused"] is False
-    net = read_json(tmp_path / "metrics" / "comparison.json")["market"]["spx"]
+    assert run_stage("market_compare", dearer, tmp_path)["reused"] is False
+    assert run_stage("compare", dearer, tmp_path)["reused"] is True  # the synthetic contrasts: untouched
+    net = read_json(tmp_path / "metrics" / "markets" / "comparison.json")["spx"]
     for v in gross["variants"]:
         assert net["variants"][v]["gross"] == gross["variants"][v]["gross"]
         assert net["variants"][v]["net"]["ann_return"] < gross["variants"][v]["net"]["ann_return"]
     assert net["cost_bps"] == 25 and "net of 25 bp" in net["verdicts"][0]
-    report = (tmp_path / "reports" / "comparison.md").read_text()
+    report = (tmp_path / "reports" / "markets.md").read_text()
     assert "# Market: spx" in report and "SPA" in report
 
 
