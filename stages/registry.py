@@ -120,7 +120,7 @@ def _train_params(cfg: StudyConfig, i: Item) -> list[str]:
     return ["seeds", "data.lag", "train", f"models.{i['model']}", THREADS, DEVICE]
 
 
-_TRAIN_CODE = ("stages.study", "stages.blocks", "neural_trader.models", "neural_trader.train",
+_TRAIN_CODE = ("stages.study", "stages.blocks", "neural_trader.models", "neural_trader.train", "neural_trader.trader",
                "neural_trader.data", "neural_trader.history")
 
 
@@ -170,12 +170,12 @@ STUDY_STAGES: tuple[Stage, ...] = (
     Stage("evaluate", ("regime", "model"), "stages.study:evaluate",
           lambda c, i: ["seeds.count", "data.lag", f"models.{i['model']}", f"data.regimes.{i['regime']}", THREADS],
           ("stages.study", "neural_trader.evaluate", "neural_trader.synthetic.sources", "neural_trader.models",
-           "neural_trader.train", "neural_trader.synthetic.metrics"),
+           "neural_trader.train", "neural_trader.trader", "neural_trader.synthetic.metrics"),
           lambda c, w, i: [w.windows(i["regime"]), *_train_outputs(w, i)[:3]],
           lambda c, w, i: [w.eval_metrics(_cell(w, i))]),
     Stage("plot", ("regime", "model"), "stages.study:plot",
           lambda c, i: [],
-          ("stages.study", "neural_trader.plots"),
+          ("stages.study", "neural_trader.plots", "neural_trader.trader"),
           lambda c, w, i: [w.model_dir(_cell(w, i)) / "history.safetensors"],
           lambda c, w, i: [w.history_plot(_cell(w, i))]),
     Stage("market_data", ("market",), "stages.market:market_data",
@@ -191,7 +191,7 @@ STUDY_STAGES: tuple[Stage, ...] = (
           lambda c, i: ["seeds", "markets.lag", "markets.epochs", "markets.lr", "markets.batch_size",
                         f"markets.models.{i['model']}", THREADS, DEVICE],
           ("stages.market", "neural_trader.markets.data", "neural_trader.models", "neural_trader.train",
-           "neural_trader.data"),
+           "neural_trader.trader", "neural_trader.data"),
           lambda c, w, i: [w.market_series(i["market"])],
           lambda c, w, i: [w.market_model(cell_name(i["market"], i["model"]), k) for k in ("best", "history")]),
     Stage("market_evaluate", ("market", "model"), "stages.market:market_evaluate",
@@ -302,7 +302,7 @@ def _module_file(name: str) -> Path:
 def code_files(stage: Stage) -> list[Path]:
     """Source files of a stage: its modules, this registry and the catalog (located, not imported)."""
     names = {*stage.code, __name__, "stages.catalog"}
-    if names & {"neural_trader.train", "neural_trader.models"}:  # they draw from the counter-based streams
+    if names & {"neural_trader.train", "neural_trader.trader", "neural_trader.models"}:  # they draw from the streams
         names |= {"neural_trader.streams", "neural_trader.steppers"}
     if names & {"neural_trader.data", "neural_trader.streams"}:  # seeded by neural_trader.seeding
         names.add("neural_trader.seeding")
