@@ -9,7 +9,7 @@ In one run:
   2. the whole study on params.yaml, cold, in this process: the imports (Prefect,
      torch and the flow, then what the first stage body would import), a fresh
      temporary workspace, Prefect's temporary server (PREFECT_API_URL unset) on a
-     fresh PREFECT_HOME, the flow through `flows.experiment.run_experiment`, the
+     fresh PREFECT_HOME, the flow through `flows.study.run_study`, the
      drain of its log and event queues, then the server stopped: what
      `neural-trader run` does, in its order. A fresh interpreter first creates
      and migrates the new PREFECT_HOME's database, untimed, as any run after a
@@ -206,7 +206,7 @@ def run_study(params: Path, overrides: list[str], sample: float) -> dict[str, An
     logging.getLogger("neural_trader").setLevel(logging.INFO)  # as under the CLI
     try:
         t = [time.perf_counter()]
-        from flows.experiment import run_experiment  # prefect, and torch (stages.reruns -> neural_trader.data)
+        from flows.study import run_study  # prefect, and torch (stages.reruns -> neural_trader.data)
         from stages.catalog import load_params
         t.append(time.perf_counter())
         import stages.compare, stages.market, stages.study  # noqa: F401, E401  what the first stage bodies import
@@ -220,7 +220,7 @@ def run_study(params: Path, overrides: list[str], sample: float) -> dict[str, An
         server = SubprocessASGIServer()  # the one get_client() starts and reuses when no API URL is set
         server.start()
         t.append(time.perf_counter())
-        summary = run_experiment(str(params), overrides, str(workspace), cfg=cfg)
+        summary = run_study(str(params), overrides, str(workspace), cfg=cfg)
         t.append(time.perf_counter())
         drain()
         t.append(time.perf_counter())

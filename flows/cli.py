@@ -37,9 +37,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--workspace", default=".", help="folder for data/, models/, metrics/, plots/, reports/")
 
     run = sub.add_parser("run", help="run the whole study (or the seed's warm-ups) as a Prefect flow")
-    run.add_argument("flow", nargs="?", default="experiment",
-                     choices=("experiment", "sweep", "warmups", "regression", "classifier"),
-                     help="experiment (default): the study; sweep: the study over the `sweep` grid; "
+    run.add_argument("flow", nargs="?", default="study",
+                     choices=("study", "sweep", "warmups", "regression", "classifier"),
+                     help="study (default): the study; sweep: the study over the `sweep` grid; "
                           "warmups: both of the seed's warm-ups; or one of them")
     run.add_argument("--rerun", action="store_true",
                      help="a rerun that adds evidence: fresh seeds from --slot, its own folder, ledger, pooled report")
@@ -118,14 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.flow == "sweep":
         return _sweep(args)
-    if args.flow != "experiment":
+    if args.flow != "study":
         from flows.warmups import format_reports, run_warmups
 
         print(format_reports(run_warmups(args.flow, args.params, args.overrides, args.workspace, cfg=cfg)))
         return 0
-    from flows.experiment import run_experiment
+    from flows.study import run_study
 
-    summary = run_experiment(args.params, args.overrides, args.workspace, rerun=args.rerun, slot=args.slot,
+    summary = run_study(args.params, args.overrides, args.workspace, rerun=args.rerun, slot=args.slot,
                              dvc_record=args.dvc_record, dvc_push=args.dvc_push, cfg=cfg)
     if args.rerun:
         print(f"rerun {summary['slot']}: pooled {summary['pooled']['runs']} reruns, "
@@ -205,7 +205,7 @@ def _serve(args: argparse.Namespace) -> int:
     params = str(Path(args.params).resolve())
     deployments = build_deployments(params, args.overrides, str(workspace), args.cron or DEFAULT_CRON,
                                     args.timezone or DEFAULT_TIMEZONE, dvc_push=args.dvc_push)
-    print("serving experiment/manual and experiment/nightly until stopped (Ctrl-C); `neural-trader status` checks it")
+    print("serving study/manual and study/nightly until stopped (Ctrl-C); `neural-trader status` checks it")
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         serve(*deployments)
     return 0

@@ -28,7 +28,7 @@ from stages.versioning import DvcError, is_dvc_workspace
 from tasks.reruns import version_sweep
 from tasks.stages import sweep_report
 
-from .experiment import submit_study
+from .study import submit_study
 from .runners import make_task_runner
 
 

@@ -61,7 +61,7 @@ RUN_BY: dict[tuple[str, str], tuple[str, ...]] = {
         "tests/test_dvc.py::test_exp_run_with_a_set_param_is_listed_with_its_metric",
         "tests/test_dvc.py::test_queued_experiment_runs_under_queue_start",
         "tests/test_dvc.py::test_metrics_diff_and_offline_plots"),
-    ("docs/dvc.md", "run_experiment("): (
+    ("docs/dvc.md", "run_study("): (
         "tests/test_dvc.py::test_flow_with_dvc_record_leaves_repro_nothing_to_do",),
     ("docs/dvc.md", "dvc remote add -d local"): (
         "tests/test_dvc.py::test_push_then_clone_and_pull_gives_a_clean_workspace",),

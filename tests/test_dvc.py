@@ -195,11 +195,11 @@ def test_flow_writes_the_bytes_dvc_repro_wrote(built, tmp_path):
 
 def test_flow_after_repro_rewrites_nothing(built, prefect_server):
     """Repro, then the flow: every stage is a stamp hit, no output file is even rewritten."""
-    from flows.experiment import run_experiment
+    from flows.study import run_study
 
     repo, _ = built
     before = snapshot(repo)
-    run_experiment(str(repo / "params.yaml"), [], str(repo))
+    run_study(str(repo / "params.yaml"), [], str(repo))
     assert snapshot(repo) == before
     assert json.loads(dvc(repo, "status", "--json")) == {}
 
@@ -207,12 +207,12 @@ def test_flow_after_repro_rewrites_nothing(built, prefect_server):
 def test_flow_with_dvc_record_leaves_repro_nothing_to_do(built, prefect_server):
     """Flow (recording in DVC), then repro: nothing reruns. (That the flow's bytes are repro's is checked
     above, independently: here `dvc commit` hashes the flow's own files.)"""
-    from flows.experiment import DVC_STAGES, run_experiment
+    from flows.study import DVC_STAGES, run_study
 
     repo, _ = built
     set_param(repo, "models.dropout.dropout", 0.4)
     lock_before = (repo / "dvc.lock").read_text()
-    summary = run_experiment(str(repo / "params.yaml"), [], str(repo), dvc_record=True)
+    summary = run_study(str(repo / "params.yaml"), [], str(repo), dvc_record=True)
     assert summary["dvc"]["stages"] == list(DVC_STAGES)
     assert (repo / "dvc.lock").read_text() != lock_before
     assert json.loads(dvc(repo, "status", "--json")) == {}

@@ -221,7 +221,7 @@ def test_dvc_access_does_not_wait_on_the_lock_its_own_process_holds(tmp_path):
             entered.set()
             leave.wait(timeout=30)
 
-    with ws.lock("experiment"):  # what the experiment flow holds around its tasks
+    with ws.lock("study"):  # what the study flow holds around its tasks
         t = threading.Thread(target=inner, daemon=True)
         t.start()
         # decided while the lock is still held: after the release, a waiting thread would get in too

@@ -129,11 +129,11 @@ def _run(built: Built | Path, overrides=()):
     """The flow on the shrunk params of `built` (its workspace, its result store); (final state, task states)."""
     from prefect.settings import temporary_settings
 
-    from flows.experiment import experiment
+    from flows.study import study
 
     root = built.root if isinstance(built, Built) else built
     with temporary_settings(updates={"results.local_storage_path": str(root / "results")}):
-        state = experiment(params=str(root / "params.yaml"), overrides=list(overrides), workspace=str(root / "ws"),
+        state = study(params=str(root / "params.yaml"), overrides=list(overrides), workspace=str(root / "ws"),
                            return_state=True)
     assert state.is_completed(), state
     states = task_states(state.state_details.flow_run_id, STUDY_TASKS)

@@ -288,13 +288,13 @@ def assert_same_findings(cpu: dict, gpu: dict, tolerance: float = 0.5) -> float:
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("prefect") is None, reason="no Prefect on this machine")
 def test_shrunk_study_runs_end_to_end_on_cuda(shrunk_params, tmp_path, prefect_server):
-    from flows.experiment import run_experiment
+    from flows.study import run_study
     from stages.catalog import Workspace, load_params, read_json
     from stages.registry import cell_name
 
     overrides = ["runtime.device=cuda"]
     ws = Workspace(tmp_path / "ws")
-    summary = run_experiment(str(shrunk_params), overrides, str(ws.root))
+    summary = run_study(str(shrunk_params), overrides, str(ws.root))
     assert summary["table"]
     cfg = load_params(shrunk_params, overrides)
     for regime, model in cfg.cells:

@@ -1,7 +1,7 @@
 """The study as a Prefect flow: generate -> window -> train each variant -> evaluate -> plot -> compare.
 
     neural-trader run                      # the CLI front door
-    python -m flows.experiment             # the same, on params.yaml
+    python -m flows.study             # the same, on params.yaml
 
 Every task writes files into the workspace and returns a small JSON summary;
 tensors never travel through Prefect. Train tasks of different cells run
@@ -36,8 +36,8 @@ from .runners import make_task_runner
 DVC_STAGES = tuple(s.name for s in STUDY_STAGES)
 
 
-@flow(name="experiment", log_prints=False, persist_result=True, result_serializer="json")
-def experiment(
+@flow(name="study", log_prints=False, persist_result=True, result_serializer="json")
+def study(
     params: str = "params.yaml",
     overrides: list[str] | None = None,
     workspace: str = ".",
@@ -78,7 +78,7 @@ def experiment(
     log.info("study: %d regimes x %d models x %d seeds in %s", len(cfg.data.regimes), len(cfg.models),
              cfg.seeds.count, ws)
 
-    with root.lock("experiment"):  # runs on one workspace are serialised, never interleaved
+    with root.lock("study"):  # runs on one workspace are serialised, never interleaved
         root.sweep_temporaries()
         futures = submit_study(cfg, ws)
         (verdicts,), rest = futures["compare"], [f for fs in futures.values() for f in fs]
@@ -111,14 +111,14 @@ def submit_study(cfg: StudyConfig, ws: str) -> dict[str, list[Any]]:
     return submit_stages(cfg, ws, DVC_STAGES)
 
 
-def run_experiment(params: str, overrides: list[str], workspace: str, rerun: bool = False,
+def run_study(params: str, overrides: list[str], workspace: str, rerun: bool = False,
                    slot: str | None = None, dvc_record: bool = False, dvc_push: bool = False,
                    cfg: StudyConfig | None = None) -> dict[str, Any]:
     """Validate params (unless `cfg` is given), then run the flow under the task runner they ask for."""
     cfg = cfg or load_params(params, overrides)  # fails here, before any work, on a bad key
     check_inputs(cfg, workspace)  # and on a bad price file
     runner = make_task_runner(cfg.runtime)
-    return experiment.with_options(task_runner=runner)(
+    return study.with_options(task_runner=runner)(
         params=str(Path(params).resolve()), overrides=list(overrides), workspace=str(Workspace(Path(workspace)).root),
         rerun=rerun, slot=slot, dvc_record=dvc_record, dvc_push=dvc_push, cfg=cfg,
     )
@@ -127,4 +127,4 @@ def run_experiment(params: str, overrides: list[str], workspace: str, rerun: boo
 if __name__ == "__main__":
     import sys
 
-    print(run_experiment("params.yaml", sys.argv[1:], "."))
+    print(run_study("params.yaml", sys.argv[1:], "."))
