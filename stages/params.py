@@ -118,20 +118,19 @@ def prepared_market(spec: Any, root: str | Path, markets: Any) -> tuple[Any, Any
     """(PriceSeries, MarketData) of one market: its closes read and checked, its windows and folds cut.
 
     Kept per process under what determines them: the market's spec, the markets
-    section, and for a CSV its resolved path, size and modification time (a file
-    changed on disk is read again). The checks before a run and the market_data
+    section, and the resolved path, size and modification time of each file its
+    source reads (a file changed on disk is read again). The checks before a run and the market_data
     stage then read and cut a price file once, not three times.
     """
-    from neural_trader.markets.data import prepare_market, read_market
-    from neural_trader.markets.config import CsvMarket
+    from neural_trader.markets import sources
+    from neural_trader.markets.data import prepare_market
 
     key = [spec.model_dump(mode="json"), markets.model_dump(mode="json", exclude={"regimes"})]
-    if isinstance(spec, CsvMarket):
-        path = (Path(root) / spec.path).resolve()
+    for path in sources.make_source(spec).files(Path(root)):
         stat = path.stat() if path.is_file() else None
-        key.append([str(path), stat and stat.st_size, stat and stat.st_mtime_ns])
+        key.append([str(path.resolve()), stat and stat.st_size, stat and stat.st_mtime_ns])
     cache_key = json.dumps(key, sort_keys=True)
     if cache_key not in _PREPARED:
-        series = read_market(spec, Path(root))
+        series = sources.read_market(spec, Path(root))
         _PREPARED[cache_key] = (series, prepare_market(series, markets))
     return _PREPARED[cache_key]

@@ -129,7 +129,7 @@ def test_a_missing_price_file_is_named(tmp_path):
 def test_a_price_file_is_read_once_a_process(shrunk_params, tmp_path, monkeypatch):
     """The checks before a run (the CLI's and the flow's) and the market_data stage share one read and one cut;
     a file changed on disk is read again."""
-    import neural_trader.markets.data as market_module
+    import neural_trader.markets.sources as market_module
     from stages import params as params_module
     from stages.catalog import load_params
     from stages.run import run_stage
