@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         return _status(args)
     if args.command == "dvc-yaml":
         return _dvc_yaml(args)
+    if args.command == "run" and args.flow == "sweep":
+        return _sweep(args)  # its points are the studies: params.yaml is read once, there
     from stages.catalog import load_params
 
     try:
@@ -116,8 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     _prefect_env()
     if args.command == "serve":
         return _serve(args)
-    if args.flow == "sweep":
-        return _sweep(args)
     if args.flow != "study":
         from flows.warmups import format_reports, run_warmups
 
@@ -136,16 +136,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from flows.sweep import run_sweep
     from stages.catalog import load_sweep
 
     try:
-        load_sweep(args.params, args.overrides)  # every grid point validated before any work
+        loaded = load_sweep(args.params, args.overrides)  # every grid point validated before any work
     except ConfigError as exc:
         print(f"neural-trader: error: {exc}", file=sys.stderr)
         return 2
+    _prefect_env()  # before Prefect is imported: it reads its settings then
+    from flows.sweep import run_sweep
+
     summary = run_sweep(args.params, args.overrides, args.workspace, dvc_record=args.dvc_record,
-                        dvc_push=args.dvc_push)
+                        dvc_push=args.dvc_push, loaded=loaded)
     print(f"\nSweep: {summary['points']} points, {summary['significant']} significant contrasts"
           + (f", failed: {', '.join(summary['failed'])}" if summary["failed"] else ""))
     for line in summary["verdicts"]:

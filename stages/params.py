@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from neural_trader.config import ConfigError, apply_overrides
+from neural_trader.config import ConfigError, apply_overrides, merge_params
 from neural_trader.params import StudyConfig, parse_config
+
+if TYPE_CHECKING:  # the sweep wing is imported by `load_sweep` alone
+    from neural_trader.sweep.points import Point, SweepConfig
 
 __all__ = ["read_params", "load_params", "load_sweep", "check_inputs"]
 
@@ -59,17 +62,8 @@ def read_params(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: extends: expected the path of a params file, got {base!r}")
         if (path.parent / base).resolve() == path.resolve():
             raise ConfigError(f"{path}: extends: a params file cannot extend itself")
-        return _merged(read_params(path.parent / base), raw)
+        return merge_params(read_params(path.parent / base), raw)
     return raw
-
-
-def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """`over` on `base`, mappings merged key by key, anything else (an empty mapping too: `{}` clears) replaced."""
-    out = dict(base)
-    for key, value in over.items():
-        merge = isinstance(value, dict) and value and isinstance(out.get(key), dict)
-        out[key] = _merged(out[key], value) if merge else value
-    return out
 
 
 def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
@@ -83,15 +77,15 @@ def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], Any, list[Any]]:
-    """The study's raw params, its `sweep` section and every grid point, all validated before any work."""
+def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> tuple[SweepConfig, list[tuple[Point, StudyConfig]]]:
+    """The `sweep` section and every grid point with its study, each validated once, before any work."""
     from neural_trader.sweep.points import parse_sweep, validate_sweep
 
     raw = read_params(path)
     try:
         raw = apply_overrides(raw, list(overrides))
         sweep = parse_sweep(raw.pop("sweep", None))
-        return raw, sweep, validate_sweep(raw, sweep, parse_config)
+        return sweep, validate_sweep(raw, sweep, parse_config)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 

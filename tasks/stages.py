@@ -160,13 +160,12 @@ def record_in_dvc(workspace: str, stages: list[str], push: bool = False) -> dict
 
 @task(name="sweep_report", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 4, 16],
       retry_condition_fn=_io_error, persist_result=True, result_serializer="json")
-def sweep_report(raw: dict[str, Any], sweep: Any, points: list[Any], workspace: str,
-                 failed: dict[str, str]) -> dict[str, Any]:
+def sweep_report(sweep: Any, points: list[Any], workspace: str, failed: dict[str, str]) -> dict[str, Any]:
     """The grid's report (FDR across every point); published as an artifact."""
     from stages.sweep import sweep_report as build
 
     ws = Workspace(workspace)
-    summary = build(raw, sweep, points, ws, failed)
+    summary = build(sweep, points, ws, failed)
     create_markdown_artifact(key="sweep-report", markdown=ws.sweep_report.read_text(),
                              description=f"Dropout across a grid of {summary['points']} points")
     return summary

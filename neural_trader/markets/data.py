@@ -17,7 +17,6 @@ Replica r = f * S + s is seed s on fold f. Nothing here reads or writes a file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
