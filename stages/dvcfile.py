@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neural_trader.params import parse_config
+from neural_trader.params import StudyConfig, parse_config
 
 from .catalog import Workspace
 from .registry import GRIDS, STAGES, Stage, code_files
@@ -79,8 +79,8 @@ def _placeholders(spec: Stage) -> tuple[dict[str, str], list[str]]:
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def _stage(spec: Stage) -> list[str]:
-    cfg, ws = parse_config({}), Workspace(PROJECT)
+def _stage(spec: Stage, cfg: StudyConfig) -> list[str]:
+    ws = Workspace(PROJECT)
     item, head = _placeholders(spec)
     body: list[str] = [f"cmd: python -m flows.cli stage {spec.name}" + "".join(f" --{k} {v}" for k, v in item.items())]
     code = sorted(p.resolve().relative_to(PROJECT).as_posix() for p in code_files(spec))
@@ -117,5 +117,6 @@ def _wrap(text: str, width: int = 104) -> list[str]:
 
 def render_dvc_yaml() -> str:
     """The text of dvc.yaml: every registry stage, in registry order."""
-    blocks = ["\n".join(_stage(spec)) for spec in STAGES.values()]
+    cfg = parse_config({})  # placeholders stand for every name, so the defaults serve every params file
+    blocks = ["\n".join(_stage(spec, cfg)) for spec in STAGES.values()]
     return HEADER + "\n\n".join(blocks) + "\n" + TOP_PLOTS
