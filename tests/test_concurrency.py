@@ -53,8 +53,8 @@ class _TrainedLines(logging.Handler):
 
 def _expected_tasks(cfg) -> int:
     """generate + window per regime, train + evaluate + plot per cell, market_data per market,
-    market_train + market_evaluate per market cell, compare."""
-    return 2 * len(cfg.data.regimes) + 3 * len(cfg.cells) + len(cfg.markets.regimes) + 2 * len(cfg.markets.cells) + 1
+    market_train + market_evaluate per market cell, market_compare, compare."""
+    return 2 * len(cfg.data.regimes) + 3 * len(cfg.cells) + len(cfg.markets.regimes) + 2 * len(cfg.markets.cells) + 2
 
 
 @pytest.fixture(scope="module")

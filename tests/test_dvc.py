@@ -156,8 +156,8 @@ def test_repro_builds_every_stage_then_runs_nothing(built):
     repo, log = built
     stages = set(dvc(repo, "stage", "list", "--name-only").split())
     # generate+window per regime (2 x 2), train+evaluate+plot per cell (3 x 4), compare, market_data,
-    # market_train+market_evaluate per market cell (2 x 3), 8 warm-up stages
-    assert ran(log) == stages and len(stages) == 32
+    # market_train+market_evaluate per market cell (2 x 3), market_compare, 8 warm-up stages
+    assert ran(log) == stages and len(stages) == 33
     assert (repo / "metrics/comparison/headline.json").is_file()
     assert (repo / "metrics/comparison/valid_return.tsv").read_text().startswith("epoch\tcell\tvalid_return\n")
     assert json.loads(dvc(repo, "status", "--json")) == {}
@@ -293,8 +293,8 @@ def test_exp_run_with_a_set_param_is_listed_with_its_metric(built):
 
 
 def test_queued_experiment_runs_under_queue_start(built):
-    """`dvc exp run --queue -S`, then `dvc queue start`: a background worker runs it (compare alone) and
-    `dvc exp show --json` lists it; the workspace is left alone."""
+    """`dvc exp run --queue -S`, then `dvc queue start`: a background worker runs it (the two comparisons, which
+    read compare.confidence, alone) and `dvc exp show --json` lists it; the workspace is left alone."""
     repo, _ = built
     dvc(repo, "exp", "run", "--queue", "-n", "conf90", "-S", "compare.confidence=0.9")
     dvc(repo, "queue", "start", "-j", "1")
@@ -303,7 +303,7 @@ def test_queued_experiment_runs_under_queue_start(built):
         assert time.monotonic() < deadline, dvc(repo, "queue", "status")
         assert "Failed" not in dvc(repo, "queue", "status"), dvc(repo, "queue", "logs", "conf90")
         time.sleep(2)
-    assert ran(dvc(repo, "queue", "logs", "conf90")) == {"compare"}
+    assert ran(dvc(repo, "queue", "logs", "conf90")) == {"compare", "market_compare"}
     exp = _experiments(json.loads(dvc(repo, "exp", "show", "--json")))["conf90"]
     assert exp["params"]["params.yaml"]["data"]["compare"]["confidence"] == 0.9
     assert json.loads(dvc(repo, "status", "--json")) == {}
