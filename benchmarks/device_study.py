@@ -41,7 +41,8 @@ def run_study(params: Path, overrides: list[str], device: str, workspace: Path) 
     for name in STUDY:
         for item in STAGES[name].grid(cfg):
             run_stage(name, cfg, workspace, **item)
-    return time.perf_counter() - start, read_json(workspace / "metrics" / "comparison.json")
+    found = {**read_json(workspace / "metrics" / "comparison.json"), "market": read_json(workspace / "metrics" / "markets" / "comparison.json")}
+    return time.perf_counter() - start, found
 
 
 def apart(a: dict, b: dict) -> dict:

@@ -9,7 +9,7 @@ In one run:
   2. the whole study on params.yaml, cold, in this process: the imports (Prefect,
      torch and the flow, then what the first stage body would import), a fresh
      temporary workspace, Prefect's temporary server (PREFECT_API_URL unset) on a
-     fresh PREFECT_HOME, the flow through `flows.experiment.run_experiment`, the
+     fresh PREFECT_HOME, the flow through `flows.study.run_study`, the
      drain of its log and event queues, then the server stopped: what
      `neural-trader run` does, in its order. A fresh interpreter first creates
      and migrates the new PREFECT_HOME's database, untimed, as any run after a
@@ -19,7 +19,7 @@ The study runs in this process rather than as `neural-trader run` in a
 subprocess, for what only the process itself can see. It starts the
 temporary server explicitly (the singleton the flow's client then reuses), so
 server start and stop are timed apart from the flow. It wraps each stage body
-(`stages.run.BODIES`) and the file writers the bodies call with a timer, so
+(each registry entry's `body`) and the file writers the bodies call with a timer, so
 every body's interval and summary, and the seconds spent writing, are known
 without parsing logs; the stage keys hash module sources, so the wrappers
 change no key and no output. And a sampler thread reads the process CPU time
@@ -147,10 +147,16 @@ class Recorder:
         self.writes: list[tuple[str, float]] = []  # (stage module, seconds)
 
     def install(self) -> None:
-        from stages import compare, market, run, study
+        import importlib
 
-        for name, body in list(run.BODIES.items()):
-            run.BODIES[name] = self._body(name, body)
+        from stages import compare, market, run, study
+        from stages.registry import ALL_STAGES
+
+        for spec in ALL_STAGES.values():  # run_stage looks each body up by name when it runs
+            for named in filter(None, (spec.body, spec.join)):
+                module, _, function = named.partition(":")
+                module = importlib.import_module(module)
+                setattr(module, function, self._body(spec.name, getattr(module, function)))
         for module in (study, market, compare, run):  # run.py writes the stamps
             for name in self.WRITERS:
                 if hasattr(module, name):
@@ -200,10 +206,10 @@ def run_study(params: Path, overrides: list[str], sample: float) -> dict[str, An
     logging.getLogger("neural_trader").setLevel(logging.INFO)  # as under the CLI
     try:
         t = [time.perf_counter()]
-        from flows.experiment import run_experiment  # prefect, and torch (stages.reruns -> neural_trader.data)
+        from flows.study import run_study  # prefect, and torch (stages.reruns -> neural_trader.data)
         from stages.catalog import load_params
         t.append(time.perf_counter())
-        import stages.run  # noqa: F401  scipy, matplotlib, arch...: the first stage body would import them
+        import stages.compare, stages.market, stages.study  # noqa: F401, E401  what the first stage bodies import
         t.append(time.perf_counter())
         from prefect.server.api.server import SubprocessASGIServer  # the server app: part of its start-up
 
@@ -214,7 +220,7 @@ def run_study(params: Path, overrides: list[str], sample: float) -> dict[str, An
         server = SubprocessASGIServer()  # the one get_client() starts and reuses when no API URL is set
         server.start()
         t.append(time.perf_counter())
-        summary = run_experiment(str(params), overrides, str(workspace), cfg=cfg)
+        summary = run_study(str(params), overrides, str(workspace), cfg=cfg)
         t.append(time.perf_counter())
         drain()
         t.append(time.perf_counter())

@@ -104,7 +104,7 @@ def main() -> None:
     try:
         _wait(lambda: server_healthy(api), "the Prefect server")
         os.environ.update({k: env[k] for k in ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED")})
-        from flows.experiment import run_experiment  # after the environment: Prefect reads its settings at import
+        from flows.study import run_study  # after the environment: Prefect reads its settings at import
         from flows.sweep import run_sweep
 
         seconds = {}
@@ -123,7 +123,7 @@ def main() -> None:
         dask = ["runtime.task_runner=dask", f"runtime.dask_address={address}"]
         for shards in (1, 2):  # one cell on the two workers: one batch, then two seed shards
             start = time.perf_counter()
-            run_experiment(str(cell), [*dask, f"runtime.seed_shards={shards}"], str(tmp / f"cell{shards}"))
+            run_study(str(cell), [*dask, f"runtime.seed_shards={shards}"], str(tmp / f"cell{shards}"))
             seconds[f"cell{shards}"] = time.perf_counter() - start
     finally:
         for proc in reversed(procs):

@@ -4,7 +4,7 @@ Runs the seed's workload (N=1000 series, T=20, L=4, hidden 5, batch 1000) four
 ways in one process, side by side, so the ratios are the figure, not the times:
 
   (a) a re-creation of the seed notebook's loop (TensorDataset + DataLoader);
-  (b) neural_trader.train.train_trader with one replica;
+  (b) neural_trader.trader.train_trader with one replica;
   (c) the same trainer with S = 16, 64 and 256 replicas in one batched computation;
   (d) the same trainer at S = 64 with dropout 0.5 (the study's DropoutTrader).
 
@@ -43,7 +43,8 @@ from neural_trader.data import Windows, make_generator, window_returns
 from neural_trader.models import TraderNet
 from neural_trader.synthetic.sources import generate_returns
 from neural_trader.streams import Streams
-from neural_trader.train import resolve_device, train_trader
+from neural_trader.trader import train_trader
+from neural_trader.train import resolve_device
 
 N, M, T, L, HIDDEN, BATCH, LR = 1000, 100, 20, 4, 5, 1000, 0.01
 
@@ -106,7 +107,7 @@ def ours(replicas: int, epochs: int, device: torch.device, dropout: float = 0.0)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
-    train_trader(model, train, valid, streams, lr=LR, epochs=epochs, batch_size=BATCH, progress=False)
+    train_trader(model, train, valid, streams, lr=LR, epochs=epochs, batch_size=BATCH)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start

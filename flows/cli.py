@@ -37,9 +37,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--workspace", default=".", help="folder for data/, models/, metrics/, plots/, reports/")
 
     run = sub.add_parser("run", help="run the whole study (or the seed's warm-ups) as a Prefect flow")
-    run.add_argument("flow", nargs="?", default="experiment",
-                     choices=("experiment", "sweep", "warmups", "regression", "classifier"),
-                     help="experiment (default): the study; sweep: the study over the `sweep` grid; "
+    run.add_argument("flow", nargs="?", default="study",
+                     choices=("study", "sweep", "warmups", "regression", "classifier"),
+                     help="study (default): the study; sweep: the study over the `sweep` grid; "
                           "warmups: both of the seed's warm-ups; or one of them")
     run.add_argument("--rerun", action="store_true",
                      help="a rerun that adds evidence: fresh seeds from --slot, its own folder, ledger, pooled report")
@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--dvc-push", action="store_true", help="nightly reruns also dvc push what they add")
     common(serve)
 
+    dvc_yaml = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage registry (--check: only compare)")
+    dvc_yaml.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml differs from the registry's")
+    dvc_yaml.add_argument("--workspace", default=".", help="folder whose dvc.yaml to write (default: .)")
+
     status = sub.add_parser("status", help="is the server up and is the nightly schedule firing?")
     status.add_argument("--api-url", default=None, help="default: $PREFECT_API_URL or http://127.0.0.1:4200/api")
     status.add_argument("--stale-after", type=float, default=120.0,
@@ -82,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("neural_trader").setLevel(logging.INFO)
     if args.command == "status":
         return _status(args)
+    if args.command == "dvc-yaml":
+        return _dvc_yaml(args)
+    if args.command == "run" and args.flow == "sweep":
+        return _sweep(args)  # its points are the studies: params.yaml is read once, there
     from stages.catalog import load_params
 
     try:
@@ -110,16 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     _prefect_env()
     if args.command == "serve":
         return _serve(args)
-    if args.flow == "sweep":
-        return _sweep(args)
-    if args.flow != "experiment":
+    if args.flow != "study":
         from flows.warmups import format_reports, run_warmups
 
         print(format_reports(run_warmups(args.flow, args.params, args.overrides, args.workspace, cfg=cfg)))
         return 0
-    from flows.experiment import run_experiment
+    from flows.study import run_study
 
-    summary = run_experiment(args.params, args.overrides, args.workspace, rerun=args.rerun, slot=args.slot,
+    summary = run_study(args.params, args.overrides, args.workspace, rerun=args.rerun, slot=args.slot,
                              dvc_record=args.dvc_record, dvc_push=args.dvc_push, cfg=cfg)
     if args.rerun:
         print(f"rerun {summary['slot']}: pooled {summary['pooled']['runs']} reruns, "
@@ -130,16 +136,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from flows.sweep import run_sweep
     from stages.catalog import load_sweep
 
     try:
-        load_sweep(args.params, args.overrides)  # every grid point validated before any work
+        loaded = load_sweep(args.params, args.overrides)  # every grid point validated before any work
     except ConfigError as exc:
         print(f"neural-trader: error: {exc}", file=sys.stderr)
         return 2
+    _prefect_env()  # before Prefect is imported: it reads its settings then
+    from flows.sweep import run_sweep
+
     summary = run_sweep(args.params, args.overrides, args.workspace, dvc_record=args.dvc_record,
-                        dvc_push=args.dvc_push)
+                        dvc_push=args.dvc_push, loaded=loaded)
     print(f"\nSweep: {summary['points']} points, {summary['significant']} significant contrasts"
           + (f", failed: {', '.join(summary['failed'])}" if summary["failed"] else ""))
     for line in summary["verdicts"]:
@@ -199,7 +207,7 @@ def _serve(args: argparse.Namespace) -> int:
     params = str(Path(args.params).resolve())
     deployments = build_deployments(params, args.overrides, str(workspace), args.cron or DEFAULT_CRON,
                                     args.timezone or DEFAULT_TIMEZONE, dvc_push=args.dvc_push)
-    print("serving experiment/manual and experiment/nightly until stopped (Ctrl-C); `neural-trader status` checks it")
+    print("serving study/manual and study/nightly until stopped (Ctrl-C); `neural-trader status` checks it")
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         serve(*deployments)
     return 0
@@ -234,6 +242,21 @@ def _stage(args: argparse.Namespace, cfg) -> int:
     ws = Workspace(Path(args.workspace))
     with ws.lock(f"stage {args.name}"):  # a flow and `dvc repro` in one folder never interleave
         run_stage(args.name, cfg, ws, **item)
+    return 0
+
+
+def _dvc_yaml(args: argparse.Namespace) -> int:
+    from stages.catalog import atomic_write_bytes
+    from stages.dvcfile import render_dvc_yaml
+
+    path, text = Path(args.workspace) / "dvc.yaml", render_dvc_yaml()
+    if args.check:
+        same = path.is_file() and path.read_text() == text
+        print(f"{path}: {'matches' if same else 'differs from'} the stage registry"
+              + ("" if same else "; `neural-trader dvc-yaml` rewrites it"), file=sys.stderr)
+        return 0 if same else 1
+    atomic_write_bytes(path, text.encode())
+    print(f"wrote {path} ({text.count(chr(10))} lines)", file=sys.stderr)
     return 0
 
 

@@ -1,9 +1,9 @@
 """Deployments of the study, a local server to serve them on, and a health check.
 
-Two deployments of the `experiment` flow:
+Two deployments of the `study` flow:
 
-- `experiment/manual`: on demand (`prefect deployment run experiment/manual`);
-- `experiment/nightly`: a cron schedule in a time zone; each run is a rerun
+- `study/manual`: on demand (`prefect deployment run study/manual`);
+- `study/nightly`: a cron schedule in a time zone; each run is a rerun
   with fresh seeds derived from its scheduled slot, versioned and pooled.
 
 `neural-trader serve` starts (or reuses) a `prefect server start` bound to
@@ -42,14 +42,14 @@ def build_deployments(params: str, overrides: list[str], workspace: str, cron: s
 
     from stages.versioning import is_dvc_workspace
 
-    from .experiment import experiment
+    from .study import study
 
-    manual = experiment.to_deployment(
+    manual = study.to_deployment(
         name="manual", parameters=deployment_parameters(params, overrides, workspace, rerun=False),
         concurrency_limit=1, description="The study on demand, on the params file as it is.",
     )
     versioned = is_dvc_workspace(workspace)
-    nightly = experiment.to_deployment(
+    nightly = study.to_deployment(
         name="nightly", schedules=[Cron(cron, timezone=tz)],
         parameters=deployment_parameters(params, overrides, workspace, rerun=True, dvc_record=versioned,
                                          dvc_push=dvc_push and versioned),
@@ -94,7 +94,7 @@ def ensure_server(port: int, home: Path, wait_s: float = 120.0) -> tuple[str, in
 
 
 # ------------------------------------------------------------------------ status
-def schedule_status(api_url: str, deployment: str = "experiment/nightly", stale_after: float = 120.0) -> dict[str, Any]:
+def schedule_status(api_url: str, deployment: str = "study/nightly", stale_after: float = 120.0) -> dict[str, Any]:
     """Is the nightly schedule alive? Reads the server: paused, last polled, late runs.
 
     Scheduled runs only start while something polls the deployment (the
@@ -129,7 +129,7 @@ def schedule_status(api_url: str, deployment: str = "experiment/nightly", stale_
     since_poll = (datetime.now(timezone.utc) - dep.last_polled).total_seconds() if dep.last_polled else None
     problem = None
     if dep.paused or not any(schedules_active):
-        problem = "the schedule is paused: resume it with `prefect deployment resume experiment/nightly`"
+        problem = "the schedule is paused: resume it with `prefect deployment resume study/nightly`"
     elif since_poll is None or since_poll > stale_after:
         when = "ever" if since_poll is None else f"{since_poll:.0f} s"
         problem = (f"nothing has polled {deployment} for {when}: its `neural-trader serve` process (or the "

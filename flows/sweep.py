@@ -21,22 +21,26 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed, wait
 
-from neural_trader.params import parse_config
-from neural_trader.sweep.points import point_config
+from neural_trader.params import StudyConfig
+from neural_trader.sweep.points import Point, SweepConfig
 from stages.catalog import Workspace, load_sweep
 from stages.versioning import DvcError, is_dvc_workspace
 from tasks.reruns import version_sweep
-from tasks.study import sweep_report
+from tasks.stages import sweep_report
 
-from .experiment import submit_study
+from .study import submit_study
 from .runners import make_task_runner
 
 
-@flow(name="sweep", log_prints=False, persist_result=True, result_serializer="json")
-def sweep(params: str = "params.yaml", overrides: list[str] | None = None, workspace: str = ".",
-          dvc_record: bool = False, dvc_push: bool = False) -> dict[str, Any]:
-    """Run every point of the `sweep` grid, then compare dropout across the grid."""
-    raw, grid, points = load_sweep(params, overrides or [])  # every point validated before any work
+# validate_parameters=False: the grid arrives validated; Prefect's pass would re-run each study's model checks
+@flow(name="sweep", log_prints=False, persist_result=True, result_serializer="json", validate_parameters=False)
+def sweep(grid: SweepConfig, points: list[tuple[Point, StudyConfig]], workspace: str = ".", dvc_record: bool = False,
+          dvc_push: bool = False) -> dict[str, Any]:
+    """Run every point of the `sweep` grid, then compare dropout across the grid.
+
+    `grid` and `points` are the sweep validated at the door (`load_sweep`): each
+    point with its study, which the point's tasks run as they are.
+    """
     root, log = Workspace(Path(workspace)), get_run_logger()
     if dvc_record and not is_dvc_workspace(root.root):
         raise DvcError(f"record: {root.root} is not a DVC workspace: run `git init && dvc init` there")
@@ -45,10 +49,10 @@ def sweep(params: str = "params.yaml", overrides: list[str] | None = None, works
     with root.lock("sweep"):
         root.sweep_temporaries()
         futures, figures = {}, []
-        for point in points:
-            verdicts, plots = submit_study(point_config(raw, point, parse_config), str(root.sweep_point(point.name)))
-            futures[verdicts] = point
-            figures += plots
+        for point, cfg in points:
+            stages = submit_study(cfg, str(root.sweep_point(point.name)))
+            futures[stages.pop("compare")[0]] = point
+            figures += [f for fs in stages.values() for f in fs]
         for done, future in enumerate(as_completed(list(futures)), 1):
             point = futures[future]
             if (reason := _failure(future)) is not None:
@@ -56,9 +60,9 @@ def sweep(params: str = "params.yaml", overrides: list[str] | None = None, works
             log.info("point %d/%d %s: %s (%.0f s)", done, len(points), point.name,
                      "failed: " + failed[point.name] if point.name in failed else "done", time.perf_counter() - start)
         wait(figures)  # every point's training pictures too, before the flow (and a Dask client) ends
-        summary = sweep_report(raw, grid, points, str(root.root), failed)
+        summary = sweep_report(grid, points, str(root.root), failed)
         if dvc_record:
-            summary["dvc"] = version_sweep(str(root.root), [p.name for p in points if p.name not in failed],
+            summary["dvc"] = version_sweep(str(root.root), [p.name for p, _ in points if p.name not in failed],
                                            push=dvc_push)
     return summary
 
@@ -72,11 +76,15 @@ def _failure(future: Any) -> str | None:
     return None
 
 
-def run_sweep(params: str, overrides: list[str], workspace: str, dvc_record: bool = False,
-              dvc_push: bool = False) -> dict[str, Any]:
-    """Validate the grid, then run the sweep flow under the task runner the study's runtime asks for."""
-    raw, _, points = load_sweep(params, overrides)  # fails here, before any work, on a bad axis
-    runner = make_task_runner(point_config(raw, points[0], parse_config).runtime)
-    return sweep.with_options(task_runner=runner)(
-        params=str(Path(params).resolve()), overrides=list(overrides), workspace=str(Workspace(Path(workspace)).root),
-        dvc_record=dvc_record, dvc_push=dvc_push)
+def run_sweep(params: str, overrides: list[str], workspace: str, dvc_record: bool = False, dvc_push: bool = False,
+              loaded: tuple[SweepConfig, list[tuple[Point, StudyConfig]]] | None = None) -> dict[str, Any]:
+    """Validate the grid, then run the sweep flow under the task runner the study's runtime asks for.
+
+    `loaded` is `load_sweep(params, overrides)` already done (the command line
+    did it): then the params file is not read again.
+    """
+    grid, points = loaded or load_sweep(params, overrides)  # fails here, before any work, on a bad axis
+    runner = make_task_runner(points[0][1].runtime)
+    return sweep.with_options(task_runner=runner)(grid=grid, points=points,
+                                                  workspace=str(Workspace(Path(workspace)).root),
+                                                  dvc_record=dvc_record, dvc_push=dvc_push)

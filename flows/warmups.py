@@ -16,17 +16,10 @@ from typing import Any
 from prefect import flow
 
 from neural_trader.params import StudyConfig
-from tasks.warmups import (
-    classifier_evaluate,
-    classifier_generate,
-    classifier_plot,
-    classifier_train,
-    regression_evaluate,
-    regression_generate,
-    regression_plot,
-    regression_train,
-)
 from stages.catalog import Workspace, load_params
+from stages.registry import STAGES
+
+from .graph import submit_stages
 
 __all__ = ["regression", "classifier", "warmups", "run_warmups", "format_reports"]
 
@@ -36,30 +29,25 @@ def _setup(params: str, overrides: list[str] | None, workspace: str,
     return cfg or load_params(params, overrides or []), str(Workspace(Path(workspace)).root)
 
 
+def _warmup(exp: str, cfg: StudyConfig, ws: str) -> dict[str, Any]:
+    """generate -> train -> evaluate -> plot of one warm-up, as the registry lists them; its evaluation."""
+    futures = submit_stages(cfg, ws, [name for name in STAGES if name.startswith(f"{exp}_")])
+    futures[f"{exp}_plot"][0].result()  # raises if the plot failed
+    return futures[f"{exp}_evaluate"][0].result()
+
+
 @flow(name="regression", persist_result=True, result_serializer="json")
 def regression(params: str = "params.yaml", overrides: list[str] | None = None, workspace: str = ".",
               cfg: StudyConfig | None = None) -> dict[str, Any]:
     """y = beta0 + beta1 x + sigma e: recover beta0, beta1 and sigma."""
-    cfg, ws = _setup(params, overrides, workspace, cfg)
-    data = regression_generate.submit(cfg, ws)
-    fit = regression_train.submit(cfg, ws, wait_for=[data])
-    report = regression_evaluate.submit(cfg, ws, wait_for=[fit])
-    figure = regression_plot.submit(cfg, ws, wait_for=[report])
-    figure.result()  # raises if the plot failed
-    return report.result()
+    return _warmup("regression", *_setup(params, overrides, workspace, cfg))
 
 
 @flow(name="classifier", persist_result=True, result_serializer="json")
 def classifier(params: str = "params.yaml", overrides: list[str] | None = None, workspace: str = ".",
               cfg: StudyConfig | None = None) -> dict[str, Any]:
     """label = 1{x . ones(dim) + logistic noise > 0}: a small network against the Bayes rate."""
-    cfg, ws = _setup(params, overrides, workspace, cfg)
-    data = classifier_generate.submit(cfg, ws)
-    fit = classifier_train.submit(cfg, ws, wait_for=[data])
-    report = classifier_evaluate.submit(cfg, ws, wait_for=[fit])
-    figure = classifier_plot.submit(cfg, ws, wait_for=[report])
-    figure.result()
-    return report.result()
+    return _warmup("classifier", *_setup(params, overrides, workspace, cfg))
 
 
 @flow(name="warmups", persist_result=True, result_serializer="json")

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from neural_trader.memory import parse_bytes
 
 __all__ = ["ConfigError", "Strict", "check_names", "SeedsConfig", "RuntimeConfig", "describe_error",
-           "apply_overrides"]
+           "apply_overrides", "merge_params"]
 
 
 class ConfigError(ValueError):
@@ -146,4 +146,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 raise ConfigError(f"override {item!r}: {part!r} is not a section")
             node = nxt
         node[parts[-1]] = value
+    return out
+
+
+def merge_params(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on `base`, mappings merged key by key, anything else (an empty mapping too: `{}` clears) replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        merge = isinstance(value, dict) and value and isinstance(out.get(key), dict)
+        out[key] = merge_params(out[key], value) if merge else value
     return out

@@ -53,7 +53,7 @@ class TrainShape:
 
 
 def trainer_bytes(shape: TrainShape) -> int:
-    """Peak bytes one replica takes in `train.fit` with the trader's hand-written step, float32, margin included.
+    """Peak bytes one replica takes in `trader.train_trader` (its hand-written step), float32, margin included.
 
     Counts the tensors the trainer holds per replica: the training and
     validation windows, the stepper's transposed copy, the epoch's shuffled

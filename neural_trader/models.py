@@ -191,7 +191,7 @@ class TraderNet(nn.Module):
         """Positions and, by hand, the gradient of the trading objective, without autograd.
 
         The objective is sum over replicas of -mean_b(position * y), the loss of
-        `train.trader_loss` summed as the trainer sums it, so replica s only gets
+        `trader.trader_loss` summed as the trainer sums it, so replica s only gets
         its own gradient. x (S, B, lag), y (S, B), noise (S, B, k) rows of `sample_noise` or None,
         exactly as `forward` takes them. Returns positions (S, B) (what
         `forward(x, noise)` returns) and the gradients for (layer0.weight,

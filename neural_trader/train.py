@@ -1,38 +1,34 @@
-"""A task-agnostic minibatch trainer over S replicas, and the trader's use of it.
+"""A task-agnostic minibatch trainer over S replicas.
 
-The trainer is task-agnostic: it takes a replica model, a loss that returns
-one value per replica, and the replicas' counter-based streams
-(`neural_trader.streams`), which give each epoch's permutation and any dropout
-noise as pure functions of (replica seed, epoch, index), the same bits on every
-device. Summing the per-replica losses keeps each replica's gradient its own,
-and RMSprop is elementwise, so S replicas trained in one batched computation
-equal S runs of one replica with the same seeds. An epoch draws every
-replica's permutation in a few tensor ops and reorders every replica's rows in
-one gather: no Python loop over replicas.
+The trainer knows no task: it takes a replica model, a loss that returns one
+value per replica, statistics to record and the replicas' counter-based
+streams (`neural_trader.streams`), which give each epoch's permutation and any
+dropout noise as pure functions of (replica seed, epoch, index), the same bits
+on every device. Summing the per-replica losses keeps each replica's gradient
+its own, and RMSprop is elementwise, so S replicas trained in one batched
+computation equal S runs of one replica with the same seeds. An epoch draws
+every replica's permutation in a few tensor ops and reorders every replica's
+rows in one gather: no Python loop over replicas.
 
-One shortcut: for a model that computes the gradient of `trader_loss` itself
-(TraderNet, the study's hot loop) the trainer skips autograd and applies the
-same RMSprop update with foreach ops, on data kept in a transposed layout. A
-step is then about twice as fast at 64 replicas and three times at one; tests
-hold both paths to the same history within float tolerance.
+How a step is taken is the caller's choice of `Stepper` (autograd by
+default); a task may bring its own, as the trader does (`neural_trader.trader`).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from neural_trader.data import Windows
-from neural_trader.steppers import AutogradStepper, Stats, Stepper, TraderStepper
+from neural_trader.steppers import AutogradStepper, Stats, StepperFactory
 from neural_trader.streams import Streams
 
-__all__ = ["resolve_device", "History", "fit", "trader_loss", "trader_stats", "train_trader", "TRADER_COLUMNS"]
+__all__ = ["resolve_device", "History", "OnEpoch", "fit"]
 
+#: Called after each epoch with (epoch from 0, epochs, that epoch's (S, k + m) row of statistics).
+OnEpoch = Callable[[int, int, torch.Tensor], None]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -86,8 +82,8 @@ def fit(
     valid_stats: Callable[[nn.Module], torch.Tensor] | None = None,
     columns: Sequence[str] = (),
     keep_best: int | None = None,
-    progress: bool | None = None,
-    desc: str = "train",
+    stepper: StepperFactory = AutogradStepper,
+    on_epoch: OnEpoch | None = None,
 ) -> tuple[History, dict[str, torch.Tensor] | None]:
     """Train every replica of `model` with RMSprop on minibatches reshuffled each epoch.
 
@@ -103,39 +99,30 @@ def fit(
         columns: names of the k + m statistics.
         keep_best: index of a column to maximise; the weights of each replica's
             best epoch are returned alongside the history.
-        progress: tqdm bar over epochs; None shows it only on a terminal.
+        stepper: builds the step, `stepper(model, loss_fn, x, y, lr, bounds)`;
+            the default, `AutogradStepper`, serves any model and loss.
+        on_epoch: called after each epoch (progress reporting).
 
     Returns:
         The history and, with `keep_best`, each replica's best-epoch state dict.
 
-    With `loss_fn` = `trader_loss` and a model that offers `objective_grads_t`
-    (TraderNet), each step computes the gradient by hand (see
-    `TraderNet.objective_grads`) and applies the same RMSprop update with
-    foreach ops; any other model or loss goes through autograd and
-    `torch.optim.RMSprop`. Both draw the same permutations and noise and give
-    the same history to float tolerance; only autograd leaves `.grad` set.
     Epochs are numbered from 0 in the streams.
     """
     replicas, n = x.shape[0], x.shape[1]
     _check_fit_args(lr, epochs, batch_size, n, replicas, streams)
     bounds = [(lo, min(lo + batch_size, n)) for lo in range(0, n, batch_size)]
-    hand_written = callable(getattr(model, "objective_grads_t", None)) and x.dim() == 3 and y.dim() == 2
-    if loss_fn is trader_loss and hand_written:
-        stepper: Stepper = TraderStepper(model, x, y, lr, bounds)
-    else:
-        stepper = AutogradStepper(model, loss_fn, x, y, lr, bounds)
+    steps = stepper(model, loss_fn, x, y, lr, bounds)
     sample_noise = getattr(model, "sample_noise", None)
     permutations = streams.permuter(n, x.device)
     history: list[torch.Tensor] = []
     best_score = best_state = None
-    show = sys.stderr.isatty() if progress is None else progress
-    for epoch in tqdm(range(epochs), desc=desc, disable=not show, leave=False):
+    for epoch in range(epochs):
         model.train()
         noise = sample_noise(n, streams, epoch) if sample_noise else None
-        stepper.shuffle(permutations(epoch), noise)
+        steps.shuffle(permutations(epoch), noise)
         totals = None
         for k in range(len(bounds)):
-            out, yb = stepper.step(k)
+            out, yb = steps.step(k)
             if batch_stats is not None:
                 step = batch_stats(out, yb)
                 totals = step if totals is None else totals + step
@@ -157,57 +144,8 @@ def fit(
                 for k, v in model.state_dict().items():
                     mask = better.view(-1, *([1] * (v.dim() - 1)))
                     best_state[k] = torch.where(mask, v.detach(), best_state[k])
+        if on_epoch is not None:
+            on_epoch(epoch, epochs, row)
     model.eval()
     values = torch.stack(history, dim=1).cpu()  # (S, epochs, k + m)
     return History(values, tuple(columns)), best_state
-
-
-# ------------------------------------------------------------------------ trader
-TRADER_COLUMNS = ("train_recom", "train_return", "valid_recom", "valid_return")
-
-
-def trader_loss(position: torch.Tensor, ret: torch.Tensor) -> torch.Tensor:
-    """-mean(position * next return) per replica: (S, B), (S, B) -> (S,)."""
-    return -(position * ret).mean(dim=1)
-
-
-def trader_stats(position: torch.Tensor, ret: torch.Tensor) -> torch.Tensor:
-    """Mean position and mean return per replica: (S, B), (S, B) -> (S, 2)."""
-    return torch.stack([position.mean(dim=1), (position * ret).mean(dim=1)], dim=1)
-
-
-def train_trader(
-    model: nn.Module,
-    train: Windows,
-    valid: Windows,
-    streams: Streams,
-    *,
-    lr: float,
-    epochs: int,
-    batch_size: int,
-    progress: bool | None = None,
-    desc: str = "trader",
-) -> tuple[History, dict[str, torch.Tensor]]:
-    """Train a TraderNet to maximise mean(position * next return), the seed's objective.
-
-    train and valid hold (S, n, lag) windows on the model's device. Validation
-    runs in eval mode (no dropout), unlike the seed, which validated with dropout on.
-    Returns the history (columns TRADER_COLUMNS) and each replica's weights at
-    its best validation epoch.
-    """
-    return fit(
-        model,
-        trader_loss,
-        train.x,
-        train.y,
-        streams,
-        lr=lr,
-        epochs=epochs,
-        batch_size=batch_size,
-        batch_stats=trader_stats,
-        valid_stats=lambda m: trader_stats(m(valid.x), valid.y),
-        columns=TRADER_COLUMNS,
-        keep_best=TRADER_COLUMNS.index("valid_return"),
-        progress=progress,
-        desc=desc,
-    )

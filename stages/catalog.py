@@ -246,7 +246,9 @@ class Workspace:
     #   metrics/market/<m>/data.json                          market_data (rows, dropped, dates, folds)
     #   models/market/<m>-<model>/{best,history}.safetensors  market_train (every fold x seed)
     #   metrics/market/evaluate/<m>-<model>.safetensors       market_evaluate (out-of-sample positions)
-    #   plots/market/<m>/<figure>.png                         compare
+    #   metrics/markets/{comparison,headline}.json            market_compare (every market's comparison)
+    #   reports/markets.md                                    market_compare
+    #   plots/market/<m>/<figure>.png                         market_compare
     def market_series(self, market: str) -> Path:
         return self.root / "data" / "market" / market / "series.safetensors"
 
@@ -258,6 +260,18 @@ class Workspace:
 
     def market_eval(self, cell: str) -> Path:
         return self.root / "metrics" / "market" / "evaluate" / f"{cell}.safetensors"
+
+    @property
+    def markets_json(self) -> Path:
+        return self.root / "metrics" / "markets" / "comparison.json"
+
+    @property
+    def markets_headline(self) -> Path:
+        return self.root / "metrics" / "markets" / "headline.json"
+
+    @property
+    def markets_report(self) -> Path:
+        return self.root / "reports" / "markets.md"
 
     def market_plots(self, market: str) -> Path:
         return self.root / "plots" / "market" / market

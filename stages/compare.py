@@ -1,4 +1,6 @@
-"""The compare stage: read every cell's evaluation, compare in the core, write JSON, report and figures.
+"""The compare stage: read every synthetic cell's evaluation, compare in the core, write JSON, report and figures.
+
+The markets have their own comparison stage (`stages.market.market_compare`).
 
 `metrics/comparison.json` schema (version 1), every number of the report:
 
@@ -34,16 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from neural_trader.synthetic import comparison as cmp
-from neural_trader.markets import report as mr
-from neural_trader import plots
 from neural_trader.params import StudyConfig
-from neural_trader.evaluate import CURVE_GRID
-from neural_trader.markets.data import MarketData
-from neural_trader.synthetic.report import comparison_markdown, market_markdown
+from neural_trader.synthetic import comparison as cmp
+from neural_trader.synthetic.report import comparison_markdown
 from neural_trader.synthetic.sources import make_source
 
-from .catalog import Workspace, atomic_write_bytes, load_tensors, read_json, write_json
+from .catalog import Workspace, atomic_write_bytes, read_json, write_json
 
 
 def compare(cfg: StudyConfig, ws: Workspace, sources: Sequence[Workspace] = ()) -> dict[str, Any]:
@@ -66,39 +64,10 @@ def compare(cfg: StudyConfig, ws: Workspace, sources: Sequence[Workspace] = ()) 
         atomic_write_bytes(ws.comparison_plots / f"{name}.png", png)
     figures_dir = (Path("..") / ws.rel(ws.comparison_plots)).as_posix()
     report = comparison_markdown(cfg, result, figures_dir)
-    if cfg.markets.regimes and not sources:  # reruns re-draw synthetic seeds; the one price path is not pooled
-        result["market"] = {m: _market(cfg, ws, m) for m in cfg.markets.regimes}
-        report += "".join(market_markdown(m, r, (Path("..") / ws.rel(ws.market_plots(m))).as_posix())
-                          for m, r in result["market"].items())
     write_json(ws.comparison_json, result)
     write_json(ws.comparison_tables / "headline.json", cmp.headline(result))
     atomic_write_bytes(ws.comparison_report, report.encode())
     return _summary(result)
-
-
-def _market(cfg: StudyConfig, ws: Workspace, market: str) -> dict[str, Any]:
-    """One market's section: the out-of-sample comparison, its verdicts and figures."""
-    data = MarketData.from_arrays({k: v.numpy() for k, v in load_tensors(ws.market_series(market)).items()})
-    evals = {m: load_tensors(ws.market_eval(cmp.cell_name(market, m))) for m in cfg.markets.models}
-    positions = {m: e["positions"].double().numpy() for m, e in evals.items()}
-    mk = cfg.markets
-    result = mr.compare_market(data, positions, bps=cfg.costs.bps, reps=mk.reps, seed=mk.bootstrap_seed,
-                               confidence=cfg.compare.confidence, alpha=cfg.compare.alpha)
-    summary = read_json(ws.market_summary(market))
-    result.update(oos_first=summary["oos_first"], oos_last=summary["oos_last"], source=summary["source"],
-                  dropped=summary["dropped"])
-    result["verdicts"] = mr.market_verdicts(market, result, summary["oos_first"], summary["oos_last"])
-    dates, wealth = mr.oos_dates(data), mr.equity(data, positions, cfg.costs.bps)
-    title = f"{market}, out of sample, net of {cfg.costs.bps:g} bp"
-    figures = {
-        "equity": plots.equity_png(dates, wealth, title=title, fold_starts=mr.fold_starts(data)),
-        "drawdown": plots.drawdown_png(dates, wealth, title=f"{market}: drawdown, net"),
-        "learned_position": plots.fold_curves_png(CURVE_GRID, {m: e["curve"].numpy() for m, e in evals.items()},
-                                                  title=f"{market}: learned position"),
-    }
-    for name, png in figures.items():
-        atomic_write_bytes(ws.market_plot(market, name), png)
-    return result
 
 
 def _summary(result: dict[str, Any]) -> dict[str, Any]:
@@ -106,5 +75,4 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     keys = ("diff", "ci_lo", "ci_hi", "p_adj", "significant", "verdict")
     table = [{"contrast": r["name"], **{k: r[k] for k in keys}} for r in result["contrasts"]]
     return {"table": table, "replicas": result["replicas"], "runs": result["runs"],
-            "cells": {cmp.cell_name(x["regime"], x["model"]): x["test_return"]["mean"] for x in result["cells"]},
-            "market": {m: r["verdicts"] for m, r in result.get("market", {}).items()}}
+            "cells": {cmp.cell_name(x["regime"], x["model"]): x["test_return"]["mean"] for x in result["cells"]}}

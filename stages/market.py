@@ -1,8 +1,9 @@
 """The markets' stage bodies: load from the catalog, call the core, save.
 
 market_data -> market_train -> market_evaluate, per market (`markets.regimes`)
-or per (market, variant) cell; compare (`stages.compare`) writes their section
-of the report. Every fold retrains every variant's S seeds; seed s of every
+or per (market, variant) cell; then market_compare, every market's comparison
+(metrics/markets/, reports/markets.md, plots/market/), keyed on the
+markets' and costs' params only. Every fold retrains every variant's S seeds; seed s of every
 variant with the same architecture starts from the same weights and sees the
 same data on every fold, so variants pair by seed on the same days.
 """
@@ -12,24 +13,30 @@ from __future__ import annotations
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from neural_trader.params import StudyConfig
+from neural_trader import plots
 from neural_trader.data import Windows, make_generator
 from neural_trader.evaluate import CURVE_GRID, position_curve, replica_positions
+from neural_trader.markets import report as mr
 from neural_trader.markets.data import MarketData, fold_groups, oos_rows
+from neural_trader.markets.publish import market_markdown, markets_headline
 from neural_trader.memory import TrainShape, batch_budget, replica_blocks, trainer_bytes
 from neural_trader.models import LinearTrader, TraderNet
 from neural_trader.seeding import seed_from
 from neural_trader.markets.sources import make_source
 from neural_trader.streams import Streams
-from neural_trader.train import resolve_device, train_trader
+from neural_trader.params import StudyConfig
+from neural_trader.trader import train_trader
+from neural_trader.train import resolve_device
 
-from .catalog import Workspace, load_tensors, save_tensors, write_json
+from .catalog import Workspace, atomic_write_bytes, load_tensors, read_json, save_tensors, write_json
 from .params import prepared_market
+from .progress import epoch_bar
 from .registry import cell_name
 
 log = logging.getLogger("neural_trader")
@@ -84,7 +91,7 @@ def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> di
                             for a, b in ((g.train_x, g.train_y), (g.valid_x, g.valid_y)))
             hist, state = train_trader(net, train, valid, Streams([seed_from(*key) for key in keys["train"][lo:hi]]),
                                        lr=mk.lr, epochs=mk.epochs, batch_size=mk.batch_size,
-                                       progress=cfg.runtime.progress, desc=cell)
+                                       on_epoch=epoch_bar(cfg.runtime.progress, cell))
             parts.append(({k: v.cpu() for k, v in state.items()}, hist.values))
         best.update({f"{i}.{k}": torch.cat([p[0][k] for p in parts]) for k in parts[0][0]})
         history[f"{i}"] = torch.cat([p[1] for p in parts])
@@ -119,3 +126,39 @@ def market_evaluate(cfg: StudyConfig, ws: Workspace, market: str, model: str) ->
             curves[f] = curve.view(len(g.folds), S, -1)[j].float()
     save_tensors(ws.market_eval(cell), {"positions": positions, "curve": curves})
     return {"cell": cell, "oos_days": positions.shape[1], "mean_position": float(positions.mean())}
+
+
+def market_compare(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
+    """Every market's out-of-sample comparison: metrics/markets/, reports/markets.md and its figures."""
+    result = {m: _compare_market(cfg, ws, m) for m in cfg.markets.regimes}
+    report = "".join(market_markdown(m, r, (Path("..") / ws.rel(ws.market_plots(m))).as_posix())
+                     for m, r in result.items())
+    write_json(ws.markets_json, result)
+    write_json(ws.markets_headline, markets_headline(result))
+    atomic_write_bytes(ws.markets_report, report.encode())
+    return {"market": {m: r["verdicts"] for m, r in result.items()}}
+
+
+def _compare_market(cfg: StudyConfig, ws: Workspace, market: str) -> dict[str, Any]:
+    """One market's section: the out-of-sample comparison, its verdicts and figures."""
+    data = _load(ws, market)
+    evals = {m: load_tensors(ws.market_eval(cell_name(market, m))) for m in cfg.markets.models}
+    positions = {m: e["positions"].double().numpy() for m, e in evals.items()}
+    mk = cfg.markets
+    result = mr.compare_market(data, positions, bps=cfg.costs.bps, reps=mk.reps, seed=mk.bootstrap_seed,
+                               confidence=cfg.compare.confidence, alpha=cfg.compare.alpha)
+    summary = read_json(ws.market_summary(market))
+    result.update(oos_first=summary["oos_first"], oos_last=summary["oos_last"], source=summary["source"],
+                  dropped=summary["dropped"])
+    result["verdicts"] = mr.market_verdicts(market, result, summary["oos_first"], summary["oos_last"])
+    dates, wealth = mr.oos_dates(data), mr.equity(data, positions, cfg.costs.bps)
+    title = f"{market}, out of sample, net of {cfg.costs.bps:g} bp"
+    figures = {
+        "equity": plots.equity_png(dates, wealth, title=title, fold_starts=mr.fold_starts(data)),
+        "drawdown": plots.drawdown_png(dates, wealth, title=f"{market}: drawdown, net"),
+        "learned_position": plots.fold_curves_png(CURVE_GRID, {m: e["curve"].numpy() for m, e in evals.items()},
+                                                  title=f"{market}: learned position"),
+    }
+    for name, png in figures.items():
+        atomic_write_bytes(ws.market_plot(market, name), png)
+    return result

@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from neural_trader.config import ConfigError, apply_overrides
+from neural_trader.config import ConfigError, apply_overrides, merge_params
 from neural_trader.params import StudyConfig, parse_config
+
+if TYPE_CHECKING:  # the sweep wing is imported by `load_sweep` alone
+    from neural_trader.sweep.points import Point, SweepConfig
 
 __all__ = ["read_params", "load_params", "load_sweep", "check_inputs"]
 
@@ -59,17 +62,8 @@ def read_params(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: extends: expected the path of a params file, got {base!r}")
         if (path.parent / base).resolve() == path.resolve():
             raise ConfigError(f"{path}: extends: a params file cannot extend itself")
-        return _merged(read_params(path.parent / base), raw)
+        return merge_params(read_params(path.parent / base), raw)
     return raw
-
-
-def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """`over` on `base`, mappings merged key by key, anything else (an empty mapping too: `{}` clears) replaced."""
-    out = dict(base)
-    for key, value in over.items():
-        merge = isinstance(value, dict) and value and isinstance(out.get(key), dict)
-        out[key] = _merged(out[key], value) if merge else value
-    return out
 
 
 def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
@@ -83,15 +77,15 @@ def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], Any, list[Any]]:
-    """The study's raw params, its `sweep` section and every grid point, all validated before any work."""
+def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> tuple[SweepConfig, list[tuple[Point, StudyConfig]]]:
+    """The `sweep` section and every grid point with its study, each validated once, before any work."""
     from neural_trader.sweep.points import parse_sweep, validate_sweep
 
     raw = read_params(path)
     try:
         raw = apply_overrides(raw, list(overrides))
         sweep = parse_sweep(raw.pop("sweep", None))
-        return raw, sweep, validate_sweep(raw, sweep, parse_config)
+        return sweep, validate_sweep(raw, sweep, parse_config)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -118,20 +112,19 @@ def prepared_market(spec: Any, root: str | Path, markets: Any) -> tuple[Any, Any
     """(PriceSeries, MarketData) of one market: its closes read and checked, its windows and folds cut.
 
     Kept per process under what determines them: the market's spec, the markets
-    section, and for a CSV its resolved path, size and modification time (a file
-    changed on disk is read again). The checks before a run and the market_data
+    section, and the resolved path, size and modification time of each file its
+    source reads (a file changed on disk is read again). The checks before a run and the market_data
     stage then read and cut a price file once, not three times.
     """
-    from neural_trader.markets.data import prepare_market, read_market
-    from neural_trader.markets.config import CsvMarket
+    from neural_trader.markets import sources
+    from neural_trader.markets.data import prepare_market
 
     key = [spec.model_dump(mode="json"), markets.model_dump(mode="json", exclude={"regimes"})]
-    if isinstance(spec, CsvMarket):
-        path = (Path(root) / spec.path).resolve()
+    for path in sources.make_source(spec).files(Path(root)):
         stat = path.stat() if path.is_file() else None
-        key.append([str(path), stat and stat.st_size, stat and stat.st_mtime_ns])
+        key.append([str(path.resolve()), stat and stat.st_size, stat and stat.st_mtime_ns])
     cache_key = json.dumps(key, sort_keys=True)
     if cache_key not in _PREPARED:
-        series = read_market(spec, Path(root))
+        series = sources.read_market(spec, Path(root))
         _PREPARED[cache_key] = (series, prepare_market(series, markets))
     return _PREPARED[cache_key]

@@ -7,21 +7,26 @@ a stamp (`.nt/stamps/`) records the key and the digest of every output. The
 stamp alone decides whether a stage is up to date (`up_to_date`): Prefect's
 cache policy asks it, and `stages.run.run_stage` asks it.
 
+This is the one stage graph. Each entry carries its body (a `module:function`
+name, imported only when the stage runs), its grid (the params dicts whose
+names it iterates) and what dvc.yaml says of it. Both Prefect flows walk it
+(`flows.graph`), `stages.run.run_stage` runs its bodies, and dvc.yaml is
+generated from it (`neural-trader dvc-yaml`, `stages.dvcfile`). Adding a stage
+is an entry here plus its body.
+
 This module is light on purpose (no torch, scipy or matplotlib): the Prefect
 cache policy computes keys through it, so a fully cached rerun never pays for
-importing the numerical stack. The bodies live in `stages.study`,
-`stages.compare` and `stages.warmups`, bound to their names in `stages.run`.
-dvc.yaml declares the same deps, params and outs (tests/test_dvc_wiring.py keeps
-them in step).
+importing the numerical stack.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import itertools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,39 +57,49 @@ def item_id(item: Item) -> str:
     return "-".join(item[k] for k in ITEM_KEYS if k in item)
 
 
+#: item key -> the params dict whose names it takes, per kind of grid (a seed shard's keys come from runtime)
+GRIDS: dict[tuple[str, ...], dict[str, str]] = {
+    (): {},
+    ("regime",): {"regime": "data.regimes"},
+    ("regime", "model"): {"regime": "data.regimes", "model": "models"},
+    ("market",): {"market": "markets.regimes"},
+    ("market", "model"): {"market": "markets.regimes", "model": "markets.models"},
+    ("regime", "model", "shard"): {"regime": "data.regimes", "model": "models"},
+}
+
+
 @dataclass(frozen=True)
 class Stage:
-    """What a stage reads, writes and depends on; dvc.yaml declares the same."""
+    """What a stage runs, reads, writes and depends on; dvc.yaml is generated from it."""
 
     name: str
-    items: tuple[str, ...]  # what one run is about: ("regime",), ("regime", "model"), ("market", ...) or ()
-    # (a seed shard's ("regime", "model", "shard") too: see FLOW_STAGES)
+    items: tuple[str, ...]  # what one run is about: a key of GRIDS
+    body: str  # "module:function", called as body(cfg, ws, **item) -> JSON summary
     params: Callable[[StudyConfig, Item], list[str]]
     code: tuple[str, ...]  # modules whose source is part of the key, its body's module first
     inputs: Callable[[StudyConfig, Workspace, Item], list[Path]]
     outputs: Callable[[StudyConfig, Workspace, Item], list[Path]]
-    tracked: tuple[str, ...] = ()  # folders dvc.yaml depends on whole (prices/: where CSVs live)
+    tracked: tuple[str, ...] = ()  # folders dvc.yaml depends on whole, in place of the inputs
     part_of: str | None = None  # a seed shard's stage: skipped while that stage is up to date
+    join: str | None = None  # "module:function" writing the outputs from the stage's parts (seed shards)
+    plots: dict[str, dict[str, str]] = field(default_factory=dict)  # output file name -> dvc plot props
+    note: str = ""  # dvc.yaml's comment above the stage
+    needs: str | None = None  # a params dict the stage has nothing to do without (no market: no markets' report)
 
     def grid(self, cfg: StudyConfig) -> list[Item]:
         """Every item the stage runs for, in params order."""
-        if self.items == ("regime",):
-            return [{"regime": r} for r in cfg.data.regimes]
-        if self.items == ("regime", "model"):
-            return [{"regime": r, "model": m} for r, m in cfg.cells]
-        if self.items == ("market",):
-            return [{"market": m} for m in cfg.markets.regimes]
-        if self.items == ("market", "model"):
-            return [{"market": r, "model": m} for r, m in cfg.markets.cells]
-        if self.items == ("regime", "model", "shard"):
-            return [{"regime": r, "model": m, "shard": k} for r, m in cfg.cells for k in _shards(cfg)]
-        return [{}]
+        if self.needs and not cfg.section(self.needs):
+            return []
+        axes = GRIDS[self.items]
+        names = [list(cfg.section(path)) for path in axes.values()]
+        if "shard" in self.items:
+            names.append(_shards(cfg))
+        return [dict(zip(self.items, combo)) for combo in itertools.product(*names)]
 
     def choices(self, cfg: StudyConfig) -> dict[str, list[str]]:
         """The names each item key may take (what `neural-trader stage` checks its flags against)."""
-        names = {"regime": list(cfg.data.regimes), "market": list(cfg.markets.regimes),
-                 "model": list(cfg.markets.models if "market" in self.items else cfg.models), "shard": _shards(cfg)}
-        return {k: names[k] for k in self.items}
+        names = {k: list(cfg.section(path)) for k, path in GRIDS[self.items].items()}
+        return {**names, "shard": _shards(cfg)} if "shard" in self.items else names
 
 
 def _shards(cfg: StudyConfig) -> list[str]:
@@ -105,19 +120,18 @@ def _train_params(cfg: StudyConfig, i: Item) -> list[str]:
     return ["seeds", "data.lag", "train", f"models.{i['model']}", THREADS, DEVICE]
 
 
-_TRAIN_CODE = ("stages.study", "stages.blocks", "neural_trader.models", "neural_trader.train",
+_TRAIN_CODE = ("stages.study", "stages.blocks", "neural_trader.models", "neural_trader.train", "neural_trader.trader",
                "neural_trader.data", "neural_trader.history")
 
 
 COMPARISON_FIGURES = ("test_return", "gap", "learned_position", "valid_return")  # neural_trader.synthetic.comparison.FIGURES
-MARKET_FIGURES = ("equity", "drawdown", "learned_position")  # plots/market/<m>/, written by compare
+MARKET_FIGURES = ("equity", "drawdown", "learned_position")  # plots/market/<m>/, written by market_compare
 
 
 def comparison_outputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
     tables = [ws.comparison_tables / "headline.json", ws.comparison_tables / "valid_return.tsv"]
     figures = [ws.comparison_plots / f"{f}.png" for f in COMPARISON_FIGURES]
-    markets = [ws.root / "plots" / "market"] if cfg.markets.regimes else []  # plots/market/<m>/<figure>.png
-    return [ws.comparison_json, ws.comparison_report, *tables, *figures, *markets]
+    return [ws.comparison_json, ws.comparison_report, *tables, *figures]
 
 
 def _market_files(cfg: StudyConfig, ws: Workspace, market: str) -> list[Path]:
@@ -126,73 +140,91 @@ def _market_files(cfg: StudyConfig, ws: Workspace, market: str) -> list[Path]:
     return [ws.root / path] if path else []
 
 
-def _compare_inputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
-    cells = [ws.eval_metrics(cell_name(r, m)) for r, m in cfg.cells]
+def _market_compare_inputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
     markets = [p for m in cfg.markets.regimes for p in (ws.market_series(m), ws.market_summary(m))]
-    market_cells = [ws.market_eval(cell_name(r, m)) for r, m in cfg.markets.cells]
-    return [*cells, *markets, *market_cells]
+    return [*markets, *(ws.market_eval(cell_name(r, m)) for r, m in cfg.markets.cells)]
+
+
+def _history_plot(title: str, y: str = "valid_return") -> dict[str, dict[str, str]]:
+    return {"history.tsv": {"x": "epoch", "y": y, **({"title": title} if title else {})}}
 
 
 STUDY_STAGES: tuple[Stage, ...] = (
-    Stage("generate", ("regime",),
+    Stage("generate", ("regime",), "stages.study:generate",
           lambda c, i: ["seeds", "data.n_train", "data.n_valid", "data.n_test", "data.length",
                         f"data.regimes.{i['regime']}"],
           ("stages.study", "neural_trader.synthetic.sources", "neural_trader.synthetic.config", "neural_trader.data"),
           lambda c, w, i: [],
-          lambda c, w, i: [w.returns(i["regime"])]),
-    Stage("window", ("regime",),
+          lambda c, w, i: [w.returns(i["regime"])],
+          note="the synthetic study: each regime's returns, windows, and every (regime, model) cell's seeds"),
+    Stage("window", ("regime",), "stages.study:window",
           lambda c, i: ["data.lag"],
           ("stages.study", "neural_trader.data"),
           lambda c, w, i: [w.returns(i["regime"])],
           lambda c, w, i: [w.windows(i["regime"])]),
-    Stage("train", ("regime", "model"), _train_params, _TRAIN_CODE,
+    Stage("train", ("regime", "model"), "stages.study:train", _train_params, _TRAIN_CODE,
           lambda c, w, i: [w.windows(i["regime"])],
-          lambda c, w, i: _train_outputs(w, i)),
-    Stage("evaluate", ("regime", "model"),
+          lambda c, w, i: _train_outputs(w, i),
+          join="stages.study:join_shards",
+          plots=_history_plot("Validation return per epoch, mean over seeds ({cell})")),
+    Stage("evaluate", ("regime", "model"), "stages.study:evaluate",
           lambda c, i: ["seeds.count", "data.lag", f"models.{i['model']}", f"data.regimes.{i['regime']}", THREADS],
           ("stages.study", "neural_trader.evaluate", "neural_trader.synthetic.sources", "neural_trader.models",
-           "neural_trader.train", "neural_trader.synthetic.metrics"),
+           "neural_trader.train", "neural_trader.trader", "neural_trader.synthetic.metrics"),
           lambda c, w, i: [w.windows(i["regime"]), *_train_outputs(w, i)[:3]],
           lambda c, w, i: [w.eval_metrics(_cell(w, i))]),
-    Stage("plot", ("regime", "model"),
+    Stage("plot", ("regime", "model"), "stages.study:plot",
           lambda c, i: [],
-          ("stages.study", "neural_trader.plots"),
+          ("stages.study", "neural_trader.plots", "neural_trader.trader"),
           lambda c, w, i: [w.model_dir(_cell(w, i)) / "history.safetensors"],
           lambda c, w, i: [w.history_plot(_cell(w, i))]),
-    # -------------------------------------------------------------- the markets
-    Stage("market_data", ("market",),
+    Stage("market_data", ("market",), "stages.market:market_data",
           lambda c, i: [f"markets.regimes.{i['market']}", "markets.lag", "markets.vol_window", "markets.walk_forward"],
           ("stages.market", "neural_trader.markets.data", "neural_trader.markets.prices", "neural_trader.markets.folds",
            "neural_trader.markets.sources"),
           lambda c, w, i: _market_files(c, w, i["market"]),
           lambda c, w, i: [w.market_series(i["market"]), w.market_summary(i["market"])],
-          tracked=("prices",)),
-    Stage("market_train", ("market", "model"),
+          tracked=("prices",),
+          note="the markets: real closes (a CSV under prices/, or a series shipped in arch), tested walk-forward; "
+               "every market_data stage depends on prices/ whole"),
+    Stage("market_train", ("market", "model"), "stages.market:market_train",
           lambda c, i: ["seeds", "markets.lag", "markets.epochs", "markets.lr", "markets.batch_size",
                         f"markets.models.{i['model']}", THREADS, DEVICE],
           ("stages.market", "neural_trader.markets.data", "neural_trader.models", "neural_trader.train",
-           "neural_trader.data"),
+           "neural_trader.trader", "neural_trader.data"),
           lambda c, w, i: [w.market_series(i["market"])],
           lambda c, w, i: [w.market_model(cell_name(i["market"], i["model"]), k) for k in ("best", "history")]),
-    Stage("market_evaluate", ("market", "model"),
+    Stage("market_evaluate", ("market", "model"), "stages.market:market_evaluate",
           lambda c, i: ["seeds.count", "markets.lag", f"markets.models.{i['model']}", THREADS],
           ("stages.market", "neural_trader.markets.data", "neural_trader.models", "neural_trader.evaluate"),
           lambda c, w, i: [w.market_series(i["market"]), w.market_model(cell_name(i["market"], i["model"]))],
           lambda c, w, i: [w.market_eval(cell_name(i["market"], i["model"]))]),
-    Stage("compare", (),
-          lambda c, i: ["compare", "data", "models", "seeds", "train", "markets", "costs"],
-          ("stages.compare", "neural_trader.synthetic.comparison", "neural_trader.synthetic.contrasts", "neural_trader.stats",
-           "neural_trader.synthetic.report", "neural_trader.plots", "neural_trader.evaluate", "neural_trader.synthetic.sources",
-           "neural_trader.markets.data", "neural_trader.markets.report", "neural_trader.markets.backtest",
-           "neural_trader.markets.stats"),
-          lambda c, w, i: _compare_inputs(c, w),
-          lambda c, w, i: comparison_outputs(c, w)),
+    Stage("market_compare", (), "stages.market:market_compare",
+          lambda c, i: ["markets", "costs", "compare.confidence", "compare.alpha"],
+          ("stages.market", "neural_trader.markets.data", "neural_trader.markets.report",
+           "neural_trader.markets.publish", "neural_trader.markets.backtest", "neural_trader.markets.stats",
+           "neural_trader.plots", "neural_trader.evaluate"),
+          lambda c, w, i: _market_compare_inputs(c, w),
+          lambda c, w, i: [w.markets_json, w.markets_headline, w.markets_report, w.root / "plots" / "market"],
+          tracked=("data/market", "metrics/market"), needs="markets.regimes",
+          note="every market's series and out-of-sample positions, as the folders that hold them; costs.bps "
+               "re-keys this stage only"),
+    Stage("compare", (), "stages.compare:compare",
+          lambda c, i: ["compare", "data", "models", "seeds", "train"],
+          ("stages.compare", "neural_trader.synthetic.comparison", "neural_trader.synthetic.contrasts",
+           "neural_trader.stats", "neural_trader.synthetic.report", "neural_trader.plots", "neural_trader.evaluate",
+           "neural_trader.synthetic.sources"),
+          lambda c, w, i: [w.eval_metrics(cell_name(r, m)) for r, m in c.cells],
+          lambda c, w, i: comparison_outputs(c, w),
+          tracked=("metrics/evaluate",),
+          note="the synthetic cells' comparison: every cell's evaluation, as the folder that holds them, so a new "
+               "cell needs no edit here (DVC links a folder dep to the stages writing into it)"),
 )
 
 # ---------------------------------------------------------------- the warm-ups
-# <exp>_generate -> <exp>_train -> <exp>_evaluate -> <exp>_plot, each reading only
-# its keys of warmups.<exp>, plus seeds.base where it draws random numbers.
 WARMUPS = ("regression", "classifier")
+WARMUP_NOTE = ("the warm-ups, the seed's regression and classifier: <exp>_generate -> _train -> _evaluate -> _plot, "
+               "each reading only its keys of warmups.<exp>, plus seeds.base where it draws")
 
 
 def _keys(exp: str, *names: str, seeded: bool = True, threads: bool = True) -> list[str]:
@@ -218,17 +250,22 @@ _WARMUP_KEYS = {
 }
 
 
+_WARMUP_CURVE = {"regression": "loss", "classifier": "test_accuracy"}  # the y of each history plot
+
+
 def _warmup_stages(exp: str) -> tuple[Stage, ...]:
-    keys = _WARMUP_KEYS[exp]
+    keys, body = _WARMUP_KEYS[exp], f"stages.warmups:{exp}"
     return (
-        Stage(f"{exp}_generate", (), lambda c, i: _keys(exp, *keys["generate"]), _GEN,
-              lambda c, w, i: [], lambda c, w, i: [w.warmup_data(exp)]),
-        Stage(f"{exp}_train", (), lambda c, i: _keys(exp, *keys["train"]), _FIT,
-              lambda c, w, i: [w.warmup_data(exp)], lambda c, w, i: _fit(w, exp)),
-        Stage(f"{exp}_evaluate", (),
+        Stage(f"{exp}_generate", (), f"{body}_generate", lambda c, i: _keys(exp, *keys["generate"]), _GEN,
+              lambda c, w, i: [], lambda c, w, i: [w.warmup_data(exp)],
+              note=WARMUP_NOTE if exp == WARMUPS[0] else ""),
+        Stage(f"{exp}_train", (), f"{body}_train", lambda c, i: _keys(exp, *keys["train"]), _FIT,
+              lambda c, w, i: [w.warmup_data(exp)], lambda c, w, i: _fit(w, exp),
+              plots=_history_plot("", _WARMUP_CURVE[exp])),
+        Stage(f"{exp}_evaluate", (), f"{body}_evaluate",
               lambda c, i: _keys(exp, *keys["evaluate"], seeded=exp == "classifier"), _EVAL,
               lambda c, w, i: [w.warmup_data(exp), w.warmup_model(exp)], lambda c, w, i: [w.warmup_report(exp)]),
-        Stage(f"{exp}_plot", (), lambda c, i: [], _PLOT,
+        Stage(f"{exp}_plot", (), f"{body}_plot", lambda c, i: [], _PLOT,
               lambda c, w, i: [w.warmup_history(exp), w.warmup_report(exp)], lambda c, w, i: [w.warmup_plot(exp)]),
     )
 
@@ -239,7 +276,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (*STUDY_STAGES, *(s for e in WARM
 #: the flow trains each cell as N shards of its seeds (on any Dask worker), then `stages.study.join_shards`
 #: writes train's outputs, byte for byte one batch's. dvc.yaml trains a cell in one batch.
 FLOW_STAGES: dict[str, Stage] = {
-    "train_shard": Stage("train_shard", ("regime", "model", "shard"), _train_params, _TRAIN_CODE,
+    "train_shard": Stage("train_shard", ("regime", "model", "shard"), "stages.study:train_shard", _train_params,
+                         _TRAIN_CODE,
                          lambda c, w, i: [w.windows(i["regime"])],
                          lambda c, w, i: [w.seed_shard(_cell(w, i), i["shard"]) / f"{f}.safetensors"
                                           for f in ("last", "best", "history")],
@@ -264,7 +302,7 @@ def _module_file(name: str) -> Path:
 def code_files(stage: Stage) -> list[Path]:
     """Source files of a stage: its modules, this registry and the catalog (located, not imported)."""
     names = {*stage.code, __name__, "stages.catalog"}
-    if names & {"neural_trader.train", "neural_trader.models"}:  # they draw from the counter-based streams
+    if names & {"neural_trader.train", "neural_trader.trader", "neural_trader.models"}:  # they draw from the streams
         names |= {"neural_trader.streams", "neural_trader.steppers"}
     if names & {"neural_trader.data", "neural_trader.streams"}:  # seeded by neural_trader.seeding
         names.add("neural_trader.seeding")

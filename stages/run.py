@@ -2,12 +2,13 @@
 
 Both front doors call `run_stage`: the Prefect tasks (`tasks/`) and the DVC
 stage command (`neural-trader stage NAME`, what dvc.yaml runs), so both write
-the same bytes. Importing this module imports the bodies, and with them torch;
-the registry (`stages.registry`) is what stays light.
+the same bytes. A stage's body is named in the registry (`module:function`)
+and imported here when the stage runs, with torch; the registry stays light.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -15,33 +16,18 @@ from typing import Any
 
 from neural_trader.params import StudyConfig
 
-from . import compare, market, study, warmups
 from .catalog import Workspace, file_digest, write_json
 from .registry import ALL_STAGES, item_id, stage_key, up_to_date, whole_up_to_date
 
-__all__ = ["BODIES", "SHARD_JOINS", "run_stage"]
+__all__ = ["body_of", "run_stage"]
 
 log = logging.getLogger("neural_trader")
 
-#: stage name -> body(cfg, ws, **item) -> JSON summary
-BODIES: dict[str, Callable[..., dict[str, Any]]] = {
-    "generate": study.generate,
-    "window": study.window,
-    "train": study.train,
-    "train_shard": study.train_shard,  # the flow's seed shards (registry.FLOW_STAGES)
-    "evaluate": study.evaluate,
-    "plot": study.plot,
-    "market_data": market.market_data,
-    "market_train": market.market_train,
-    "market_evaluate": market.market_evaluate,
-    "compare": compare.compare,
-    **{f"{exp}_{step}": getattr(warmups, f"{exp}_{step}")
-       for exp in ("regression", "classifier") for step in ("generate", "train", "evaluate", "plot")},
-}
 
-
-#: stage -> the body that writes its outputs by joining its seed shards (registry.FLOW_STAGES)
-SHARD_JOINS: dict[str, Callable[..., dict[str, Any]]] = {"train": study.join_shards}
+def body_of(name: str) -> Callable[..., dict[str, Any]]:
+    """The function a registry entry names as "module:function" (looked up at each call: tests may replace it)."""
+    module, _, function = name.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def run_stage(stage: str, cfg: StudyConfig, ws: Workspace | str | Path, *, key: str | None = None,
@@ -50,8 +36,8 @@ def run_stage(stage: str, cfg: StudyConfig, ws: Workspace | str | Path, *, key: 
 
     `key` is the stage key when the caller has computed it already (Prefect's
     cache policy has), so it is computed once per run of a stage. With
-    `from_shards` the stage's outputs are joined from its seed shards
-    (`SHARD_JOINS`): same key, same stamp, same bytes. A shard is skipped when
+    `from_shards` the stage's outputs are joined from its seed shards (the
+    entry's `join`): same key, same stamp, same bytes. A shard is skipped when
     the stage it is part of is up to date already.
     """
     ws = ws if isinstance(ws, Workspace) else Workspace(Path(ws))
@@ -67,7 +53,7 @@ def run_stage(stage: str, cfg: StudyConfig, ws: Workspace | str | Path, *, key: 
     if (summary := up_to_date(stage, cfg, ws, item, key)) is not None:
         log.info("%s@%s is up to date", stage, item_id(item) or "-")
         return {**summary, "reused": True}
-    summary = (SHARD_JOINS[stage] if from_shards else BODIES[stage])(cfg, ws, **item)
+    summary = body_of(spec.join if from_shards else spec.body)(cfg, ws, **item)
     outputs = {ws.rel(p): file_digest(p) for p in spec.outputs(cfg, ws, item)}
     if missing_out := [p for p, d in outputs.items() if d == "missing"]:
         raise RuntimeError(f"stage {stage} did not write {missing_out}")

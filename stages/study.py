@@ -29,10 +29,12 @@ from neural_trader.models import TraderNet
 from neural_trader.seeding import SHARD_ALIGN, shard_names, shard_range
 from neural_trader.synthetic.sources import make_source
 from neural_trader.streams import Streams
-from neural_trader.train import TRADER_COLUMNS, History, resolve_device, train_trader
+from neural_trader.trader import TRADER_COLUMNS, train_trader
+from neural_trader.train import History, resolve_device
 
 from .catalog import Workspace, atomic_write_bytes, load_rows, load_tensors, save_tensors, write_json
 from .blocks import read_block, runs, rows_digest, seed_block_key, write_block
+from .progress import epoch_bar
 from .registry import cell_name
 
 log = logging.getLogger("neural_trader")
@@ -151,7 +153,7 @@ def _train_replicas(cfg: StudyConfig, ws: Workspace, regime: str, model: str, lo
             write_block(path, *block)
             kept[a] = block
     seconds = time.perf_counter() - start
-    # the seconds last: tests/test_concurrency.py reads them from the record's args
+    # the seconds last: tests/flows/test_concurrency.py reads them from the record's args
     log.info("trained %s replicas %d-%d (%d trained, %d reused) on %s in %.1f s", cell, lo, hi - 1, trained,
              hi - lo - trained, dev, seconds)
     last, best, values = _joined([kept[a] for a in sorted(kept)])
@@ -176,7 +178,7 @@ def _train_range(cfg: StudyConfig, ws: Workspace, regime: str, model: str, lo: i
         history, best = train_trader(
             net, _split(rows, "train").to(dev), _split(rows, "valid").to(dev),
             Streams.keyed(s.base, "train", replicas=range(b_lo, b_hi)),
-            lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, progress=cfg.runtime.progress, desc=cell)
+            lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, on_epoch=epoch_bar(cfg.runtime.progress, cell))
         parts.append(({k: v.cpu() for k, v in net.state_dict().items()}, {k: v.cpu() for k, v in best.items()},
                       history.values))
     return (*_joined(parts), len(batches))

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from neural_trader.params import StudyConfig, parse_config
-from neural_trader.sweep.points import Point, SweepConfig, point_config
+from neural_trader.params import StudyConfig
+from neural_trader.sweep.points import Point, SweepConfig
 from neural_trader.sweep.plots import sweep_figures
 from neural_trader.sweep.report import sweep_markdown, sweep_summary
 
@@ -26,17 +26,19 @@ def _evaluations(cfg: StudyConfig, ws: Workspace, point: Point) -> dict[float, d
     return {d: read_json(ws.eval_metrics(cell_name(regime, model))) for model, d in point.models.items()}
 
 
-def sweep_report(raw: dict[str, Any], sweep: SweepConfig, points: list[Point], ws: Workspace,
+def sweep_report(sweep: SweepConfig, points: list[tuple[Point, StudyConfig]], ws: Workspace,
                  failed: dict[str, str]) -> dict[str, Any]:
-    """The grid's contrasts with FDR control, verdicts and figures; `failed` maps a point to its error."""
+    """The grid's contrasts with FDR control, verdicts and figures; `failed` maps a point to its error.
+
+    `points`: every point with its validated study (`stages.params.load_sweep`).
+    """
     results, lost = [], []
-    for point in points:
+    for point, cfg in points:
         if point.name in failed:
             lost.append((point, failed[point.name]))
             continue
-        cfg = point_config(raw, point, parse_config)
         results.append((point, _evaluations(cfg, Workspace(ws.sweep_point(point.name)), point)))
-    study = point_config(raw, points[0], parse_config).compare
+    study = points[0][1].compare
     summary = sweep_summary(sweep, results, lost, confidence=study.confidence, power=study.power,
                             effect_of_interest=study.effect_of_interest)
     write_json(ws.sweep_json, summary)
@@ -45,6 +47,6 @@ def sweep_report(raw: dict[str, Any], sweep: SweepConfig, points: list[Point], w
     figures_dir = (Path("..") / ws.rel(ws.sweep_plots)).as_posix()
     atomic_write_bytes(ws.sweep_report, sweep_markdown(summary, figures_dir).encode())
     write_json(ws.sweep_ledger, {"points": [{"name": p.name, "values": p.values, "workspace": f"sweeps/{p.name}",
-                                             "failed": p.name in failed} for p in points]})
+                                             "failed": p.name in failed} for p, _ in points]})
     return {"points": len(points), "failed": sorted(failed), "verdicts": summary["verdicts"],
             "significant": sum(r["significant"] for r in summary["contrasts"])}

@@ -13,7 +13,7 @@ workspace's own params.yaml with no overrides, and the workspace's own code.
 DVC allows one command at a time per workspace: a second fails with "... is
 busy" (or "Unable to acquire lock"). Our own DVC calls take the workspace lock
 (`Workspace.lock`, an flock the OS frees when its holder dies) unless this
-process already holds it, as the experiment flow does for its whole run; a
+process already holds it, as the study flow does for its whole run; a
 DVC command someone else started still wins, and `DvcBusy` says who it is and
 how to get out of a stale lock.
 """
@@ -106,7 +106,7 @@ def _is_dvc(argv: list[str]) -> bool:
 def dvc_access(ws: Workspace, what: str) -> Iterator[None]:
     """Hold the workspace lock around DVC commands, unless this very process holds it already.
 
-    The experiment flow holds the lock for its whole run; a task of that flow
+    The study flow holds the lock for its whole run; a task of that flow
     taking it again on a new file would wait for itself forever.
     """
     if _held_by_this_process(ws):

@@ -2,7 +2,7 @@
 
 <exp>_generate -> <exp>_train -> <exp>_evaluate -> <exp>_plot, <exp> = regression
 or classifier. What each reads and writes is declared in `stages.registry`;
-both front doors (the Prefect tasks in `tasks.warmups` and `neural-trader
+both front doors (the Prefect tasks in `tasks.stages` and `neural-trader
 stage <name>`) run these functions through `stages.run.run_stage`.
 
 The warm-ups train one replica on the CPU whatever `runtime.device` says: they
@@ -27,6 +27,7 @@ from neural_trader.history import read_table, single_table
 from neural_trader.train import History
 
 from .catalog import Workspace, atomic_write_bytes, load_tensors, read_json, save_tensors, write_json
+from .progress import epoch_bar
 
 __all__ = [
     "regression_generate",
@@ -82,7 +83,8 @@ def regression_train(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     _set_threads(cfg)
     rc = cfg.warmups.regression
     data = load_tensors(ws.warmup_data("regression"))
-    model, history = R.fit_regression(data["x"], data["y"], rc, _seed(cfg, "regression"))
+    model, history = R.fit_regression(data["x"], data["y"], rc, _seed(cfg, "regression"),
+                                      on_epoch=epoch_bar(cfg.runtime.progress, "regression"))
     _save_fit(ws, "regression", model, history)
     return {"epochs": rc.epochs, "steps": rc.epochs * math.ceil(rc.n / rc.batch_size), "final": _final(history)}
 
@@ -132,7 +134,8 @@ def classifier_train(cfg: StudyConfig, ws: Workspace) -> dict[str, Any]:
     cc = cfg.warmups.classifier
     d = load_tensors(ws.warmup_data("classifier"))
     model, history = C.fit_classifier(d["train_x"], d["train_label"], cc, _seed(cfg, "classifier"),
-                                      valid=(d["test_x"], d["test_label"]))
+                                      valid=(d["test_x"], d["test_label"]),
+                                      on_epoch=epoch_bar(cfg.runtime.progress, "classifier"))
     _save_fit(ws, "classifier", model, history)
     return {"epochs": cc.epochs, "steps": cc.epochs * math.ceil(cc.n / cc.batch_size), "final": _final(history)}
 

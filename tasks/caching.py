@@ -25,7 +25,7 @@ from prefect.context import TaskRunContext
 from prefect.transactions import get_transaction
 
 from stages.catalog import Workspace
-from stages.registry import ITEM_KEYS, stage_key, up_to_date
+from stages.registry import stage_key, up_to_date
 
 log = logging.getLogger("neural_trader")
 
@@ -41,8 +41,7 @@ class StageCache(CachePolicy):
         flow_parameters: dict[str, Any],
         **kwargs: Any,
     ) -> str | None:
-        cfg, ws = inputs["cfg"], Workspace(Path(inputs["workspace"]))
-        item = {k: inputs[k] for k in ITEM_KEYS if k in inputs}
+        cfg, ws, item = inputs["cfg"], Workspace(Path(inputs["workspace"])), dict(inputs["item"])
         digest = stage_key(self.stage, cfg, ws, item)
         key = f"{self.stage}-{digest}"
         if up_to_date(self.stage, cfg, ws, item, digest) is None:

@@ -14,7 +14,7 @@ from neural_trader.params import StudyConfig
 from stages import versioning
 from stages.reruns import RERUNS, pool_reruns, pooled_workspace, record_rerun
 
-from .study import _dvc_busy, _logger
+from .stages import _dvc_busy, _logger
 
 
 @task(name="record_rerun", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 4, 16])

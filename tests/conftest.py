@@ -92,7 +92,7 @@ def run_study_stages(cfg, root: Path, compare: bool = True) -> None:
     from stages.registry import STAGES
     from stages.run import run_stage
 
-    for name in STUDY_ORDER + ("compare",) * compare:
+    for name in STUDY_ORDER + ("market_compare", "compare") * compare:
         for item in STAGES[name].grid(cfg):
             run_stage(name, cfg, root, **item)
 

@@ -17,16 +17,15 @@ Replica r = f * S + s is seed s on fold f. Nothing here reads or writes a file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neural_trader.markets.config import CsvMarket, MarketsConfig
-from neural_trader.markets.prices import PriceSeries, load_dataset, log_returns, read_price_csv
+from neural_trader.markets.config import MarketsConfig
+from neural_trader.markets.prices import PriceSeries, log_returns
 from neural_trader.markets.folds import Fold, make_folds, scaled_inputs
 
-__all__ = ["MarketData", "read_market", "prepare_market", "fold_groups", "oos_rows", "FOLD_COLUMNS"]
+__all__ = ["MarketData", "prepare_market", "fold_groups", "oos_rows", "FOLD_COLUMNS"]
 
 #: one row per fold in `MarketData.folds`: the half-open row ranges of its segments
 FOLD_COLUMNS = ("train_start", "train_stop", "valid_start", "valid_stop", "test_start", "test_stop")
@@ -54,13 +53,6 @@ class MarketData:
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray]) -> "MarketData":
         return cls(**{k: np.asarray(a[k]) for k in ("dates", "returns", "x", "y", "t", "folds")})
-
-
-def read_market(spec: Any, root: Path) -> PriceSeries:
-    """A market's closes: a CSV in the workspace `root`, or a data set shipped in arch."""
-    if isinstance(spec, CsvMarket):
-        return read_price_csv(Path(root) / spec.path, spec.date_column, spec.price_column)
-    return load_dataset(spec.name, spec.price_column)
 
 
 def prepare_market(series: PriceSeries, cfg: MarketsConfig) -> MarketData:

@@ -26,20 +26,20 @@ Keys under `models.` are not axes (use `hidden` and `sweep.dropout`), nor is
 
 Point names are built from the axis values (`hidden32-n_train100-rho0p1`,
 letters, digits, '_' and '-' only), so appending a value to an axis only adds
-points: existing points keep their names and overrides (their position in the
+points: existing points keep their names and patches (their position in the
 list may shift). Appending a dropout value renames nothing and adds one model
 to every point; existing models keep their names and settings. Adding a new
 axis necessarily renames every point (each name gains a part).
 
-Nothing here reads a file: functions take the study's raw params dict (the
-`sweep` key, if present, is ignored) and a `SweepConfig`.
+Nothing here reads a file or imports the study's config: functions take the
+study's raw params dict (the `sweep` key, if present, is ignored), a
+`SweepConfig` and the caller's parser (`neural_trader.params.parse_config`).
 """
 
 from __future__ import annotations
 
 import difflib
 import itertools
-import json
 import re
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -47,12 +47,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from neural_trader.config import ConfigError, apply_overrides
+from neural_trader.config import ConfigError, merge_params
 
 from neural_trader.sweep.names import _point_name, _prefixes, _value_label, model_name
 
 __all__ = ["SweepConfig", "Point", "SHORTHANDS", "REFERENCE", "parse_sweep", "model_name", "expand",
-           "point_config", "validate_sweep"]
+           "validate_sweep"]
 
 #: axis names that are not study keys, and what they set
 SHORTHANDS = {"hidden": "the hidden units of every model of the point",
@@ -151,18 +151,19 @@ def _describe(exc: ValidationError) -> str:
 # ------------------------------------------------------------------ points
 @dataclass(frozen=True)
 class Point:
-    """One grid point: its name, axis values, the overrides that make its study, and its models.
+    """One grid point: its name, axis values, the patch that makes its study, and its models.
 
     name: unique and safe as a folder or DVC stage key (letters, digits, '_', '-').
     values: {axis: value}, axes in sweep order.
-    overrides: `key.path=value` strings for `config.apply_overrides` on the study's raw params.
+    patch: nested dict laid on the sweep's base study by `config.merge_params`: each axis value at its
+        key, `hidden` at every model, `rho` at the single regime.
     models: {model name: dropout}, the reference first.
     settings: the point's effective hidden units, training series and rho, swept or not.
     """
 
     name: str
     values: dict[str, Any]
-    overrides: list[str]
+    patch: dict[str, Any]
     models: dict[str, float]
     settings: dict[str, Any]
 
@@ -172,35 +173,24 @@ class Point:
 
 @dataclass(frozen=True)
 class _Base:
-    """What every point takes from the study: its first model's hidden units, its AR(1) regime, its leaves."""
+    """The study every point patches, and what the points take from it."""
 
-    hidden: int
+    raw: dict[str, Any]        # the study's params with one model per dropout value, one AR(1) regime, no market
+    hidden: int                # the study's first model's hidden units
     n_train: int
     regime_name: str
-    regime: dict[str, Any]  # JSON of an AR1Regime
-    keys: frozenset[str]    # dotted leaf keys an axis may name
+    rho: float
+    models: dict[str, float]   # {model name: dropout}, the reference first
+    keys: frozenset[str]       # dotted leaf keys an axis may name
 
 
 def _study_only(raw: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (raw or {}).items() if k != "sweep"}
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))  # insertion order: the reference model first
-
-
 def _dropouts(sweep: SweepConfig) -> list[float]:
     """The reference first, then the others in the order given."""
     return [REFERENCE] + [float(d) for d in sweep.dropout if d != REFERENCE]
-
-
-def _structural(base_hidden: int, regime_name: str, regime: dict[str, Any], sweep: SweepConfig,
-                values: dict[str, Any]) -> list[str]:
-    """The overrides that give a point its models and its single regime (and no market: not swept)."""
-    hidden = values.get("hidden", base_hidden)
-    models = {model_name(d): {"hidden": hidden, "dropout": d} for d in _dropouts(sweep)}
-    regimes = {regime_name: {**regime, "rho": values.get("rho", regime["rho"])}}
-    return [f"models={_json(models)}", f"data.regimes={_json(regimes)}", "markets.regimes={}"]
 
 
 def _base(raw: dict[str, Any], sweep: SweepConfig, parse: Parse) -> _Base:
@@ -213,8 +203,12 @@ def _base(raw: dict[str, Any], sweep: SweepConfig, parse: Parse) -> _Base:
     else:
         raise ConfigError("sweep.axes.rho: the study has no ar1 regime to take rho from; add a rho axis")
     hidden = next(iter(study.models.values())).hidden
-    shaped = parse(apply_overrides(raw, _structural(hidden, name, regime, sweep, {})))
-    return _Base(hidden, study.data.n_train, name, regime, frozenset(_leaves(shaped)))
+    models = {model_name(d): d for d in _dropouts(sweep)}
+    shaped = {**raw, "models": {m: {"hidden": hidden, "dropout": d} for m, d in models.items()},
+              "data": {**raw.get("data", {}), "regimes": {name: regime}},
+              "markets": {**raw.get("markets", {}), "regimes": {}}}  # markets are not swept
+    keys = frozenset(_leaves(parse(shaped)))  # valid here, so a point's error is its axis values'
+    return _Base(shaped, hidden, study.data.n_train, name, regime["rho"], models, keys)
 
 
 def _leaves(cfg: Any) -> list[str]:
@@ -259,54 +253,66 @@ def _check_key(key: str, base: _Base) -> None:
     raise ConfigError(f"{where}: not a key of the study{hint}")
 
 
-def expand(study_raw: dict[str, Any], sweep: SweepConfig, parse: Parse) -> list[Point]:
-    """Every grid point, in a fixed order: the product of the axes, first axis slowest.
+def _axis_patch(key: str, value: Any, base: _Base) -> dict[str, Any]:
+    """The nested patch that sets one axis value on the base study."""
+    if key == "hidden":
+        return {"models": {m: {"hidden": value} for m in base.models}}
+    path = f"data.regimes.{base.regime_name}.rho" if key == "rho" else key
+    for part in reversed(path.split(".")):
+        value = {part: value}
+    return value
 
-    Checks that each axis names a key of the study (ConfigError naming
-    `sweep.axes.<key>`, with a close match as a hint); values are checked by
-    `point_config` / `validate_sweep`.
-    """
-    raw = _study_only(study_raw)
-    base = _base(raw, sweep, parse)
+
+def _grid(study_raw: dict[str, Any], sweep: SweepConfig, parse: Parse) -> tuple[_Base, list[Point]]:
+    base = _base(_study_only(study_raw), sweep, parse)
     keys = list(sweep.axes)
     for key in keys:
         _check_key(key, base)
     prefixes = _prefixes(keys)
-    models = {model_name(d): d for d in _dropouts(sweep)}
     points = []
     for combo in itertools.product(*(sweep.axes[k] for k in keys)):
         values = dict(zip(keys, combo))
-        overrides = _structural(base.hidden, base.regime_name, base.regime, sweep, values)
-        overrides += [f"{k}={_json(v)}" for k, v in values.items() if k not in SHORTHANDS]
+        patch: dict[str, Any] = {}
+        for key, value in values.items():
+            patch = merge_params(patch, _axis_patch(key, value, base))
         settings = {"hidden": values.get("hidden", base.hidden),
                     "n_train": values.get("data.n_train", base.n_train),
-                    "rho": values.get("rho", base.regime["rho"])}
-        points.append(Point(_point_name(values, prefixes), values, overrides, dict(models), settings))
-    return points
+                    "rho": values.get("rho", base.rho)}
+        points.append(Point(_point_name(values, prefixes), values, patch, dict(base.models), settings))
+    return base, points
 
 
-def _blame(message: str, values: dict[str, Any]) -> str | None:
-    """The axis whose study key the error names first, if any."""
-    paths = {k: ("models." if k == "hidden" else ".rho" if k == "rho" else k) for k in values}
-    hits = [(message.find(p), k) for k, p in paths.items() if p in message]
-    return min(hits)[1] if hits else None
+def expand(study_raw: dict[str, Any], sweep: SweepConfig, parse: Parse) -> list[Point]:
+    """Every grid point, in a fixed order: the product of the axes, first axis slowest.
+
+    Checks the study and that each axis names a key of it (ConfigError naming
+    `sweep.axes.<key>`, with a close match as a hint); values are checked by
+    `validate_sweep`.
+    """
+    return _grid(study_raw, sweep, parse)[1]
 
 
-def point_config(study_raw: dict[str, Any], point: Point, parse: Parse) -> Any:
-    """The point's study, validated; a bad value raises ConfigError naming `sweep.axes.<key>` and the value."""
+def validate_sweep(study_raw: dict[str, Any], sweep: SweepConfig, parse: Parse) -> list[tuple[Point, Any]]:
+    """Every grid point with its study (what `parse` returns), each validated once, before any work.
+
+    The first bad point raises ConfigError naming `sweep.axes.<key>` and the value.
+    """
+    base, points = _grid(study_raw, sweep, parse)
+    return [(point, _point_config(base, point, parse)) for point in points]
+
+
+def _point_config(base: _Base, point: Point, parse: Parse) -> Any:
     try:
-        return parse(apply_overrides(_study_only(study_raw), point.overrides))
+        return parse(merge_params(base.raw, point.patch))
     except ConfigError as exc:
-        axis = _blame(str(exc), point.values)
-        if axis is None:
-            raise ConfigError(f"sweep point {point.name}: {exc}") from None
-        raise ConfigError(f"sweep.axes.{axis}: value {point.values[axis]!r} is invalid "
-                          f"(point {point.name}): {exc}") from None
+        raise ConfigError(_blame(base, point, parse, exc)) from None
 
 
-def validate_sweep(study_raw: dict[str, Any], sweep: SweepConfig, parse: Parse) -> list[Point]:
-    """Expand the grid and validate every point's study before any work; the first bad value fails."""
-    points = expand(study_raw, sweep, parse)
-    for point in points:
-        point_config(study_raw, point, parse)
-    return points
+def _blame(base: _Base, point: Point, parse: Parse, exc: ConfigError) -> str:
+    """The point's error, pinned on the first axis whose value alone breaks the (valid) base study."""
+    for axis, value in point.values.items():
+        try:
+            parse(merge_params(base.raw, _axis_patch(axis, value, base)))
+        except ConfigError:
+            return f"sweep.axes.{axis}: value {value!r} is invalid (point {point.name}): {exc}"
+    return f"sweep point {point.name}: {exc}"  # each value is fine alone: their combination is not

@@ -96,10 +96,6 @@ def headline(comparison: dict[str, Any]) -> dict[str, Any]:
         "diff": {k: r["diff"] for k, r in zip(keys, family)},
         "p_adj": {k: r["p_adj"] for k, r in zip(keys, family)},
     }
-    if market := comparison.get("market"):
-        out["market_sharpe_net"] = {cell_name(m, v): row["sharpe_net"] for m, r in market.items()
-                                    for v, row in {**r["variants"], **r["baselines"]}.items()}
-        out["market_spa_p"] = {m: r["spa_p"] for m, r in market.items()}
     return out
 
 

@@ -12,7 +12,7 @@ from scipy.special import expit
 
 from neural_trader.warmups.config import ClassifierConfig
 from neural_trader.models import Classifier
-from neural_trader.train import History, fit
+from neural_trader.train import History, OnEpoch, fit
 from neural_trader.warmups._common import Seeds, _as_streams, _init_generators, _replicate
 
 CLASSIFIER_COLUMNS = ("accuracy", "false_pos", "false_neg")
@@ -80,7 +80,7 @@ def fit_classifier(
     cfg: ClassifierConfig,
     seeds: Seeds,
     valid: tuple[torch.Tensor, torch.Tensor] | None = None,
-    progress: bool = False,
+    on_epoch: OnEpoch | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[Classifier, History]:
     """Train the seed's dim -> cfg.hidden -> 2 classifier with cross-entropy and minibatch RMSprop.
@@ -115,8 +115,7 @@ def fit_classifier(
         batch_stats=classifier_stats,
         valid_stats=valid_stats,
         columns=columns,
-        progress=progress,
-        desc="classifier",
+        on_epoch=on_epoch,
     )
     return model, hist
 

@@ -9,7 +9,7 @@ import torch
 
 from neural_trader.warmups.config import RegressionConfig
 from neural_trader.models import LinearRegression1D
-from neural_trader.train import History, fit
+from neural_trader.train import History, OnEpoch, fit
 from neural_trader.warmups._common import Seeds, _as_streams, _replicate
 
 REGRESSION_COLUMNS = ("beta0", "beta1", "loss")
@@ -32,7 +32,7 @@ def fit_regression(
     y: torch.Tensor,
     cfg: RegressionConfig,
     seeds: Seeds,
-    progress: bool = False,
+    on_epoch: OnEpoch | None = None,
     device: str | torch.device = "cpu",
 ) -> tuple[LinearRegression1D, History]:
     """Fit y ~ beta0 + beta1 * x by minibatch RMSprop on the MSE, both betas starting at 0.
@@ -59,8 +59,7 @@ def fit_regression(
         batch_stats=lambda out, yb: _mse(out, yb).unsqueeze(1),
         valid_stats=lambda m: torch.cat([m.beta0, m.beta1], dim=1),  # (S, 2)
         columns=("loss", "beta0", "beta1"),
-        progress=progress,
-        desc="regression",
+        on_epoch=on_epoch,
     )
     order = [hist.columns.index(c) for c in REGRESSION_COLUMNS]
     return model, dataclasses.replace(hist, values=hist.values[..., order], columns=REGRESSION_COLUMNS)

@@ -45,6 +45,8 @@ RUN_BY: dict[tuple[str, str], tuple[str, ...]] = {
     ("docs/extending.md", "check --set data.regimes.x.kind=csv"): (
         "tests/docs/test_commands.py::test_documented_errors_are_the_real_ones",
         "tests/stages/test_layout.py::test_malformed_params_fail_before_any_work"),
+    ("docs/dvc.md", "neural-trader dvc-yaml --check"): (
+        "tests/stages/test_dvc_wiring.py::test_dvc_yaml_is_the_one_the_registry_generates",),
     ("docs/commands.md", "neural-trader --help"): (
         "tests/docs/test_commands.py::test_help_blocks_list_every_command",),
     ("docs/dvc.md", "dvc exp run -S models.dropout.dropout=0.3"): (
@@ -52,7 +54,7 @@ RUN_BY: dict[tuple[str, str], tuple[str, ...]] = {
         "tests/integration/test_dvc.py::test_exp_run_with_a_set_param_is_listed_with_its_metric",
         "tests/integration/test_dvc.py::test_queued_experiment_runs_under_queue_start",
         "tests/integration/test_dvc.py::test_metrics_diff_and_offline_plots"),
-    ("docs/dvc.md", "run_experiment("): (
+    ("docs/dvc.md", "run_study("): (
         "tests/integration/test_dvc.py::test_flow_with_dvc_record_leaves_repro_nothing_to_do",),
     ("docs/dvc.md", "dvc remote add -d local"): (
         "tests/integration/test_dvc.py::test_push_then_clone_and_pull_gives_a_clean_workspace",),

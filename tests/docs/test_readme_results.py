@@ -70,7 +70,7 @@ def test_readme_states_what_the_default_study_finds(tmp_path):
     verdicts = [r["verdict"] for r in result["contrasts"]]
     assert stated_verdicts == verdicts, "the README's verdicts are not the study's (copy reports/comparison.md)"
     assert f"{result['replicas']} seeds per cell" in section
-    _check_market(market, result["market"]["sp500"])
+    _check_market(market, read_json(tmp_path / "metrics" / "markets" / "comparison.json")["sp500"])
 
 
 def _check_market(section: str, m: dict) -> None:

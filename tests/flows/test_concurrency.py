@@ -53,8 +53,8 @@ class _TrainedLines(logging.Handler):
 
 def _expected_tasks(cfg) -> int:
     """generate + window per regime, train + evaluate + plot per cell, market_data per market,
-    market_train + market_evaluate per market cell, compare."""
-    return 2 * len(cfg.data.regimes) + 3 * len(cfg.cells) + len(cfg.markets.regimes) + 2 * len(cfg.markets.cells) + 1
+    market_train + market_evaluate per market cell, market_compare, compare."""
+    return 2 * len(cfg.data.regimes) + 3 * len(cfg.cells) + len(cfg.markets.regimes) + 2 * len(cfg.markets.cells) + 2
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def runs(tmp_path_factory, prefect_server):
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from flows.experiment import run_experiment
+    from flows.study import run_study
     from stages.catalog import load_params
     from tests.conftest import ROOT, SHRUNK, _merge
 
@@ -81,7 +81,7 @@ def runs(tmp_path_factory, prefect_server):
         for runner in ("threads", "sequential"):
             ws, before = root / runner, len(lines.intervals)
             overrides = [f"runtime.task_runner={runner}", "runtime.max_workers=2", *LONGER]
-            summary = run_experiment(str(params), overrides, str(ws))
+            summary = run_study(str(params), overrides, str(ws))
             assert summary["table"]
             intervals = lines.intervals[before:]
             flow_run_id = {fid for fid, *_ in intervals}.pop()

@@ -19,31 +19,31 @@ import yaml
 
 from stages.catalog import Workspace
 from stages.registry import STAGES
-from stages.run import BODIES
-from tasks import study as pipeline
+from stages import study
+from tasks.stages import stage_task
 from tests.conftest import ROOT, SHRUNK, _merge, task_states
 
 # generate+window per regime, train+evaluate+plot per cell, market_data per market,
-# market_train+market_evaluate per market cell (1 market x 3 variants), compare
-STUDY_TASKS = 2 * 2 + 3 * 4 + 1 + 2 * 3 + 1
+# market_train+market_evaluate per market cell (1 market x 3 variants), market_compare, compare
+STUDY_TASKS = 2 * 2 + 3 * 4 + 1 + 2 * 3 + 1 + 1
 
 
 # ------------------------------------------------------------------ task logic
 def test_tasks_fn_write_their_outputs_and_summaries(shrunk_cfg, tmp_path):
     ws = str(tmp_path / "ws")
     cfg = shrunk_cfg
-    g = pipeline.generate.fn(cfg, ws, "momentum")
+    g = stage_task("generate").fn(cfg, ws, {"regime": "momentum"})
     assert g["train"] == [cfg.seeds.count, cfg.data.n_train, cfg.data.length]
     assert 0.1 < g["test_lag1_autocorr"] < 0.3  # rho = 0.2 on 2000 series
-    w = pipeline.window.fn(cfg, ws, "momentum")
+    w = stage_task("window").fn(cfg, ws, {"regime": "momentum"})
     assert w["windows"]["train_x"] == [cfg.seeds.count, cfg.data.n_train * (cfg.data.length - cfg.data.lag), cfg.data.lag]
-    t = pipeline.train.fn(cfg, ws, "momentum", "base")
+    t = stage_task("train").fn(cfg, ws, {"regime": "momentum", "model": "base"})
     assert t["reused"] is False and t["device"] == "cpu"
-    again = pipeline.train.fn(cfg, ws, "momentum", "base")
+    again = stage_task("train").fn(cfg, ws, {"regime": "momentum", "model": "base"})
     assert again["reused"] is True  # resumes from the stamp: nothing recomputed
     for p in STAGES["train"].outputs(cfg, Workspace(Path(ws)), {"regime": "momentum", "model": "base"}):
         assert p.is_file(), p
-    e = pipeline.evaluate.fn(cfg, ws, "momentum", "base")
+    e = stage_task("evaluate").fn(cfg, ws, {"regime": "momentum", "model": "base"})
     assert e["test_return"] > 0.02  # momentum is learnable even on shrunk data
     assert e["oracle_return"] > e["test_return"]
 
@@ -72,11 +72,11 @@ def _run(built: Built | Path, overrides=()):
     """The flow on the shrunk params of `built` (its workspace, its result store); (final state, task states)."""
     from prefect.settings import temporary_settings
 
-    from flows.experiment import experiment
+    from flows.study import study
 
     root = built.root if isinstance(built, Built) else built
     with temporary_settings(updates={"results.local_storage_path": str(root / "results")}):
-        state = experiment(params=str(root / "params.yaml"), overrides=list(overrides), workspace=str(root / "ws"),
+        state = study(params=str(root / "params.yaml"), overrides=list(overrides), workspace=str(root / "ws"),
                            return_state=True)
     assert state.is_completed(), state
     states = task_states(state.state_details.flow_run_id, STUDY_TASKS)
@@ -187,7 +187,7 @@ class _FailsOnce:
     """The generate stage's body, raising `error` on its first call."""
 
     def __init__(self, error: BaseException):
-        self.error, self.calls, self.body = error, 0, BODIES["generate"]
+        self.error, self.calls, self.body = error, 0, study.generate
 
     def __call__(self, cfg, ws, **item):
         self.calls += 1
@@ -207,11 +207,11 @@ def test_tasks_retry_on_io_errors_only(prefect_server, shrunk_cfg, tmp_path, mon
     from prefect.settings import temporary_settings
 
     body = _FailsOnce(error)
-    monkeypatch.setitem(BODIES, "generate", body)
+    monkeypatch.setattr(study, "generate", body)
 
     @flow(name="retry-probe")
     def probe() -> str:
-        state = pipeline.generate(shrunk_cfg, str(tmp_path / "ws"), "random", return_state=True)
+        state = stage_task("generate")(shrunk_cfg, str(tmp_path / "ws"), {"regime": "random"}, return_state=True)
         return str(state.state_details.task_run_id)
 
     with temporary_settings(updates={"results.local_storage_path": str(tmp_path / "results")}):

@@ -12,7 +12,7 @@ import pytest
 from flows.cli import main
 from stages.catalog import load_params
 from stages.registry import WARMUPS
-from tasks import warmups as warmup_tasks
+from tasks import stages as stage_tasks
 from tests.conftest import ROOT, SHRUNK_WARMUPS as SHRUNK, task_states
 
 PARAMS = ROOT / "params.yaml"
@@ -26,11 +26,11 @@ def shrunk():
 
 def test_tasks_through_fn(shrunk, tmp_path, monkeypatch):
     tables = {}
-    monkeypatch.setattr(warmup_tasks, "create_table_artifact",
+    monkeypatch.setattr(stage_tasks, "create_table_artifact",
                         lambda key, table, description: tables.setdefault(key, table))
     ws = str(tmp_path)
     for name in NAMES:
-        summary = getattr(warmup_tasks, name).fn(shrunk, ws)
+        summary = stage_tasks.stage_task(name).fn(shrunk, ws, {})
         assert summary["reused"] is False
     assert [row["parameter"] for row in tables["regression-report"]] == ["beta0", "beta1", "sigma"]
     rows = {row["quantity"]: row["value"] for row in tables["classifier-report"]}

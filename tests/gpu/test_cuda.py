@@ -32,7 +32,9 @@ from neural_trader.synthetic.config import AR1Regime
 from neural_trader.data import Windows
 from neural_trader.models import TraderNet
 from neural_trader.streams import DROPOUT
-from neural_trader.train import TRADER_COLUMNS, fit, trader_loss, trader_stats
+from neural_trader.steppers import AutogradStepper
+from neural_trader.trader import TRADER_COLUMNS, TraderStepper, trader_loss, trader_stats
+from neural_trader.train import fit
 from stages.catalog import Workspace
 from tests.conftest import ROOT
 from tests.unit.test_train import HIDDEN, L, gens, streams, windows
@@ -49,18 +51,18 @@ def train(device: torch.device, *, replicas: int = 3, offset: int = 0, dropout: 
 
     60 series give 960 rows a replica, in batches of 250 (the last 210). The
     initial weights come from CPU generators, moved to `device`, as the study
-    does; the streams are device independent. The loss `trader_loss` itself
-    takes the hand-written step; a wrapper of it, autograd. Returns the trained
+    does; the streams are device independent. `TraderStepper` takes the
+    hand-written step; `AutogradStepper`, autograd. Returns the trained
     model, its history values (S, epochs, 4) and best state.
     """
     sl = slice(offset, offset + replicas)
     tr, va = (windows(AR1Regime(rho=0.2), replicas + offset, n, split) for n, split in ((60, "train"), (20, "valid")))
     tr, va = Windows(tr.x[sl], tr.y[sl]).to(device), Windows(va.x[sl], va.y[sl]).to(device)
     model = TraderNet(gens("init", replicas, offset), L, HIDDEN, dropout).to(device)
-    loss = (lambda out, y: trader_loss(out, y)) if autograd else trader_loss
-    hist, best = fit(model, loss, tr.x, tr.y, streams("shuffle", replicas, offset), lr=0.01, epochs=8,
+    hist, best = fit(model, trader_loss, tr.x, tr.y, streams("shuffle", replicas, offset), lr=0.01, epochs=8,
                      batch_size=250, batch_stats=trader_stats, valid_stats=lambda m: trader_stats(m(va.x), va.y),
-                     columns=TRADER_COLUMNS, keep_best=TRADER_COLUMNS.index("valid_return"), progress=False)
+                     columns=TRADER_COLUMNS, keep_best=TRADER_COLUMNS.index("valid_return"),
+                     stepper=AutogradStepper if autograd else TraderStepper)
     return model, hist.values, best
 
 
@@ -178,7 +180,7 @@ def test_default_study_is_device_independent(tmp_path):
         assert not any(s["reused"] for s in summaries.values())  # a fresh workspace: every stage ran
         trained = [s["device"] for k, s in summaries.items() if k.startswith("train@")]
         assert trained and all(d.startswith(device) for d in trained), trained  # cuda really trained on CUDA
-        results[device] = read_json(ws.comparison_json)
+        results[device] = {**read_json(ws.comparison_json), "market": read_json(ws.markets_json)}
     assert_same_findings(results["cpu"], results["cuda"])
 
 
@@ -283,13 +285,13 @@ def assert_same_findings(cpu: dict, gpu: dict, tolerance: float = 0.5) -> float:
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("prefect") is None, reason="no Prefect on this machine")
 def test_shrunk_study_runs_end_to_end_on_cuda(shrunk_params, tmp_path, prefect_server):
-    from flows.experiment import run_experiment
+    from flows.study import run_study
     from stages.catalog import Workspace, load_params, read_json
     from stages.registry import cell_name
 
     overrides = ["runtime.device=cuda"]
     ws = Workspace(tmp_path / "ws")
-    summary = run_experiment(str(shrunk_params), overrides, str(ws.root))
+    summary = run_study(str(shrunk_params), overrides, str(ws.root))
     assert summary["table"]
     cfg = load_params(shrunk_params, overrides)
     for regime, model in cfg.cells:

@@ -69,9 +69,9 @@ def test_killed_run_leaves_no_corrupt_file_and_resumes(tmp_path, prefect_server)
         item = dict(zip(STAGES[name].items, item_id.split("-")))
         assert up_to_date(name, cfg, ws, item, stage_key(name, cfg, ws, item)) is not None, stamp
 
-    from flows.experiment import experiment
+    from flows.study import study
 
-    state = experiment(params=str(params), workspace=str(ws.root), return_state=True)
+    state = study(params=str(params), workspace=str(ws.root), return_state=True)
     assert state.is_completed()
     assert json.loads(ws.comparison_json.read_text())["replicas"] == SHRUNK["seeds"]["count"]
     assert not list(ws.root.rglob(".*.tmp"))

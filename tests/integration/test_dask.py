@@ -24,7 +24,7 @@ def test_dask_runner_matches_threads_and_listens_on_loopback_only(tmp_path, pref
     """`runtime.task_runner: dask` with no address starts a LocalCluster inside this process (scheduler,
     dashboard, nannies) and worker processes under it: every socket any of them listens on is 127.0.0.1.
     """
-    from flows.experiment import run_experiment
+    from flows.study import run_study
 
     raw = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), SHRUNK)
     params = tmp_path / "params.yaml"
@@ -34,7 +34,7 @@ def test_dask_runner_matches_threads_and_listens_on_loopback_only(tmp_path, pref
     for runner in ("threads", "dask"):
         ws = tmp_path / runner
         with ListenerWatch(os.getpid(), every=0.25) as watch:
-            summary = run_experiment(str(params), [f"runtime.task_runner={runner}"], str(ws))
+            summary = run_study(str(params), [f"runtime.task_runner={runner}"], str(ws))
         assert summary["table"]
         runs[runner] = ws
         started = watch.seen - before

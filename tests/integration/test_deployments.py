@@ -64,9 +64,9 @@ def _deploy(params: Path, workspace: Path) -> None:
     from prefect.schedules import Cron
 
     from flows.deploy import deployment_parameters
-    from flows.experiment import experiment
+    from flows.study import study
 
-    source = experiment.from_source(source=str(ROOT), entrypoint="flows/experiment.py:experiment")
+    source = study.from_source(source=str(ROOT), entrypoint="flows/study.py:study")
     for name, rerun, schedules in (("manual", False, None), ("nightly", True, [Cron("0 2 * * *", timezone="Europe/Paris")])):
         source.deploy(name=name, work_pool_name=POOL, schedules=schedules, build=False, push=False,
                       parameters=deployment_parameters(str(params), [], str(workspace), rerun=rerun,
@@ -107,7 +107,7 @@ def _status(api_url: str, stale_after: float = STALE_S) -> subprocess.CompletedP
                            "--stale-after", str(stale_after)], capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
-def _last_polled(deployment: str = "experiment/nightly") -> datetime | None:
+def _last_polled(deployment: str = "study/nightly") -> datetime | None:
     """The server's record of the last time a runner asked for the deployment's runs (PREFECT_API_URL's server)."""
     from prefect import get_client
 
@@ -137,14 +137,14 @@ def _liveness(api_url: str, runner: subprocess.Popen, what: str) -> None:
     assert not beyond_loopback(listening_sockets(runner.pid)), listening_sockets(runner.pid)
     alive = _status(api_url)
     assert alive.returncode == 0, alive.stdout + alive.stderr
-    assert "deployment: experiment/nightly" in alive.stdout and "schedules_active: [True]" in alive.stdout
+    assert "deployment: study/nightly" in alive.stdout and "schedules_active: [True]" in alive.stdout
     stop_group(runner, signal.SIGKILL)  # a crash: no chance to pause its deployments or say goodbye
     time.sleep(1)  # a poll already on its way lands now
     last = _last_polled()
     time.sleep(STALE_S + POLL_S)
     assert _last_polled() == last, "last_polled still advances after the runner was killed"
     dead = _status(api_url)
-    assert dead.returncode == 1 and "problem: nothing has polled experiment/nightly" in dead.stdout, dead.stdout
+    assert dead.returncode == 1 and "problem: nothing has polled study/nightly" in dead.stdout, dead.stdout
 
 
 def test_schedule_exists_and_produces_scheduled_runs(deployed):
@@ -159,11 +159,11 @@ def test_schedule_exists_and_produces_scheduled_runs(deployed):
     from prefect.client.schemas.objects import StateType
 
     with get_client(sync_client=True) as client:
-        nightly = client.read_deployment_by_name("experiment/nightly")
+        nightly = client.read_deployment_by_name("study/nightly")
         assert [s.active for s in nightly.schedules] == [True]
         assert nightly.schedules[0].schedule.cron == "0 2 * * *"
         assert nightly.schedules[0].schedule.timezone == "Europe/Paris"
-        assert client.read_deployment_by_name("experiment/manual").schedules == []
+        assert client.read_deployment_by_name("study/manual").schedules == []
         deadline = time.monotonic() + 60
         while True:  # the server's scheduler service fills in upcoming runs every few seconds
             runs = client.read_flow_runs(
@@ -182,7 +182,7 @@ def test_triggered_reruns_complete_are_recorded_and_pooled(deployed):
 
     workspace = deployed.workspace
     for n, slot in enumerate(SLOTS, start=1):
-        run = run_deployment("experiment/nightly", parameters={"slot": slot}, timeout=0)
+        run = run_deployment("study/nightly", parameters={"slot": slot}, timeout=0)
         _run_once()
         state = _state(run.id)
         assert state.is_completed(), state
@@ -221,7 +221,7 @@ def test_status_flags_a_paused_schedule(deployed, prefect_server):
     from prefect import get_client
 
     with get_client(sync_client=True) as client:
-        nightly = client.read_deployment_by_name("experiment/nightly")
+        nightly = client.read_deployment_by_name("study/nightly")
         client.pause_deployment(nightly.id)
         try:
             proc = subprocess.run([sys.executable, "-m", "flows.cli", "status", "--api-url", prefect_server],
@@ -238,7 +238,7 @@ def test_status_flags_late_runs(deployed, prefect_server):
     from prefect.states import Scheduled
 
     with get_client(sync_client=True) as client:
-        nightly = client.read_deployment_by_name("experiment/nightly")
+        nightly = client.read_deployment_by_name("study/nightly")
         overdue = client.create_flow_run_from_deployment(
             nightly.id, state=Scheduled(scheduled_time=datetime.now(UTC) - timedelta(minutes=5)))
         try:
@@ -251,7 +251,7 @@ def test_status_flags_late_runs(deployed, prefect_server):
         finally:
             client.delete_flow_run(overdue.id)
     assert proc.returncode == 1, proc.stdout
-    assert "problem: 1 scheduled run(s) are Late: nothing is picking up experiment/nightly" in proc.stdout
+    assert "problem: 1 scheduled run(s) are Late: nothing is picking up study/nightly" in proc.stdout
     assert "late_runs: 1" in proc.stdout
 
 
@@ -278,8 +278,8 @@ def test_prefect_yaml_deploys_the_same_deployments(deployed):
         proc = _prefect("--no-prompt", "deploy", "--all")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         with get_client(sync_client=True) as client:
-            nightly = client.read_deployment_by_name("experiment/nightly")
-            manual = client.read_deployment_by_name("experiment/manual")
+            nightly = client.read_deployment_by_name("study/nightly")
+            manual = client.read_deployment_by_name("study/manual")
     finally:
         _deploy(deployed.params, deployed.workspace)
     assert nightly.work_pool_name == manual.work_pool_name == "local-process"
@@ -335,13 +335,13 @@ def test_serve_registers_both_and_status_sees_it_die(tmp_path):
             with get_client(sync_client=True) as client:
                 def registered():
                     try:
-                        found = client.read_deployment_by_name("experiment/nightly")
+                        found = client.read_deployment_by_name("study/nightly")
                     except Exception:  # not there yet
                         return None
                     return found if found.schedules and not found.paused else None
 
-                nightly = _wait_for(registered, "serve registers experiment/nightly")
-                assert client.read_deployment_by_name("experiment/manual").schedules == []
+                nightly = _wait_for(registered, "serve registers study/nightly")
+                assert client.read_deployment_by_name("study/manual").schedules == []
             assert nightly.schedules[0].schedule.cron == "30 3 * * *"
             assert nightly.schedules[0].schedule.timezone == "Europe/Paris"
             assert nightly.parameters["rerun"] is True and nightly.parameters["workspace"] == str(workspace)

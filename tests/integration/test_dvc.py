@@ -155,8 +155,8 @@ def test_repro_builds_every_stage_then_runs_nothing(built):
     repo, log = built
     stages = set(dvc(repo, "stage", "list", "--name-only").split())
     # generate+window per regime (2 x 2), train+evaluate+plot per cell (3 x 4), compare, market_data,
-    # market_train+market_evaluate per market cell (2 x 3), 8 warm-up stages
-    assert ran(log) == stages and len(stages) == 32
+    # market_train+market_evaluate per market cell (2 x 3), market_compare, 8 warm-up stages
+    assert ran(log) == stages and len(stages) == 33
     assert (repo / "metrics/comparison/headline.json").is_file()
     assert (repo / "metrics/comparison/valid_return.tsv").read_text().startswith("epoch\tcell\tvalid_return\n")
     assert json.loads(dvc(repo, "status", "--json")) == {}
@@ -194,11 +194,11 @@ def test_flow_writes_the_bytes_dvc_repro_wrote(built, tmp_path):
 
 def test_flow_after_repro_rewrites_nothing(built, prefect_server):
     """Repro, then the flow: every stage is a stamp hit, no output file is even rewritten."""
-    from flows.experiment import run_experiment
+    from flows.study import run_study
 
     repo, _ = built
     before = snapshot(repo)
-    run_experiment(str(repo / "params.yaml"), [], str(repo))
+    run_study(str(repo / "params.yaml"), [], str(repo))
     assert snapshot(repo) == before
     assert json.loads(dvc(repo, "status", "--json")) == {}
 
@@ -206,12 +206,12 @@ def test_flow_after_repro_rewrites_nothing(built, prefect_server):
 def test_flow_with_dvc_record_leaves_repro_nothing_to_do(built, prefect_server):
     """Flow (recording in DVC), then repro: nothing reruns. (That the flow's bytes are repro's is checked
     above, independently: here `dvc commit` hashes the flow's own files.)"""
-    from flows.experiment import DVC_STAGES, run_experiment
+    from flows.study import DVC_STAGES, run_study
 
     repo, _ = built
     set_param(repo, "models.dropout.dropout", 0.4)
     lock_before = (repo / "dvc.lock").read_text()
-    summary = run_experiment(str(repo / "params.yaml"), [], str(repo), dvc_record=True)
+    summary = run_study(str(repo / "params.yaml"), [], str(repo), dvc_record=True)
     assert summary["dvc"]["stages"] == list(DVC_STAGES)
     assert (repo / "dvc.lock").read_text() != lock_before
     assert json.loads(dvc(repo, "status", "--json")) == {}
@@ -292,8 +292,8 @@ def test_exp_run_with_a_set_param_is_listed_with_its_metric(built):
 
 
 def test_queued_experiment_runs_under_queue_start(built):
-    """`dvc exp run --queue -S`, then `dvc queue start`: a background worker runs it (compare alone) and
-    `dvc exp show --json` lists it; the workspace is left alone."""
+    """`dvc exp run --queue -S`, then `dvc queue start`: a background worker runs it (the two comparisons, which
+    read compare.confidence, alone) and `dvc exp show --json` lists it; the workspace is left alone."""
     repo, _ = built
     dvc(repo, "exp", "run", "--queue", "-n", "conf90", "-S", "compare.confidence=0.9")
     dvc(repo, "queue", "start", "-j", "1")
@@ -302,7 +302,7 @@ def test_queued_experiment_runs_under_queue_start(built):
         assert time.monotonic() < deadline, dvc(repo, "queue", "status")
         assert "Failed" not in dvc(repo, "queue", "status"), dvc(repo, "queue", "logs", "conf90")
         time.sleep(2)
-    assert ran(dvc(repo, "queue", "logs", "conf90")) == {"compare"}
+    assert ran(dvc(repo, "queue", "logs", "conf90")) == {"compare", "market_compare"}
     exp = _experiments(json.loads(dvc(repo, "exp", "show", "--json")))["conf90"]
     assert exp["params"]["params.yaml"]["data"]["compare"]["confidence"] == 0.9
     assert json.loads(dvc(repo, "status", "--json")) == {}

@@ -82,6 +82,18 @@ def grown_project(tmp_path_factory) -> Path:
     return root
 
 
+def test_dvc_yaml_is_the_one_the_registry_generates(tmp_path):
+    from flows.cli import main
+    from stages.dvcfile import render_dvc_yaml
+
+    assert (ROOT / "dvc.yaml").read_text() == render_dvc_yaml(), "run `neural-trader dvc-yaml`"
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    assert main(["dvc-yaml", "--check", "--workspace", str(tmp_path)]) == 1
+    assert main(["dvc-yaml", "--workspace", str(tmp_path)]) == 0
+    assert main(["dvc-yaml", "--check", "--workspace", str(tmp_path)]) == 0
+    assert (tmp_path / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text()
+
+
 @pytest.mark.parametrize("project", ["default", "grown"])
 def test_dvc_yaml_declares_what_the_registry_says(project, grown_project):
     root = ROOT if project == "default" else grown_project
@@ -209,7 +221,7 @@ def test_dvc_access_does_not_wait_on_the_lock_its_own_process_holds(tmp_path):
             entered.set()
             leave.wait(timeout=30)
 
-    with ws.lock("experiment"):  # what the experiment flow holds around its tasks
+    with ws.lock("study"):  # what the study flow holds around its tasks
         t = threading.Thread(target=inner, daemon=True)
         t.start()
         # decided while the lock is still held: after the release, a waiting thread would get in too

@@ -28,14 +28,16 @@ def _python(code: str) -> str:
 
 
 def test_every_stage_has_exactly_one_body():
-    from stages.run import BODIES
+    from stages.run import body_of
 
-    assert set(BODIES) == set(registry.ALL_STAGES)
+    bodies = {name: body_of(spec.body) for name, spec in registry.ALL_STAGES.items()}
+    assert all(callable(b) for b in bodies.values()) and len(set(bodies.values())) == len(bodies)
+    assert all(callable(body_of(spec.join)) for spec in registry.ALL_STAGES.values() if spec.join)
 
 
 def test_registry_is_not_changed_by_importing_the_prefect_tasks():
     before = dict(registry.STAGES)
-    import flows.experiment  # noqa: F401  (every task module)
+    import flows.study  # noqa: F401  (every task module)
     import flows.warmups  # noqa: F401
 
     assert registry.STAGES == before
@@ -59,7 +61,7 @@ def test_the_registry_stays_light():
 
 def test_the_flows_import_no_torch():
     """A fully cached rerun runs no stage body, so nothing it imports may pull in torch (about 2.5 s)."""
-    loaded = _python("import sys, flows.cli, flows.experiment, flows.sweep, flows.warmups, stages.reruns; "
+    loaded = _python("import sys, flows.cli, flows.study, flows.sweep, flows.warmups, stages.reruns; "
                      "print('torch' in sys.modules)")
     assert loaded == "False"
 

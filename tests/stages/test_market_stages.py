@@ -83,16 +83,18 @@ def test_costs_rerun_only_the_comparison(tmp_path):
             run_stage(name, cfg, tmp_path, **item)
     assert not any(_run_market(tmp_path, params).values())
     run_stage("compare", cfg, tmp_path)
-    gross = read_json(tmp_path / "metrics" / "comparison.json")["market"]["spx"]
+    run_stage("market_compare", cfg, tmp_path)
+    gross = read_json(tmp_path / "metrics" / "markets" / "comparison.json")["spx"]
     assert all(_run_market(tmp_path, params, ("costs.bps=25",)).values())  # every market stage reused
     dearer = load_params(params, ["data.regimes={\"momentum\": {\"kind\": \"ar1\"}}", "costs.bps=25"])
-    assert run_stage("compare", dearer, tmp_path)["reused"] is False
-    net = read_json(tmp_path / "metrics" / "comparison.json")["market"]["spx"]
+    assert run_stage("market_compare", dearer, tmp_path)["reused"] is False
+    assert run_stage("compare", dearer, tmp_path)["reused"] is True  # the synthetic contrasts: untouched
+    net = read_json(tmp_path / "metrics" / "markets" / "comparison.json")["spx"]
     for v in gross["variants"]:
         assert net["variants"][v]["gross"] == gross["variants"][v]["gross"]
         assert net["variants"][v]["net"]["ann_return"] < gross["variants"][v]["net"]["ann_return"]
     assert net["cost_bps"] == 25 and "net of 25 bp" in net["verdicts"][0]
-    report = (tmp_path / "reports" / "comparison.md").read_text()
+    report = (tmp_path / "reports" / "markets.md").read_text()
     assert "# Market: spx" in report and "SPA" in report
 
 
@@ -127,7 +129,7 @@ def test_a_missing_price_file_is_named(tmp_path):
 def test_a_price_file_is_read_once_a_process(shrunk_params, tmp_path, monkeypatch):
     """The checks before a run (the CLI's and the flow's) and the market_data stage share one read and one cut;
     a file changed on disk is read again."""
-    import neural_trader.markets.data as market_module
+    import neural_trader.markets.sources as market_module
     from stages import params as params_module
     from stages.catalog import load_params
     from stages.run import run_stage

@@ -27,7 +27,7 @@ from neural_trader.warmups import regression as R
 from stages.catalog import Workspace, load_params, load_tensors, read_json
 from stages.registry import STAGES, WARMUPS, code_files
 from stages.run import run_stage
-from tasks import warmups as warmup_tasks
+from tasks import stages as stage_tasks
 from tests.conftest import ROOT, SHRUNK_WARMUPS as SHRUNK, warmup_dvc_stages
 
 PARAMS = ROOT / "params.yaml"
@@ -143,7 +143,7 @@ def test_stages_registered_with_their_own_params(shrunk):
         for key in stage.params(shrunk, {}):
             assert key in ("seeds.base", "runtime.torch_threads") or key.startswith(f"warmups.{exp}."), (stage.name, key)
             shrunk.section(key)  # exists
-        task = getattr(warmup_tasks, stage.name)
+        task = stage_tasks.stage_task(stage.name)
         assert task.name == stage.name  # task name = stage name = DVC stage name
 
 

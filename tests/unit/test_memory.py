@@ -34,7 +34,7 @@ def measure(replicas: int, rows: int, valid_rows: int, dropout: float) -> None:
     from neural_trader.data import Windows, make_generator
     from neural_trader.models import TraderNet
     from neural_trader.streams import Streams
-    from neural_trader.train import train_trader
+    from neural_trader.trader import train_trader
 
     torch.set_num_threads(1)
 
@@ -43,7 +43,7 @@ def measure(replicas: int, rows: int, valid_rows: int, dropout: float) -> None:
         tr = Windows(torch.randn(s, n, 4, generator=g), torch.randn(s, n, generator=g))
         va = Windows(torch.randn(s, v, 4, generator=g), torch.randn(s, v, generator=g))
         net = TraderNet([make_generator("memory", r) for r in range(s)], 4, 5, dropout)
-        train_trader(net, tr, va, Streams(list(range(1, s + 1))), lr=0.01, epochs=2, batch_size=1000, progress=False)
+        train_trader(net, tr, va, Streams(list(range(1, s + 1))), lr=0.01, epochs=2, batch_size=1000)
 
     run(1, 64, 64)  # torch's one-off allocations, outside the measurement
     before = _peak_rss()

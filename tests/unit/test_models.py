@@ -276,7 +276,7 @@ def test_objective_grads_drops_the_same_units_as_forward():
 
 def test_linear_trader_hand_written_gradient_equals_autograd():
     from neural_trader.models import LinearTrader
-    from neural_trader.train import trader_loss
+    from neural_trader.trader import trader_loss
 
     gens = [torch.Generator().manual_seed(s) for s in range(3)]
     net = LinearTrader(gens, lag=4)

@@ -17,7 +17,7 @@ from statsmodels.stats.multitest import multipletests
 
 from neural_trader.config import ConfigError
 from neural_trader.params import parse_config
-from neural_trader.sweep.points import SweepConfig, expand, model_name, parse_sweep, point_config, validate_sweep
+from neural_trader.sweep.points import SweepConfig, expand, model_name, parse_sweep, validate_sweep
 from neural_trader.sweep.plots import heatmaps_png, oracle_fraction_png, sweep_figures
 from neural_trader.sweep.report import (adjust_pvalues, point_summary, sweep_contrasts, sweep_markdown, sweep_summary, verdicts)
 
@@ -68,19 +68,19 @@ def test_grid_is_the_product_with_unique_safe_names_in_a_fixed_order(axes):
 def test_appending_a_value_only_adds_points(axes, data):
     key = data.draw(hs.sampled_from(list(axes)))
     new = data.draw(_VALUES[key].filter(lambda vs: vs[0] not in axes[key]))[0]
-    before = {p.name: p.overrides for p in expand(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": axes}), parse_config)}
+    before = {p.name: p.patch for p in expand(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": axes}), parse_config)}
     grown = {**axes, key: [*axes[key], new]}
-    after = {p.name: p.overrides for p in expand(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": grown}), parse_config)}
+    after = {p.name: p.patch for p in expand(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": grown}), parse_config)}
     assert {n: after[n] for n in before} == before
     assert len(after) == len(before) * (len(axes[key]) + 1) // len(axes[key])
 
 
 def test_appending_a_dropout_value_renames_nothing_and_adds_one_model():
-    small = expand(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": {"hidden": [5, 32]}}), parse_config)
-    big = expand(STUDY, parse_sweep({"dropout": [0.0, 0.5, 0.3], "axes": {"hidden": [5, 32]}}), parse_config)
-    assert [p.name for p in small] == [p.name for p in big]
-    for a, b in zip(small, big):
-        models_a, models_b = (point_config(STUDY, p, parse_config).models for p in (a, b))
+    small = validate_sweep(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": {"hidden": [5, 32]}}), parse_config)
+    big = validate_sweep(STUDY, parse_sweep({"dropout": [0.0, 0.5, 0.3], "axes": {"hidden": [5, 32]}}), parse_config)
+    assert [p.name for p, _ in small] == [p.name for p, _ in big]
+    for (_, a), (_, b) in zip(small, big):
+        models_a, models_b = a.models, b.models
         assert list(models_b) == ["d0", "d0_5", "d0_3"]
         assert all(models_b[m] == cfg for m, cfg in models_a.items())
 
@@ -109,21 +109,19 @@ def test_each_point_trains_one_model_per_dropout_on_one_regime_paired_by_seed():
                                                               "rho": [0.0, 0.2], "data.regimes.momentum.vol": [2.0]}})
     points = validate_sweep({**STUDY, "sweep": {"ignored": True}}, sweep, parse_config)
     assert len(points) == 4
-    for p in points:
-        cfg = point_config(STUDY, p, parse_config)
+    for p, cfg in points:
         assert list(cfg.models) == ["d0", "d0_5", "d0_1"]  # reference first
         assert {m.hidden for m in cfg.models.values()} == {p.values["hidden"]}
         assert [m.dropout for m in cfg.models.values()] == [0.0, 0.5, 0.1]
         assert p.models == {"d0": 0.0, "d0_5": 0.5, "d0_1": 0.1}
         (regime,) = cfg.data.regimes.values()
         assert (regime.kind, regime.rho, regime.vol) == ("ar1", p.values["rho"], 2.0)
-        assert cfg.data.n_train == 100 and cfg.seeds == point_config(STUDY, points[0], parse_config).seeds
+        assert cfg.data.n_train == 100 and cfg.seeds == points[0][1].seeds
         assert p.settings == {"hidden": p.values["hidden"], "n_train": 100, "rho": p.values["rho"]}
 
 
 def test_unswept_settings_come_from_the_study():
-    (p,) = expand(STUDY, parse_sweep({"dropout": [0, 0.5]}), parse_config)
-    cfg = point_config(STUDY, p, parse_config)
+    ((p, cfg),) = validate_sweep(STUDY, parse_sweep({"dropout": [0, 0.5]}), parse_config)
     assert p.settings == {"hidden": 5, "n_train": 1000, "rho": 0.2}
     assert list(cfg.data.regimes) == ["momentum"] and cfg.data.regimes["momentum"].rho == 0.2
 
@@ -161,6 +159,19 @@ def test_a_bad_sweep_fails_before_any_work_naming_the_key(sweep, message):
     assert message in str(exc.value)
 
 
+@pytest.mark.parametrize("axes, message", [
+    # the error names data.lag first, but lag 4 is the study's own: the value that fails alone is the length
+    ({"data.lag": [4], "data.length": [20, 4]},
+     "sweep.axes.data.length: value 4 is invalid (point lag4-length4): data.lag: must be < data.length (4), got 4"),
+    ({"data.length": [8], "data.lag": [8]},  # each fine alone: the point is named, no axis
+     "sweep point length8-lag8: data.lag: must be < data.length (8), got 8"),
+])
+def test_a_bad_value_is_pinned_on_the_axis_that_fails_alone(axes, message):
+    with pytest.raises(ConfigError) as exc:
+        validate_sweep(STUDY, parse_sweep({"dropout": [0.0, 0.5], "axes": axes}), parse_config)
+    assert str(exc.value) == message
+
+
 def test_a_bad_study_names_its_own_key():
     with pytest.raises(ConfigError, match=r"^train\.lr"):
         expand({**STUDY, "train": {"lr": -1}}, _sweep(hidden=[5]), parse_config)
@@ -170,8 +181,8 @@ def test_a_study_without_ar1_regime_needs_a_rho_axis():
     iid = {**STUDY, "data": {**STUDY["data"], "regimes": {"random": {"kind": "iid"}}}}
     with pytest.raises(ConfigError, match="sweep.axes.rho: the study has no ar1 regime"):
         expand(iid, _sweep(hidden=[5]), parse_config)
-    (p,) = validate_sweep(iid, _sweep(rho=[0.1]), parse_config)
-    assert point_config(iid, p, parse_config).data.regimes["momentum"].rho == 0.1
+    ((_, cfg),) = validate_sweep(iid, _sweep(rho=[0.1]), parse_config)
+    assert cfg.data.regimes["momentum"].rho == 0.1
 
 
 # ------------------------------------------------------------------ fake evaluations

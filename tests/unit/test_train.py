@@ -1,4 +1,5 @@
-"""The replica trainer (neural_trader.train): reproducibility, batching, the two step paths, learning.
+"""The replica trainer (neural_trader.train) and the trader's use of it (neural_trader.trader): reproducibility,
+batching, the two step paths, learning.
 
 Tolerances:
 - batched vs one replica at a time, hand-written vs autograd step: 1e-5. The
@@ -16,7 +17,9 @@ Tolerances:
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,7 +29,9 @@ from neural_trader.data import Windows, make_generator, window_returns
 from neural_trader.models import LinearRegression1D, TraderNet
 from neural_trader.synthetic.sources import generate_returns
 from neural_trader.streams import Streams
-from neural_trader.train import TRADER_COLUMNS, History, fit, resolve_device, trader_loss, trader_stats, train_trader
+from neural_trader.steppers import AutogradStepper
+from neural_trader.trader import TRADER_COLUMNS, TraderStepper, trader_loss, trader_stats, train_trader
+from neural_trader.train import History, fit, resolve_device
 
 T, L, HIDDEN = 20, 4, 5
 
@@ -57,24 +62,23 @@ def streams(tag: str, replicas: int, offset: int = 0) -> Streams:
     return Streams.keyed("test_train", tag, replicas=range(offset, offset + replicas))
 
 
-def run(replicas=3, dropout=0.0, epochs=8, batch_size=250, offset=0, n=60, regime=AR1Regime(rho=0.2), loss=None):
+def run(replicas=3, dropout=0.0, epochs=8, batch_size=250, offset=0, n=60, regime=AR1Regime(rho=0.2), stepper=None):
     """Train replicas offset..offset+replicas-1 of a small problem; n=60 series give 960 rows (last batch 210)."""
     train = windows(regime, replicas + offset, n, "train")
     valid = windows(regime, replicas + offset, 20, "valid")
     sl = slice(offset, offset + replicas)
     train, valid = Windows(train.x[sl], train.y[sl]), Windows(valid.x[sl], valid.y[sl])
     model = TraderNet(gens("init", replicas, offset), L, HIDDEN, dropout)
-    if loss is None:
+    if stepper is None:
         hist, best = train_trader(
             model, train, valid, streams("shuffle", replicas, offset), lr=0.01, epochs=epochs, batch_size=batch_size,
-            progress=False,
         )
-    else:  # the generic entry point, with a loss of our choosing
+    else:  # the generic entry point, with a stepper of our choosing
         hist, best = fit(
-            model, loss, train.x, train.y, streams("shuffle", replicas, offset), lr=0.01, epochs=epochs,
+            model, trader_loss, train.x, train.y, streams("shuffle", replicas, offset), lr=0.01, epochs=epochs,
             batch_size=batch_size, batch_stats=trader_stats,
             valid_stats=lambda m: trader_stats(m(valid.x), valid.y), columns=TRADER_COLUMNS,
-            keep_best=TRADER_COLUMNS.index("valid_return"), progress=False,
+            keep_best=TRADER_COLUMNS.index("valid_return"), stepper=stepper,
         )
     return model, hist, best, train, valid
 
@@ -89,6 +93,7 @@ def test_history_layout():
     for col in ("train_recom", "valid_recom"):
         assert ((hist.column(col) > 0) & (hist.column(col) < 1)).all()
     assert set(best) == set(model.state_dict())
+    assert model.layer0.weight.grad is None  # train_trader took the hand-written step
     assert not model.training  # left in eval mode
 
 
@@ -99,8 +104,7 @@ def test_train_stats_come_from_the_training_forward_pass():
     model = TraderNet(gens("init", 2), L, HIDDEN)
     with torch.no_grad():
         pos0 = model(train.x)
-    hist, _ = train_trader(model, train, valid, streams("shuffle", 2), lr=0.01, epochs=1, batch_size=10_000,
-                           progress=False)
+    hist, _ = train_trader(model, train, valid, streams("shuffle", 2), lr=0.01, epochs=1, batch_size=10_000)
     assert torch.allclose(hist.column("train_recom")[:, 0], pos0.mean(1), atol=1e-6)
     assert torch.allclose(hist.column("train_return")[:, 0], (pos0 * train.y).mean(1), atol=1e-6)
     with torch.no_grad():
@@ -129,8 +133,7 @@ def test_train_stats_are_means_of_batch_means_in_train_mode(dropout):
         [(pos[:, :300].mean(1) + pos[:, 300:].mean(1)) / 2, (ret[:, :300].mean(1) + ret[:, 300:].mean(1)) / 2], 1
     )
     assert ((pos.mean(1) - expected[:, 0]).abs() > 1e-5).all()  # the row mean would be another number
-    hist, _ = train_trader(model, train, valid, streams("shuffle", 2), lr=1e-12, epochs=1, batch_size=300,
-                           progress=False)
+    hist, _ = train_trader(model, train, valid, streams("shuffle", 2), lr=1e-12, epochs=1, batch_size=300)
     got = hist.values[:, 0, :2]
     assert torch.allclose(got, expected, atol=1e-6), (got, expected)
 
@@ -171,8 +174,7 @@ def test_other_shuffle_seeds_other_history():
     out = []
     for tag in ("shuffle", "reshuffle"):
         model = TraderNet(gens("init", 2), L, HIDDEN)
-        out.append(train_trader(model, train, valid, streams(tag, 2), lr=0.01, epochs=3, batch_size=250,
-                                progress=False)[0].values)
+        out.append(train_trader(model, train, valid, streams(tag, 2), lr=0.01, epochs=3, batch_size=250)[0].values)
     assert not torch.allclose(out[0], out[1])
 
 
@@ -188,9 +190,9 @@ def test_batched_replicas_equal_one_at_a_time(dropout):
 
 @pytest.mark.parametrize("dropout", [0.0, 0.5])
 def test_hand_written_step_equals_autograd_step(dropout):
-    """train_trader's hand-written gradient + foreach RMSprop == autograd + torch.optim.RMSprop."""
-    fast_model, fast, fast_best, _, _ = run(dropout=dropout, loss=trader_loss)
-    slow_model, slow, slow_best, _, _ = run(dropout=dropout, loss=lambda out, y: trader_loss(out, y))
+    """TraderStepper's hand-written gradient + foreach RMSprop == autograd + torch.optim.RMSprop."""
+    fast_model, fast, fast_best, _, _ = run(dropout=dropout, stepper=TraderStepper)
+    slow_model, slow, slow_best, _, _ = run(dropout=dropout, stepper=AutogradStepper)
     # the two really took different paths: only autograd leaves .grad behind
     assert fast_model.layer0.weight.grad is None and slow_model.layer0.weight.grad is not None
     assert torch.allclose(fast.values, slow.values, atol=1e-5)
@@ -208,10 +210,10 @@ def test_hand_written_step_equals_autograd_step_on_odd_sizes(dropout):
     train = windows(AR1Regime(rho=0.2), 2, 10, "train")
     train = Windows(train.x[:, :101], train.y[:, :101])  # batches of 40, 40 and 21
     out = []
-    for loss in (trader_loss, lambda o, y: trader_loss(o, y)):
+    for stepper in (TraderStepper, AutogradStepper):
         model = TraderNet(gens("init", 2), L, 3, dropout)
-        hist, _ = fit(model, loss, train.x, train.y, streams("shuffle", 2), lr=0.01, epochs=4, batch_size=40,
-                      batch_stats=trader_stats, progress=False)
+        hist, _ = fit(model, trader_loss, train.x, train.y, streams("shuffle", 2), lr=0.01, epochs=4, batch_size=40,
+                      batch_stats=trader_stats, stepper=stepper)
         out.append((hist.values, [p.detach() for p in model.parameters()]))
     (fast, fast_params), (slow, slow_params) = out
     assert torch.allclose(fast, slow, atol=1e-5)
@@ -226,10 +228,36 @@ def test_generic_model_trains_through_autograd():
     y = 1 + 2 * x + 0.1 * torch.randn(3, 2000, generator=g)
     model = LinearRegression1D(replicas=3)
     hist, best = fit(model, lambda out, yb: ((out - yb) ** 2).mean(dim=1), x, y, streams("reg", 3), lr=0.05,
-                     epochs=60, batch_size=200, progress=False)
+                     epochs=60, batch_size=200)
     assert hist.values.shape == (3, 60, 0) and best is None
     assert torch.allclose(model.beta0, torch.ones(3, 1), atol=0.1)
     assert torch.allclose(model.beta1, 2 * torch.ones(3, 1), atol=0.1)
+
+
+def test_on_epoch_sees_every_epochs_row():
+    """Progress is the caller's: on_epoch gets (epoch, epochs, row) after each epoch, the row the history keeps."""
+    seen = []
+    model, train, valid = small_problem()
+    hist, _ = train_trader(model, train, valid, streams("shuffle", 2), lr=0.01, epochs=3, batch_size=40,
+                           on_epoch=lambda e, n, row: seen.append((e, n, row.clone())))
+    assert [(e, n) for e, n, _ in seen] == [(0, 3), (1, 3), (2, 3)]
+    assert torch.equal(torch.stack([row for _, _, row in seen], dim=1), hist.values)
+
+
+def test_the_trader_stepper_takes_no_other_loss():
+    model, train, _ = small_problem()
+    with pytest.raises(ValueError, match="trader_loss"):
+        fit(model, lambda o, y: trader_loss(o, y), train.x, train.y, streams("shuffle", 2), lr=0.01, epochs=1,
+            batch_size=10, stepper=TraderStepper)
+
+
+def test_the_trainer_knows_no_task_and_draws_no_bar():
+    """train and steppers import neither the trader nor tqdm: the task and the progress bar are the caller's."""
+    for module in ("train", "steppers"):
+        tree = ast.parse((Path(__file__).parents[2] / "neural_trader" / f"{module}.py").read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not names & {"tqdm", "tqdm.auto", "neural_trader.trader", "sys"}, (module, names)
 
 
 # --------------------------------------------------------------- learning
@@ -241,7 +269,7 @@ def seed_workload(regime, replicas=4, epochs=60):
     train, valid = windows(regime, replicas, 1000, "train"), windows(regime, replicas, 100, "valid")
     model = TraderNet(gens("init", replicas), L, HIDDEN)
     hist, best = train_trader(model, train, valid, streams("shuffle", replicas), lr=0.01, epochs=epochs,
-                              batch_size=1000, progress=False)
+                              batch_size=1000)
     model.load_state_dict(best)
     model.eval()
     test = window_returns(generate_returns(regime, 20_000, T, generator=make_generator("test_train", "test")), L)

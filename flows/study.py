@@ -1,7 +1,7 @@
 """The study as a Prefect flow: generate -> window -> train each variant -> evaluate -> plot -> compare.
 
     neural-trader run                      # the CLI front door
-    python -m flows.experiment             # the same, on params.yaml
+    python -m flows.study             # the same, on params.yaml
 
 Every task writes files into the workspace and returns a small JSON summary;
 tensors never travel through Prefect. Train tasks of different cells run
@@ -25,20 +25,19 @@ from neural_trader.params import StudyConfig
 from stages.catalog import Workspace, check_inputs, load_params
 from stages.reruns import rerun_root, slot_base_seed, slot_id
 from stages.versioning import DvcError, check_recordable, is_dvc_workspace
+from stages.registry import STUDY_STAGES
 from tasks.reruns import pool, record, version_rerun
-from neural_trader.seeding import shard_names
-from tasks.study import (compare, evaluate, generate, join_shards, market_data, market_evaluate, market_train, plot,
-                         record_in_dvc, train, train_shard, window)
+from tasks.stages import record_in_dvc
 
+from .graph import submit_stages
 from .runners import make_task_runner
 
-# dvc.yaml stages this flow produces
-DVC_STAGES = ("generate", "window", "train", "evaluate", "plot", "market_data", "market_train", "market_evaluate",
-              "compare")
+#: the registry's stages this flow runs, in order; dvc.yaml has the same
+DVC_STAGES = tuple(s.name for s in STUDY_STAGES)
 
 
-@flow(name="experiment", log_prints=False, persist_result=True, result_serializer="json")
-def experiment(
+@flow(name="study", log_prints=False, persist_result=True, result_serializer="json")
+def study(
     params: str = "params.yaml",
     overrides: list[str] | None = None,
     workspace: str = ".",
@@ -79,68 +78,47 @@ def experiment(
     log.info("study: %d regimes x %d models x %d seeds in %s", len(cfg.data.regimes), len(cfg.models),
              cfg.seeds.count, ws)
 
-    with root.lock("experiment"):  # runs on one workspace are serialised, never interleaved
+    with root.lock("study"):  # runs on one workspace are serialised, never interleaved
         root.sweep_temporaries()
-        verdicts, figures = submit_study(cfg, ws)
-        wait(figures)
+        futures = submit_study(cfg, ws)
+        (verdicts,), rest = futures["compare"], [f for fs in futures.values() for f in fs]
+        wait(rest)
         summary = verdicts.result()
+        for markets in futures["market_compare"]:  # none without a market
+            summary["market"] = markets.result()["market"]
 
         if rerun:
             record(str(root.root), slot, cfg, flow_run.id, wait_for=[verdicts])
             pooled = pool(str(root.root), cfg)
             summary = {**summary, "slot": slot, "pooled": pooled}
             if dvc_record:
-                summary["dvc"] = version_rerun(str(root.root), slot, push=dvc_push, wait_for=[*figures])
+                summary["dvc"] = version_rerun(str(root.root), slot, push=dvc_push, wait_for=[*rest])
         elif dvc_record:
-            recorded = record_in_dvc(ws, list(DVC_STAGES), push=dvc_push, wait_for=[verdicts, *figures])
+            recorded = record_in_dvc(ws, list(DVC_STAGES), push=dvc_push, wait_for=[verdicts, *rest])
             summary = {**summary, "dvc": recorded}
     return summary
 
 
-def submit_study(cfg: StudyConfig, ws: str) -> tuple[Any, list[Any]]:
-    """Submit every task of one study in `ws`; the future of its comparison, and of its figures.
+def submit_study(cfg: StudyConfig, ws: str) -> dict[str, list[Any]]:
+    """Submit every stage of one study in `ws`, as the registry lists them; stage -> the futures of its items.
 
-    generate -> window -> train each variant (in seed shards with
-    runtime.seed_shards > 1) -> evaluate -> plot, per regime and cell; then each market's data -> train -> evaluate; compare waits for every
-    evaluation. A task waits for its inputs in a spare thread, not a compute slot.
+    Each task waits for the tasks that write its inputs (`flows.graph`), in a
+    spare thread, not a compute slot: generate -> window -> train each variant
+    (in seed shards with runtime.seed_shards > 1) -> evaluate -> plot per cell;
+    each market's data -> train -> evaluate; compare waits for every cell's
+    evaluation, market_compare for every market's.
     """
-    windows = {}
-    for regime in cfg.data.regimes:
-        returns = generate.submit(cfg, ws, regime)
-        windows[regime] = window.submit(cfg, ws, regime, wait_for=[returns])
-
-    evaluations, figures = [], []
-    for regime, model in cfg.cells:
-        trained = train_cell(cfg, ws, regime, model, windows[regime])
-        evaluations.append(evaluate.submit(cfg, ws, regime, model, wait_for=[trained]))
-        figures.append(plot.submit(cfg, ws, regime, model, wait_for=[trained]))
-
-    for market in cfg.markets.regimes:  # real closes, walk-forward: their own section of the report
-        series = market_data.submit(cfg, ws, market)
-        for model in cfg.markets.models:
-            trained = market_train.submit(cfg, ws, market, model, wait_for=[series])
-            evaluations.append(market_evaluate.submit(cfg, ws, market, model, wait_for=[trained]))
-
-    return compare.submit(cfg, ws, wait_for=evaluations), figures
+    return submit_stages(cfg, ws, DVC_STAGES)
 
 
-def train_cell(cfg: StudyConfig, ws: str, regime: str, model: str, windows: Any) -> Any:
-    """Submit one cell's training: one batch, or `runtime.seed_shards` shards (on any worker) and their join."""
-    if cfg.runtime.seed_shards == 1:
-        return train.submit(cfg, ws, regime, model, wait_for=[windows])
-    shards = [train_shard.submit(cfg, ws, regime, model, shard, wait_for=[windows])
-              for shard in shard_names(cfg.runtime.seed_shards)]
-    return join_shards.submit(cfg, ws, regime, model, wait_for=shards)
-
-
-def run_experiment(params: str, overrides: list[str], workspace: str, rerun: bool = False,
+def run_study(params: str, overrides: list[str], workspace: str, rerun: bool = False,
                    slot: str | None = None, dvc_record: bool = False, dvc_push: bool = False,
                    cfg: StudyConfig | None = None) -> dict[str, Any]:
     """Validate params (unless `cfg` is given), then run the flow under the task runner they ask for."""
     cfg = cfg or load_params(params, overrides)  # fails here, before any work, on a bad key
     check_inputs(cfg, workspace)  # and on a bad price file
     runner = make_task_runner(cfg.runtime)
-    return experiment.with_options(task_runner=runner)(
+    return study.with_options(task_runner=runner)(
         params=str(Path(params).resolve()), overrides=list(overrides), workspace=str(Workspace(Path(workspace)).root),
         rerun=rerun, slot=slot, dvc_record=dvc_record, dvc_push=dvc_push, cfg=cfg,
     )
@@ -149,4 +127,4 @@ def run_experiment(params: str, overrides: list[str], workspace: str, rerun: boo
 if __name__ == "__main__":
     import sys
 
-    print(run_experiment("params.yaml", sys.argv[1:], "."))
+    print(run_study("params.yaml", sys.argv[1:], "."))

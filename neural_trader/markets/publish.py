@@ -1,0 +1,76 @@
+"""What the markets' comparison publishes: reports/markets.md, and the flat headline `dvc exp show` lists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["market_markdown", "markets_headline"]
+
+
+def markets_headline(markets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each strategy's net Sharpe ratio and each market's SPA p-value, as flat maps (no lists)."""
+    return {
+        "market_sharpe_net": {f"{m}-{v}": row["sharpe_net"] for m, r in markets.items()
+                              for v, row in {**r["variants"], **r["baselines"]}.items()},
+        "market_spa_p": {m: r["spa_p"] for m, r in markets.items()},
+    }
+
+
+_COLUMNS = (("ann_return", "return/yr", "{:+.1%}"), ("ann_vol", "vol/yr", "{:.1%}"), ("sharpe", "Sharpe", "{:.2f}"),
+            ("max_drawdown", "max DD", "{:.0%}"), ("turnover_annual", "turnover/yr", "{:.1f}"),
+            ("hit_rate", "hit rate", "{:.3f}"), ("exposure", "exposure", "{:.2f}"))
+
+
+def _cell(fmt: str, value: Any) -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def market_markdown(name: str, result: dict[str, Any], figures_dir: str) -> str:
+    """The report's section on one market: verdicts, the table gross and net, SPA, seed noise, figures."""
+    conf = f"{result['confidence']:.0%}"
+    lines = [
+        "", f"# Market: {name}", "",
+        f"Real closes ({result['source']}; {result['dropped']} rows with a missing price dropped), "
+        f"walk-forward over {result['folds']} folds, out of sample {result['oos_first']} to {result['oos_last']} "
+        f"({result['days']} days). Each variant trades its ensemble, the mean position of its seeds; costs "
+        f"{result['cost_bps']:g} bp per unit of position change. Intervals are {conf} stationary-bootstrap "
+        "intervals over days (one price path: seeds do not measure market uncertainty).", "",
+        "## Verdicts", "",
+    ]
+    lines += [f"- {v}" for v in result["verdicts"]]
+    head = " | ".join(f"{label} gross | {label} net" for _, label, _ in _COLUMNS[:3])
+    lines += ["", "## Out of sample", "",
+              f"| strategy | {head} | Sharpe net ({conf} CI) | max DD net | turnover/yr | hit rate | exposure "
+              "| break-even cost (bp) | excess over buy & hold, net/yr (CI) |",
+              "|---|" + "---|" * 13]
+    for kind in ("variants", "baselines"):
+        for strategy, row in result[kind].items():
+            g, n = row["gross"], row["net"]
+            pairs = " | ".join(f"{_cell(f, g[k])} | {_cell(f, n[k])}" for k, _, f in _COLUMNS[:3])
+            lo, hi = row["sharpe_net_ci"]
+            ex = row["excess_net_annual"]
+            be = row["break_even_bps"]
+            lines.append(
+                f"| {strategy} | {pairs} | {_cell('{:.2f}', lo)} to {_cell('{:.2f}', hi)} "
+                f"| {_cell('{:.0%}', abs(n['max_drawdown']))} | {_cell('{:.1f}', n['turnover_annual'])} "
+                f"| {_cell('{:.3f}', n['hit_rate'])} | {_cell('{:.2f}', n['exposure'])} "
+                f"| {row['break_even_note'] if be is None else f'{be:.1f}'} "
+                f"| {_cell('{:+.1%}', ex['mean'])} ({_cell('{:+.1%}', ex['ci'][0])} to {_cell('{:+.1%}', ex['ci'][1])}) |")
+    lines += ["", "Break-even cost: the cost at which the strategy's net excess over buy-and-hold is zero; "
+              "negative when it is behind before any cost."]
+    spa = result["spa"]
+    p = spa["pvalues"]
+    lines += ["", "## Many variants tried: SPA against buy-and-hold, net", "",
+              f"Hansen's SPA (arch, stationary bootstrap, block {spa['block']:.1f} days) over "
+              f"{', '.join(list(result['variants']) + ['sign'])}: p = {p['consistent']:.3f} (consistent; lower "
+              f"{p['lower']:.3f}, upper {p['upper']:.3f}). StepM at {result['alpha']:g} finds superior: "
+              f"{', '.join(spa['superior']) or 'none'}.", "",
+              "## Seed noise (initialisation, not market evidence)", "",
+              "| variant | seeds | Sharpe net: mean | sd | min | max |", "|---|---|---|---|---|---|"]
+    for strategy, row in result["variants"].items():
+        s = row["seeds"]
+        lines.append(f"| {strategy} | {s['count']} | {s['sharpe_net_mean']:.2f} | {s['sharpe_net_sd']:.2f} "
+                     f"| {s['sharpe_net_min']:.2f} | {s['sharpe_net_max']:.2f} |")
+    lines += ["", "## Figures", ""]
+    lines += [f"![{f}]({figures_dir}/{f}.png)" for f in ("equity", "drawdown", "learned_position")]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,171 @@
+"""Prefect tasks: one per registry stage, each a thin wrapper around `stages.run.run_stage`.
+
+What a task adds is orchestration: a content-keyed cache (`StageCache`), a
+JSON result (never pickle), retries on I/O errors only, a log line and, for
+the comparison and the warm-ups' evaluations, artifacts. Task name = stage
+name = DVC stage name. `record_in_dvc` and `sweep_report` are the tasks that
+are not stages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from prefect import Task, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from neural_trader.params import StudyConfig
+from stages import versioning
+from stages.catalog import Workspace
+from stages.registry import Item, item_id, whole_up_to_date
+
+from .caching import StageCache, stage_digest
+from .slots import compute_slot
+
+
+def _io_error(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what a retry can fix: file-system and transfer errors."""
+    try:
+        state.result()
+    except OSError as exc:
+        return not isinstance(exc, FileNotFoundError)
+    except BaseException:
+        return False
+    return False
+
+
+def _options(stage: str) -> dict[str, Any]:
+    return dict(
+        name=stage,
+        cache_policy=StageCache(stage=stage),
+        persist_result=True,
+        result_serializer="json",
+        retries=3,
+        retry_delay_seconds=[1, 4, 16],
+        retry_condition_fn=_io_error,
+    )
+
+
+def _logger() -> Any:
+    """The run logger inside a run; the package logger when called through `.fn`."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("neural_trader")
+
+
+def run(stage: str, cfg: StudyConfig, workspace: str, from_shards: bool = False, **item: str) -> dict[str, Any]:
+    """Run a stage with the key the cache policy computed (from its seed shards with `from_shards`); log it."""
+    if (whole := whole_up_to_date(stage, cfg, Workspace(workspace), item)) is not None:
+        summary = whole  # a seed shard of a trained cell: no torch to import
+    else:
+        from stages.run import run_stage  # the bodies, and torch, load only when a stage runs
+
+        with compute_slot(cfg.runtime.max_workers):  # taken once the inputs are ready: see tasks.slots
+            summary = run_stage(stage, cfg, workspace, key=stage_digest(stage), from_shards=from_shards, **item)
+    verb = "reused" if summary.get("reused") else "ran"
+    brief = {k: v for k, v in summary.items() if k != "reused" and isinstance(v, (str, int, float))}
+    _logger().info("%s %s: %s", verb, stage, brief)
+    return summary
+
+
+def _run_name() -> str:
+    """A task run's name: its stage and item, e.g. `train[momentum-dropout]`, or its stage alone (`compare`)."""
+    from prefect.runtime import task_run
+
+    item = item_id(task_run.parameters.get("item") or {})
+    return f"{task_run.task_name}[{item}]" if item else task_run.task_name
+
+
+def stage_task(stage: str, from_shards: bool = False) -> Task:
+    """The Prefect task of a registry stage (task name = stage name = DVC stage name).
+
+    Called as `stage_task(name).submit(cfg, workspace, item)`. It runs the
+    stage, then publishes what the stage publishes (`PUBLISH`). With
+    `from_shards` it writes the stage's outputs by joining its seed shards
+    (same key, same cache record, same bytes).
+    """
+    if (stage, from_shards) not in _TASKS:
+        def run_one(cfg: StudyConfig, workspace: str, item: Item) -> dict[str, Any]:
+            summary = run(stage, cfg, workspace, from_shards=from_shards, **item)
+            if stage in PUBLISH:
+                PUBLISH[stage](summary, Workspace(workspace))
+            return summary
+
+        run_one.__doc__ = f"Stage {stage}: see stages.registry."
+        _TASKS[stage, from_shards] = task(run_one, **_options(stage), task_run_name=_run_name)
+    return _TASKS[stage, from_shards]
+
+
+_TASKS: dict[tuple[str, bool], Task] = {}
+
+
+# ------------------------------------------------------------------ what the UI shows
+def _publish_comparison(summary: dict[str, Any], ws: Workspace) -> None:
+    create_table_artifact(key="verdicts", table=summary["table"],
+                          description="Contrasts across seeds (Holm-adjusted)")
+    create_markdown_artifact(key="comparison-report", markdown=ws.comparison_report.read_text(),
+                             description="The comparison study's report")
+
+
+def _publish_regression(report: dict[str, Any], ws: Workspace) -> None:
+    create_table_artifact(
+        key="regression-report",
+        table=[{"parameter": p, "recovered": report[p], "true": report[f"{p}_true"], "error": report[f"{p}_error"]}
+               for p in ("beta0", "beta1", "sigma")],
+        description="Warm-up regression: recovered parameters against the truth",
+    )
+
+
+def _publish_classifier(report: dict[str, Any], ws: Workspace) -> None:
+    create_table_artifact(
+        key="classifier-report",
+        table=[{"quantity": k, "value": report[k]}
+               for k in ("accuracy", "false_pos", "false_neg", "bayes", "bayes_se", "gap", "bayes_test", "gap_test")],
+        description="Warm-up classifier: test accuracy against the Bayes rate (gap = bayes - accuracy)",
+    )
+
+
+#: stage -> what its task publishes as artifacts once it has run
+PUBLISH: dict[str, Callable[[dict[str, Any], Workspace], None]] = {
+    "compare": _publish_comparison,
+    "regression_evaluate": _publish_regression,
+    "classifier_evaluate": _publish_classifier,
+}
+
+
+def _dvc_busy(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only while another DVC command holds the workspace."""
+    try:
+        state.result()
+    except versioning.DvcBusy:
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+@task(name="record_in_dvc", cache_policy=NO_CACHE, retries=4, retry_delay_seconds=[5, 15, 45, 120],
+      retry_condition_fn=_dvc_busy)
+def record_in_dvc(workspace: str, stages: list[str], push: bool = False) -> dict[str, Any]:
+    """Record the run's outputs in DVC: dvc.lock and the cache (`dvc commit`), then the remote if `push`."""
+    result = versioning.record(workspace, stages, push=push)
+    _logger().info("recorded %s in dvc.lock%s", ", ".join(stages), f"; pushed: {result['pushed']}" if push else "")
+    return result
+
+
+@task(name="sweep_report", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 4, 16],
+      retry_condition_fn=_io_error, persist_result=True, result_serializer="json")
+def sweep_report(sweep: Any, points: list[Any], workspace: str, failed: dict[str, str]) -> dict[str, Any]:
+    """The grid's report (FDR across every point); published as an artifact."""
+    from stages.sweep import sweep_report as build
+
+    ws = Workspace(workspace)
+    summary = build(sweep, points, ws, failed)
+    create_markdown_artifact(key="sweep-report", markdown=ws.sweep_report.read_text(),
+                             description=f"Dropout across a grid of {summary['points']} points")
+    return summary
