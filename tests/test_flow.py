@@ -27,8 +27,8 @@ from tasks.stages import stage_task
 from tests.conftest import ROOT, SHRUNK, _merge, run_study_stages, task_states
 
 # generate+window per regime, train+evaluate+plot per cell, market_data per market,
-# market_train+market_evaluate per market cell (1 market x 3 variants), compare
-STUDY_TASKS = 2 * 2 + 3 * 4 + 1 + 2 * 3 + 1
+# market_train+market_evaluate per market cell (1 market x 3 variants), market_compare, compare
+STUDY_TASKS = 2 * 2 + 3 * 4 + 1 + 2 * 3 + 1 + 1
 
 
 # ------------------------------------------------------------------ task logic
