@@ -145,13 +145,14 @@ def _compare_market(cfg: StudyConfig, ws: Workspace, market: str) -> dict[str, A
     evals = {m: load_tensors(ws.market_eval(cell_name(market, m))) for m in cfg.markets.models}
     positions = {m: e["positions"].double().numpy() for m, e in evals.items()}
     mk = cfg.markets
-    result = mr.compare_market(data, positions, bps=cfg.costs.bps, reps=mk.reps, seed=mk.bootstrap_seed,
+    net = mr.net_pnl(data, positions, cfg.costs.bps)  # once: the comparison and the figures share it
+    result = mr.compare_market(data, positions, net, bps=cfg.costs.bps, reps=mk.reps, seed=mk.bootstrap_seed,
                                confidence=cfg.compare.confidence, alpha=cfg.compare.alpha)
     summary = read_json(ws.market_summary(market))
     result.update(oos_first=summary["oos_first"], oos_last=summary["oos_last"], source=summary["source"],
                   dropped=summary["dropped"])
     result["verdicts"] = mr.market_verdicts(market, result, summary["oos_first"], summary["oos_last"])
-    dates, wealth = mr.oos_dates(data), mr.equity(data, positions, cfg.costs.bps)
+    dates, wealth = mr.oos_dates(data), mr.equity(net)
     title = f"{market}, out of sample, net of {cfg.costs.bps:g} bp"
     figures = {
         "equity": plots.equity_png(dates, wealth, title=title, fold_starts=mr.fold_starts(data)),

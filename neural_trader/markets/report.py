@@ -6,8 +6,9 @@ the seeds' own spread is reported as seed noise, never as evidence about the
 market: seeds share one price path, so their spread says nothing about how
 another path would have gone. Market uncertainty comes from the stationary
 bootstrap of the daily P&L (`markets.stats`), and the many variants tried are
-accounted for by Hansen's SPA test against buy-and-hold, net of costs.
-Nothing here reads or writes a file.
+accounted for by Hansen's SPA test against buy-and-hold, net of costs. The
+daily P&L net of costs is computed once (`net_pnl`) and handed to both the
+comparison and the equity curves. Nothing here reads or writes a file.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from neural_trader.inference import format_evidence
 from neural_trader.markets import backtest as bt
 from neural_trader.markets import stats as ms
 from neural_trader.markets.data import MarketData, fold_of_row, oos_rows
 
-__all__ = ["compare_market", "market_verdicts", "BENCHMARK"]
+__all__ = ["net_pnl", "compare_market", "equity", "market_verdicts", "BENCHMARK"]
 
 BENCHMARK = "buy_and_hold"
 
@@ -33,36 +35,39 @@ def _finite(x: Any) -> Any:
     return x if math.isfinite(x) else None
 
 
-def _metrics(pos: np.ndarray, y: np.ndarray, bps: float) -> dict[str, dict[str, Any]]:
-    out = {}
-    for kind, cost in (("gross", 0.0), ("net", bps)):
-        m = bt.metrics(bt.pnl(pos, y, cost), pos, y)
-        out[kind] = {k: _finite(v) for k, v in m.items()}
-    return out
+def _strategies(data: MarketData, positions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Out-of-sample positions (n,) of every ensemble (the mean over its seeds), then of every baseline."""
+    rows = oos_rows(data)
+    ensembles = {name: p.mean(axis=0) for name, p in positions.items()}
+    return {**ensembles, **bt.baseline_positions(data.x[rows, -1])}  # the last return's sign survives the scaling
 
 
-def compare_market(data: MarketData, positions: Mapping[str, np.ndarray], *, bps: float, reps: int, seed: int,
-                   confidence: float, alpha: float) -> dict[str, Any]:
+def net_pnl(data: MarketData, positions: Mapping[str, np.ndarray], bps: float) -> dict[str, np.ndarray]:
+    """Daily P&L net of `bps` of every ensemble and baseline on the out-of-sample days: name -> (n,), log units."""
+    y = data.y[oos_rows(data)]
+    return {name: bt.pnl(pos, y, bps) for name, pos in _strategies(data, positions).items()}
+
+
+def compare_market(data: MarketData, positions: Mapping[str, np.ndarray], net: Mapping[str, np.ndarray], *,
+                   bps: float, reps: int, seed: int, confidence: float, alpha: float) -> dict[str, Any]:
     """One market's out-of-sample comparison.
 
     Args:
         data: the market's series, windows and folds.
         positions: variant -> (S, n_oos) out-of-sample positions of each seed, in params order;
             the first variant is the reference of the variant contrasts (e.g. dropout vs base).
+        net: `net_pnl(data, positions, bps)`.
         bps: cost per unit of position change, in basis points.
         reps, seed: bootstrap resamples and their fixed seed (the same inputs give the same bytes).
         confidence: level of every interval; alpha: family-wise error rate of StepM.
     """
-    rows = oos_rows(data)
-    y = data.y[rows]  # (n,) next-day log return
-    strategies = {name: p.mean(axis=0) for name, p in positions.items()}  # ensembles, (n,)
-    baselines = bt.baseline_positions(data.x[rows, -1])  # the last return's sign survives the scaling
-    net = {k: bt.pnl(p, y, bps) for k, p in {**strategies, **baselines}.items()}
+    y = data.y[oos_rows(data)]  # (n,) next-day log return
     boot = dict(reps=reps, confidence=confidence, seed=seed)
     out: dict[str, Any] = {"days": int(y.size), "folds": int(len(data.folds)), "cost_bps": bps,
                            "confidence": confidence, "alpha": alpha, "variants": {}, "baselines": {}}
-    for name, pos in {**strategies, **baselines}.items():
-        row = _metrics(pos, y, bps)
+    for name, pos in _strategies(data, positions).items():
+        row = {kind: {k: _finite(v) for k, v in bt.metrics(pnl, pos, y).items()}
+               for kind, pnl in (("gross", bt.pnl(pos, y)), ("net", net[name]))}
         sharpe = ms.sharpe_ci(net[name], **boot)
         excess = ms.mean_difference_ci(net[name], net[BENCHMARK], **boot)
         be = float(bt.break_even_bps(pos, y))
@@ -75,13 +80,13 @@ def compare_market(data: MarketData, positions: Mapping[str, np.ndarray], *, bps
             row["seeds"] = {"sharpe_net_mean": float(np.mean(seeds)), "sharpe_net_sd": float(np.std(seeds, ddof=1)),
                             "sharpe_net_min": float(np.min(seeds)), "sharpe_net_max": float(np.max(seeds)),
                             "count": int(seeds.size)}
-        out["variants" if name in strategies else "baselines"][name] = row
-    tried = {k: net[k] for k in (*strategies, "sign")}
+        out["variants" if name in positions else "baselines"][name] = row
+    tried = {k: net[k] for k in (*positions, "sign")}
     spa = ms.spa_test(net[BENCHMARK], tried, reps=reps, seed=seed, size=alpha)
     out.update(spa_p=spa["pvalues"]["consistent"], spa=spa)
-    reference = next(iter(strategies))
+    reference = next(iter(positions))
     out["contrasts"] = {}
-    for name in list(strategies)[1:]:
+    for name in list(positions)[1:]:
         d = ms.mean_difference_ci(net[name], net[reference], **boot)
         out["contrasts"][f"{name} - {reference}"] = {
             "mean_annual": d.estimate * bt.PERIODS, "ci": [d.low * bt.PERIODS, d.high * bt.PERIODS], "block": d.block}
@@ -98,12 +103,9 @@ def _break_even_note(bps: float) -> str:
     return "behind buy-and-hold before costs" if bps < 0 else "ahead of buy-and-hold up to this cost"
 
 
-def equity(data: MarketData, positions: Mapping[str, np.ndarray], bps: float) -> dict[str, np.ndarray]:
-    """Net log wealth per day of every ensemble and baseline: name -> (n,) cumulative log P&L."""
-    rows = oos_rows(data)
-    y = data.y[rows]
-    pos = {**{k: p.mean(axis=0) for k, p in positions.items()}, **bt.baseline_positions(data.x[rows, -1])}
-    return {k: np.cumsum(bt.pnl(p, y, bps)) for k, p in pos.items()}
+def equity(net: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Net log wealth per day from `net_pnl`: name -> (n,) cumulative log P&L."""
+    return {k: np.cumsum(v) for k, v in net.items()}
 
 
 def oos_dates(data: MarketData) -> np.ndarray:
@@ -133,7 +135,7 @@ def market_verdicts(name: str, result: dict[str, Any], first: str, last: str) ->
     for label, c in result["contrasts"].items():
         lo, hi = c["ci"]
         lines.append(f"{label}: {_pct(c['mean_annual'])} a year net "
-                     f"({result['confidence']:.0%} CI {_pct(lo)} to {_pct(hi)}, stationary bootstrap)")
+                     + format_evidence(lo, hi, result["confidence"], tail="stationary bootstrap", fmt=_pct))
     for variant, row in result["variants"].items():
         s = row["seeds"]
         lines.append(f"{variant}: ensemble Sharpe {row['sharpe_net']:.2f} net; seed noise: single seeds range "

@@ -1,6 +1,6 @@
 """Inference on one dependent daily path: block-bootstrap intervals and Hansen's SPA / StepM.
 
-A real market gives a single path, so the replicas of `stats` (one per seed)
+A real market gives a single path, so the replicas of `inference` (one per seed)
 say nothing about the market's own randomness. Here the days are resampled in
 blocks by `arch.bootstrap` (no hand-written resampling), which keeps the
 serial dependence (volatility clustering) of daily P&L.

@@ -7,10 +7,10 @@ PNG bytes. Nothing here reads or writes a file.
 
 Within a point, replica s of every dropout value shares its data draw and
 initial weights, so dropout d is compared with dropout 0 paired by seed
-(`stats.paired_test`). The family is every (point, dropout value != 0,
+(`inference.paired_contrast`). The family is every (point, dropout value != 0,
 metric) contrast of the whole grid, test return and gap together; p-values are
-adjusted once over that family by statsmodels' `multipletests`
-(Benjamini-Hochberg `fdr_bh`, or `holm`), never by hand.
+adjusted once over that family and each contrast decided by
+`inference.adjust_family` (Benjamini-Hochberg or Holm, `sweep.fdr`).
 
 metrics/sweep.json, schema 1 (returns and gaps are per step, in units of the
 return series; NaN where a value is undefined, e.g. fewer than two seeds)::
@@ -58,24 +58,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from statsmodels.stats.multitest import multipletests
 
-from neural_trader import stats
-from neural_trader.stats import summarise_cell
+from neural_trader.inference import (ADJUSTMENTS, adjust_family, format_fixed, format_p, mean_ci, paired_contrast,
+                                    summarise_cell)
 from neural_trader.sweep.points import REFERENCE, Point, SweepConfig
 from neural_trader.sweep.verdicts import _qname, _value_text, verdicts
 
-__all__ = ["SCHEMA", "FIGURES", "METRICS", "METHODS", "point_summary", "adjust_pvalues", "sweep_contrasts",
-           "verdicts", "sweep_summary", "sweep_markdown"]
+__all__ = ["SCHEMA", "FIGURES", "METRICS", "point_summary", "sweep_contrasts", "verdicts", "sweep_summary",
+           "sweep_markdown"]
 
 SCHEMA = 1
 #: the sweep's figures, plots/sweep/<name>.png
 FIGURES = ("effect_test_return", "effect_gap", "oracle_fraction")
 #: contrast metric -> its per-seed key in an evaluation
 METRICS = {"test_return": "test_mean_return", "gap": "gap"}
-#: fdr setting -> (statsmodels method, words)
-METHODS = {"bh": ("fdr_bh", "Benjamini-Hochberg false discovery rate"),
-           "holm": ("holm", "Holm family-wise error rate")}
 _TOL = 1e-12  # |oracle return| at or below this: the oracle earns nothing, no fraction
 
 
@@ -88,7 +84,7 @@ def _fraction_ci(ev: dict[str, Any], confidence: float) -> dict[str, float] | No
     oracle = np.asarray(ps["oracle_return"], dtype=float)
     if not np.all(np.isfinite(oracle)) or np.any(np.abs(oracle) <= _TOL):
         return None
-    mean, lo, hi = stats.mean_ci(np.asarray(ps["test_mean_return"], dtype=float) / oracle, confidence)
+    mean, lo, hi = mean_ci(np.asarray(ps["test_mean_return"], dtype=float) / oracle, confidence)
     return {"mean": mean, "ci_lo": lo, "ci_hi": hi}
 
 
@@ -108,33 +104,6 @@ def point_summary(evals: Mapping[float, dict[str, Any]], confidence: float) -> l
 
 
 # ---------------------------------------------------------------- contrasts
-def adjust_pvalues(pvalues: Sequence[float], method: str = "bh") -> np.ndarray:
-    """Adjusted p-values (BH q-values or Holm), in input order, by statsmodels; NaN stays NaN and is not counted."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
-    p = np.asarray(pvalues, dtype=float)
-    valid = ~np.isnan(p)
-    if np.any((p[valid] < 0) | (p[valid] > 1)):
-        raise ValueError("p-values must lie in [0, 1]")
-    out = np.full(p.shape, np.nan)
-    if valid.any():
-        out[valid] = multipletests(p[valid], method=METHODS[method][0])[1]
-    return out
-
-
-def _contrast(point: Point, d: float, metric: str, a: Any, b: Any, confidence: float, alpha: float,
-              power: float) -> dict[str, Any]:
-    va, vb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if va.shape != vb.shape:
-        raise ValueError(f"point {point.name}, dropout {d}: cannot pair {va.size} seeds with {vb.size}")
-    test = stats.paired_test(va, vb, confidence)
-    sd = float(np.std(va - vb, ddof=1)) if va.size > 1 else math.nan
-    return {"point": point.name, "values": dict(point.values), "settings": dict(point.settings),
-            "dropout": float(d), "metric": metric, "mean_a": float(va.mean()), "mean_b": float(vb.mean()),
-            "diff": test["diff"], "ci_lo": test["lo"], "ci_hi": test["hi"], "t": test["t"], "p": test["p"],
-            "n": test["n"], "sd_diff": sd, "mde": stats.min_detectable_effect(sd, test["n"], alpha, power)}
-
-
 def sweep_contrasts(points: Sequence[tuple[Point, Mapping[float, dict[str, Any]]]], *, confidence: float = 0.95,
                     power: float = 0.8, alpha: float = 0.05, method: str = "bh",
                     effect_of_interest: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
@@ -162,15 +131,13 @@ def sweep_contrasts(points: Sequence[tuple[Point, Mapping[float, dict[str, Any]]
             if d == REFERENCE:
                 continue
             for metric, key in METRICS.items():
-                records.append(_contrast(point, d, metric, ev["per_seed"][key], ref[key], confidence, alpha, power))
-    q = adjust_pvalues([r["p"] for r in records], method)
-    m = max(1, int(np.sum(~np.isnan(q))))
-    for rec, qi in zip(records, q):
-        rec["q"] = float(qi)
-        rec["significant"] = bool(qi < alpha)  # NaN compares False
-        rec["mde_adjusted"] = stats.min_detectable_effect(rec["sd_diff"], rec["n"], alpha / m, power)
-        rec.update(stats.decision(rec["significant"], rec["diff"], rec["ci_lo"], rec["ci_hi"], rec["sd_diff"],
-                                  (effect_of_interest or {}).get(rec["metric"]), alpha / m, power))
+                records.append({"point": point.name, "values": dict(point.values), "settings": dict(point.settings),
+                                "dropout": float(d), "metric": metric,
+                                **paired_contrast(ev["per_seed"][key], ref[key], confidence, alpha, power,
+                                                  label=f"point {point.name}, dropout {d}")})
+    adjust_family(records, method, alpha=alpha, power=power, margins=effect_of_interest)
+    for rec in records:
+        rec["q"] = rec.pop("p_adj")
     return records
 
 
@@ -204,20 +171,11 @@ def sweep_summary(sweep: SweepConfig, results: Sequence[tuple[Point, Mapping[flo
 
 
 # ---------------------------------------------------------------- Markdown
-def _fmt(x: float | None, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    return f"{x:.{digits}f}"
-
-
 def _ci_text(c: dict[str, float] | None, digits: int = 4) -> str:
     if not c:
         return "n/a"
-    return f"{_fmt(c['mean'], digits)} ({_fmt(c['ci_lo'], digits)} to {_fmt(c['ci_hi'], digits)})"
-
-
-def _p(p: float) -> str:
-    return stats.format_p(p).removeprefix("= ")
+    mean, lo, hi = (format_fixed(c[k], digits) for k in ("mean", "ci_lo", "ci_hi"))
+    return f"{mean} ({lo} to {hi})"
 
 
 def sweep_markdown(summary: dict[str, Any], figures_dir: str = "../plots/sweep") -> str:
@@ -232,7 +190,7 @@ def sweep_markdown(summary: dict[str, Any], figures_dir: str = "../plots/sweep")
          f"replica s shares its data draw and initial weights). {len(summary['points'])} points computed, "
          f"{len(summary['failed'])} failed. Intervals are {pct} t-intervals over seeds; p-values are paired "
          f"t-tests, adjusted over all {summary['family_size']} contrasts of the grid "
-         f"({METHODS[summary['method']][1]}, {qname} < {summary['alpha']:g})."), "",
+         f"({ADJUSTMENTS[summary['method']]}, {qname} < {summary['alpha']:g})."), "",
         "## Verdicts", "",
     ]
     lines += [f"- {v}" for v in summary["verdicts"]] or ["- no contrasts"]
@@ -251,9 +209,11 @@ def sweep_markdown(summary: dict[str, Any], figures_dir: str = "../plots/sweep")
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["contrasts"]:
         need = " / ".join("n/a" if r.get(k) is None else f"{r[k]:,}" for k in ("seeds_needed", "seeds_needed_interest"))
-        lines.append(f"| {r['point']} | {_value_text(r['dropout'])} | {r['metric']} | {_fmt(r['diff'])} "
-                     f"| {_fmt(r['ci_lo'])} to {_fmt(r['ci_hi'])} | {_p(r['p'])} | {_p(r['q'])} "
-                     f"| {_fmt(r['mde'])} / {_fmt(r['mde_adjusted'])} | {need} "
+        diff, lo, hi, mde, mde_adjusted = (format_fixed(r[k]) for k in ("diff", "ci_lo", "ci_hi", "mde", "mde_adjusted"))
+        p_text, q_text = (format_p(r[k], relation=False) for k in ("p", "q"))
+        lines.append(f"| {r['point']} | {_value_text(r['dropout'])} | {r['metric']} | {diff} | {lo} to {hi} | {p_text} "
+                     f"| {q_text} "
+                     f"| {mde} / {mde_adjusted} | {need} "
                      f"| {r.get('state', 'significant' if r['significant'] else 'undecided')} |")
     lines += ["", "## Figures", ""] + [f"![{f}]({figures_dir}/{f}.png)" for f in FIGURES]
     return "\n".join(lines) + "\n"

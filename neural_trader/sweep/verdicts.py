@@ -3,7 +3,7 @@
 A closing line never says "no difference": contrasts that are not significant
 are counted as equivalent (their CI inside +- the effect of interest) or
 undecided, with the seeds that would detect the effect of interest
-(`sweep_report.sweep_contrasts` sets each record's state).
+(`inference.adjust_family` sets each record's state).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from neural_trader import stats
+from neural_trader.inference import format_evidence, format_number, format_p
 
 __all__ = ["verdicts", "METRIC_NAMES"]
 
@@ -52,7 +52,7 @@ def _where(values: Mapping[str, Any]) -> str:
 
 
 def _signed(x: float) -> str:
-    return ("+" if x > 0 else "") + stats.format_number(x)
+    return ("+" if x > 0 else "") + format_number(x)
 
 
 def _qname(method: str) -> str:
@@ -65,9 +65,9 @@ def _verdict(rec: dict[str, Any], confidence: float, method: str) -> str:
         what = f"{'raises' if diff > 0 else 'lowers'} test return"
     else:
         what = f"{'widens' if diff > 0 else 'narrows'} the overfitting gap"
-    return (f"dropout {d} {what}{_where(rec['values'])} ({_signed(diff)} per step, "
-            f"{stats._percent(confidence)} CI {stats.format_number(rec['ci_lo'])} to "
-            f"{stats.format_number(rec['ci_hi'])}, {_qname(method)} {stats.format_p(rec['q'])})")
+    evidence = format_evidence(rec["ci_lo"], rec["ci_hi"], confidence, lead=f"{_signed(diff)} per step",
+                               tail=f"{_qname(method)} {format_p(rec['q'])}")
+    return f"dropout {d} {what}{_where(rec['values'])} {evidence}"
 
 
 def _closing(metric: str, rows: list[dict[str, Any]], hits: int, alpha: float, method: str) -> str:
@@ -82,7 +82,7 @@ def _closing(metric: str, rows: list[dict[str, Any]], hits: int, alpha: float, m
     undecided = [r for r in rest if r.get("state", "undecided") == "undecided"]
     parts = []
     if equivalent:
-        parts.append(f"{len(equivalent)} equivalent within +-{stats.format_number(equivalent[0]['effect_of_interest'])}")
+        parts.append(f"{len(equivalent)} equivalent within +-{format_number(equivalent[0]['effect_of_interest'])}")
     if undecided:
         needs = [r.get("seeds_needed_interest") or r.get("seeds_needed") for r in undecided]
         known = [n for n in needs if n]

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from neural_trader import plots, stats
+from neural_trader import plots
 from neural_trader.evaluate import oracle_fraction
-from neural_trader.stats import summarise_cell
+from neural_trader.inference import summarise_cell
 
 from neural_trader.synthetic.contrasts import contrasts
 from neural_trader.synthetic.sources import Oracle

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
-from neural_trader import stats
+from neural_trader.inference import format_fixed, format_p
 from neural_trader.synthetic.comparison import FIGURES
 
 __all__ = ["comparison_markdown"]
-
-
-def _fmt(x: float | None, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not np.isfinite(x)):
-        return "n/a"
-    return f"{x:.{digits}f}"
-
-
-def _p(p: float) -> str:
-    return stats.format_p(p).removeprefix("= ")
 
 
 def comparison_markdown(cfg: Any, comparison: dict[str, Any], figures_dir: str) -> str:
@@ -57,13 +45,13 @@ def comparison_markdown(cfg: Any, comparison: dict[str, Any], figures_dir: str) 
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for x in cells:
-        t, b, g = x["test_return"], x["test_return_best"], x["gap"]
+        t, g = ({k: format_fixed(v) for k, v in x[m].items()} for m in ("test_return", "gap"))
         lines.append(
-            f"| {x['regime']}-{x['model']} | {_fmt(t['mean'])} ({_fmt(t['ci_lo'])} to {_fmt(t['ci_hi'])}) "
-            f"| {_fmt(b['mean'])} | {_fmt(x['oracle_return'])} | {_fmt(x['oracle_fraction'], 2)} "
-            f"| {_fmt(x['buy_and_hold_return'])} | {_fmt(g['mean'])} ({_fmt(g['ci_lo'])} to {_fmt(g['ci_hi'])}) "
-            f"| {_fmt(x['sharpe'], 3)} | {_fmt(x['hit_rate'], 3)} | {_fmt(x['mean_position'], 3)} "
-            f"| {x['best_epoch']:.0f} |"
+            f"| {x['regime']}-{x['model']} | {t['mean']} ({t['ci_lo']} to {t['ci_hi']}) "
+            f"| {format_fixed(x['test_return_best']['mean'])} | {format_fixed(x['oracle_return'])} "
+            f"| {format_fixed(x['oracle_fraction'], 2)} | {format_fixed(x['buy_and_hold_return'])} "
+            f"| {g['mean']} ({g['ci_lo']} to {g['ci_hi']}) | {format_fixed(x['sharpe'], 3)} "
+            f"| {format_fixed(x['hit_rate'], 3)} | {format_fixed(x['mean_position'], 3)} | {x['best_epoch']:.0f} |"
         )
     lines += [
         "",
@@ -74,9 +62,10 @@ def comparison_markdown(cfg: Any, comparison: dict[str, Any], figures_dir: str) 
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in family:
+        diff, lo, hi, mde, margin = (format_fixed(r[k]) for k in ("diff", "ci_lo", "ci_hi", "mde", "effect_of_interest"))
         lines.append(
-            f"| {r['name'].replace('|', '/')} | {_fmt(r['diff'])} | {_fmt(r['ci_lo'])} to {_fmt(r['ci_hi'])} "
-            f"| {_p(r['p'])} | {_p(r['p_adj'])} | {_fmt(r['mde'])} | {_fmt(r['effect_of_interest'])} "
+            f"| {r['name'].replace('|', '/')} | {diff} | {lo} to {hi} "
+            f"| {format_p(r['p'], relation=False)} | {format_p(r['p_adj'], relation=False)} | {mde} | {margin} "
             f"| {_seeds(r['seeds_needed'])} / {_seeds(r['seeds_needed_interest'])} | {r['state']} |"
         )
     lines += ["", "## Figures", ""]

@@ -1,13 +1,17 @@
-"""The core's per-cell evaluation and cross-cell comparison, on tiny hand-made inputs (milliseconds)."""
+"""The core's per-cell evaluation, the family of contrasts and cross-cell comparison, on tiny hand-made inputs."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
 import torch
 
+from neural_trader.inference import STATES, adjust, format_number, format_p, min_detectable_effect, seeds_needed
 from neural_trader.synthetic import comparison as cmp
-from neural_trader.synthetic.config import AR1Regime, IIDRegime
+from neural_trader.synthetic.config import AR1Regime, CompareConfig, IIDRegime
+from neural_trader.synthetic.contrasts import contrasts
 from neural_trader.synthetic.metrics import evaluate_cell
 from neural_trader.evaluate import CURVE_GRID, policy_metrics
 from neural_trader.synthetic.sources import make_source
@@ -108,3 +112,150 @@ def test_pooling_concatenates_seeds_in_order():
 def test_valid_return_table_is_long_format():
     table = cmp.valid_return_table({"x-base": np.array([[1.0, 2.0], [3.0, 4.0]])}, np.arange(1, 3))
     assert table == "epoch\tcell\tvalid_return\n1\tx-base\t2\n2\tx-base\t3\n"
+
+
+# -------------------------------------------------------------------- the family of contrasts
+def _family(rng, s=16, effect=0.0, dropout_gap=0.0, regimes=("random", "momentum"), variants=("base", "dropout")):
+    """Per-seed results; `effect` is added to every non-first regime's test return."""
+    out = {}
+    shared = rng.normal(0.0, 0.01, size=s)  # seed-level noise shared by all cells: pairing helps
+    for i, regime in enumerate(regimes):
+        for j, variant in enumerate(variants):
+            out[(regime, variant)] = {
+                "test_return": shared + rng.normal(0.0, 0.01, s) + (effect if i else 0.0),
+                "gap": rng.normal(0.01, 0.005, s) + (dropout_gap if j else 0.0),
+            }
+    return out
+
+
+def test_contrasts_family_structure():
+    rng = np.random.default_rng(0)
+    fam = contrasts(_family(rng), ["random", "momentum"], ["base", "dropout"], **CompareConfig().model_dump())
+    names = [r["name"] for r in fam]
+    assert names == [
+        "momentum - random | base",
+        "momentum - random | dropout",
+        "dropout - base | random | test_return",
+        "dropout - base | random | gap",
+        "dropout - base | momentum | test_return",
+        "dropout - base | momentum | gap",
+    ]
+    keys = {"name", "metric", "diff", "ci_lo", "ci_hi", "t", "p", "p_adj", "significant", "mde", "n", "verdict"}
+    for rec in fam:
+        assert keys <= rec.keys()
+        assert rec["n"] == 16
+        assert rec["p_adj"] >= rec["p"]
+        assert rec["ci_lo"] <= rec["diff"] <= rec["ci_hi"]
+    assert [r["p_adj"] for r in fam] == pytest.approx(list(adjust([r["p"] for r in fam], "holm")))
+
+
+def test_contrasts_pair_by_seed_index():
+    results = {
+        ("random", "base"): {"test_return": np.array([0.0, 1.0, 2.0]), "gap": np.zeros(3)},
+        ("momentum", "base"): {"test_return": np.array([0.5, 1.5, 2.5]), "gap": np.zeros(3)},
+    }
+    (rec,) = contrasts(results, ["random", "momentum"], ["base"])
+    assert rec["diff"] == 0.5 and rec["p"] == 0.0 and rec["significant"]  # paired: constant shift
+
+
+def test_contrasts_any_number_of_regimes_and_variants():
+    rng = np.random.default_rng(1)
+    regimes, variants = ("random", "mild", "strong"), ("base", "dropout", "wide")
+    res = _family(rng, regimes=regimes, variants=variants)
+    fam = contrasts(res, regimes, variants, null_regime="random")
+    assert len(fam) == 2 * 3 + 3 * 2 * 2
+    assert {r["name"] for r in fam if r["kind"] == "regime"} == {
+        f"{r} - random | {v}" for r in ("mild", "strong") for v in variants
+    }
+    # a designated null regime that is not first becomes the reference
+    fam = contrasts(res, ["mild", "random", "strong"], variants, null_regime="random")
+    assert all(r["b"] == "random" for r in fam if r["kind"] == "regime")
+    assert contrasts(res, ["random"], ["base"]) == []
+    with pytest.raises(ValueError, match="null_regime"):
+        contrasts(res, regimes, variants, null_regime="nope")
+    with pytest.raises(ValueError, match="no cell"):
+        contrasts(res, ["random", "other"], ["base"])
+
+
+def test_contrasts_null_rarely_significant():
+    rng = np.random.default_rng(2)
+    trials = 300
+    any_sig = sum(
+        any(r["significant"] for r in contrasts(_family(rng), ["random", "momentum"], ["base", "dropout"]))
+        for _ in range(trials)
+    )
+    # Holm keeps the family-wise error rate at 5%; allow simulation noise
+    assert any_sig / trials <= 0.09
+
+
+def test_contrasts_detect_strong_effect_with_verdicts():
+    rng = np.random.default_rng(4)
+    fam = contrasts(_family(rng, effect=0.07, dropout_gap=-0.01), ["random", "momentum"], ["base", "dropout"])
+    by = {r["name"]: r for r in fam}
+    mom = by["momentum - random | base"]
+    assert mom["significant"] and mom["diff"] == pytest.approx(0.07, abs=0.01)
+    assert mom["verdict"].startswith("with base: momentum beats random by ")
+    assert "per step (95% CI " in mom["verdict"]
+    assert "adjusted p < 1e-6" in mom["verdict"]
+    for text in (mom["diff"], mom["ci_lo"], mom["ci_hi"]):
+        assert format_number(text) in mom["verdict"]
+    gap = by["dropout - base | momentum | gap"]
+    assert gap["significant"] and gap["diff"] < 0
+    assert gap["verdict"].startswith("on momentum: dropout has a smaller overfitting gap than base by ")
+    # the interval in the verdict is that of the effect's size, positive here
+    numbers = [float(x) for x in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", gap["verdict"].split("CI ")[1])[:2]]
+    assert numbers == pytest.approx([-gap["ci_hi"], -gap["ci_lo"]], rel=0.01)
+
+
+def test_contrasts_non_significant_verdict_is_undecided_with_the_seeds_it_needs():
+    results = _family(np.random.default_rng(5))
+    fam = contrasts(results, ["random", "momentum"], ["base", "dropout"], confidence=0.9, power=0.9)
+    rec = next(r for r in fam if not r["significant"] and r["metric"] == "gap")
+    v = rec["verdict"]
+    assert rec["state"] == "undecided" and rec["effect_of_interest"] is None
+    assert v.startswith("on random: undecided between dropout and base on overfitting gap: about ")
+    assert "no significant difference" not in v and "no difference" not in v
+    assert f"diff {format_number(rec['diff'])}, 90% CI {format_number(rec['ci_lo'])} to {format_number(rec['ci_hi'])}" in v
+    assert f"adjusted p {format_p(rec['p_adj'])}" in v
+    # without an effect of interest, the seeds that would detect the observed difference
+    assert f"about {rec['seeds_needed']:,} seeds would detect an effect of {format_number(abs(rec['diff']))}" in v
+    # the MDE and the seeds needed are taken at the family's Bonferroni level alpha / m, from the sd of the differences
+    d = results[(rec["within"], "dropout")]["gap"] - results[(rec["within"], "base")]["gap"]
+    sd, m = float(np.std(d, ddof=1)), len(fam)
+    assert rec["mde"] == pytest.approx(min_detectable_effect(sd, 16, 0.05 / m, 0.9))
+    assert rec["mde"] > min_detectable_effect(sd, 16, 0.05, 0.9)
+    assert rec["seeds_needed"] == seeds_needed(sd, rec["diff"], 0.05 / m, 0.9) > 16  # not significant: more needed
+
+
+def test_contrasts_in_three_states_with_an_effect_of_interest():
+    """Significant after Holm; equivalent when the CI lies inside +- the margin; else undecided, with seeds."""
+    rng = np.random.default_rng(11)
+    noise = rng.normal(0, 1e-4, 64)
+    results = {(r, v): {"test_return": base + shift + rng.normal(0, 1e-5, 64) + noise, "gap": noise}
+               for r, base in (("random", 0.0), ("momentum", 0.08)) for v, shift in (("base", 0.0), ("dropout", 0.0))}
+    results[("momentum", "dropout")]["gap"] = noise + rng.normal(0, 0.01, 64)  # noisy: undecided at a 0.001 margin
+    fam = contrasts(results, ["random", "momentum"], ["base", "dropout"],
+                    effect_of_interest={"test_return": 1e-4, "gap": 0.001})
+    by = {r["name"]: r for r in fam}
+    assert by["momentum - random | base"]["state"] == "significant"
+    eq = by["dropout - base | random | test_return"]
+    assert eq["state"] == "equivalent" and -1e-4 < eq["ci_lo"] and eq["ci_hi"] < 1e-4
+    assert eq["verdict"] == (f"on random: dropout and base are equivalent on test return within +-{format_number(1e-4)} "
+                             f"(diff {format_number(eq['diff'])}, 95% CI {format_number(eq['ci_lo'])} to "
+                             f"{format_number(eq['ci_hi'])}, inside the margin)")
+    und = by["dropout - base | momentum | gap"]
+    assert und["state"] == "undecided" and not (-0.001 < und["ci_lo"] and und["ci_hi"] < 0.001)
+    sd = float(np.std(results[("momentum", "dropout")]["gap"] - results[("momentum", "base")]["gap"], ddof=1))
+    assert und["seeds_needed_interest"] == seeds_needed(sd, 0.001, 0.05 / len(fam), 0.8) > 64
+    assert (f"about {und['seeds_needed_interest']:,} seeds would detect an effect of {format_number(0.001)} at 80% power, "
+            "64 do now") in und["verdict"]
+    assert all(r["state"] in STATES for r in fam)
+
+
+def test_contrasts_unequal_seed_counts():
+    res = {
+        ("random", "base"): {"test_return": np.zeros(4), "gap": np.zeros(4)},
+        ("momentum", "base"): {"test_return": np.ones(5), "gap": np.zeros(5)},
+    }
+    with pytest.raises(ValueError, match="cannot pair"):
+        contrasts(res, ["random", "momentum"], ["base"])

@@ -1,4 +1,6 @@
-"""The sweep's core: grid expansion, validation at the door, the pairing design, grid-wide FDR, verdicts, figures."""
+"""The sweep's core: grid expansion, validation at the door, the pairing design, grid-wide FDR, verdicts, figures.
+
+`inference.adjust` itself is tested in tests/unit/test_inference.py."""
 
 from __future__ import annotations
 
@@ -12,14 +14,13 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
-from scipy.stats import false_discovery_control
 from statsmodels.stats.multitest import multipletests
 
 from neural_trader.config import ConfigError
 from neural_trader.params import parse_config
 from neural_trader.sweep.points import SweepConfig, expand, model_name, parse_sweep, validate_sweep
 from neural_trader.sweep.plots import heatmaps_png, oracle_fraction_png, sweep_figures
-from neural_trader.sweep.report import (adjust_pvalues, point_summary, sweep_contrasts, sweep_markdown, sweep_summary, verdicts)
+from neural_trader.sweep.report import point_summary, sweep_contrasts, sweep_markdown, sweep_summary, verdicts
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -231,26 +232,6 @@ def test_point_summary_gives_cis_over_seeds_and_no_oracle_fraction_without_signa
 
 
 # ------------------------------------------------------------------ multiplicity
-def _known_p() -> np.ndarray:
-    rng = np.random.default_rng(1)
-    return rng.permutation(np.concatenate([np.full(10, 1e-5) * np.arange(1, 11), rng.uniform(size=90)]))
-
-
-def test_bh_q_values_are_statsmodels_and_scipy_and_holm_is_stricter():
-    p = _known_p()
-    bh, holm = adjust_pvalues(p, "bh"), adjust_pvalues(p, "holm")
-    np.testing.assert_allclose(bh, multipletests(p, method="fdr_bh")[1])
-    np.testing.assert_allclose(bh, false_discovery_control(p, method="bh"))
-    np.testing.assert_allclose(holm, multipletests(p, method="holm")[1])
-    assert np.all(holm >= bh - 1e-15) and (holm < 0.05).sum() <= (bh < 0.05).sum()
-    assert (bh < 0.05).sum() >= 10
-    np.testing.assert_allclose(adjust_pvalues([0.01, 0.02, 0.03, 0.04, 0.05]), [0.05] * 5)  # by hand
-    q = adjust_pvalues([0.01, math.nan, 0.04])  # NaN: not testable, not counted
-    assert math.isnan(q[1]) and q[[0, 2]] == pytest.approx([0.02, 0.04])
-    with pytest.raises(ValueError, match="method"):
-        adjust_pvalues(p, "bonferroni")
-
-
 def test_contrasts_pair_by_seed_and_adjust_over_the_whole_grid():
     axes = {"hidden": [5, 128], "data.n_train": [100, 1000], "rho": [0.1]}
     grid = _grid(axes, effect={("hidden128-n_train100-rho0p1", 0.5): 0.012})

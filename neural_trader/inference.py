@@ -1,9 +1,11 @@
-"""Inference across seeds: confidence intervals, paired tests, Holm, power (the family: `contrasts`).
+"""Inference over seeds for every study: paired contrasts, one family's adjustment and verdict, in words.
 
 Every replica (seed) of a variant is one independent draw, so a per-seed
-statistic (S,) is a sample of size S. Cells of the study grid that share a seed
-index share their data seed, so two cells are compared *paired by seed index*:
-the test is a one-sample t-test on the S differences.
+statistic (S,) is a sample of size S. Cells that share a seed index share their
+data seed, so two cells are compared *paired by seed index*: a one-sample t-test
+on the S differences (`paired_contrast`). The synthetic study and the sweep
+build, adjust and decide their contrasts here; they and the markets' report
+word their verdicts with the formatters here.
 
 Everything here takes numpy arrays (torch tensors are accepted and copied to
 the CPU) and returns plain Python floats, dicts and numpy arrays; nothing reads
@@ -14,17 +16,27 @@ Conventions:
 * Confidence intervals are two-sided Student-t intervals with S-1 degrees of
   freedom. With fewer than two values there is no spread to estimate: the mean
   is returned and the interval, t and p are NaN.
-* p-values are two-sided. `holm` controls the family-wise error rate
-  (held to statsmodels' `multipletests`); the power behind the minimum detectable
-  effect is the noncentral t of statsmodels' `TTestPower`, both tails, made
-  robust where statsmodels returns NaN (see `_power_exact`).
-* The minimum detectable effect (MDE) is in the units of the compared metric.
+* p-values are two-sided. A family of contrasts is adjusted together by
+  `adjust`: Holm (family-wise error rate) or Benjamini-Hochberg (false
+  discovery rate). A contrast without a p-value (fewer than two seeds) is not
+  a test: it stays NaN and does not count towards the family size m.
+* A contrast is then decided (`adjust_family`, the states of STATES):
+  significant when its adjusted p-value is below alpha; else equivalent when
+  its CI lies inside +- the effect of interest; else undecided. It is never
+  reported as "no difference". Its minimum detectable effect (MDE) and the
+  seeds it needs are taken at alpha / m, the strictest level either adjustment
+  applies, so an effect of that size is found, after adjustment, with at least
+  the stated power.
+* The power behind the MDE is the noncentral t of statsmodels' `TTestPower`,
+  both tails, made robust where statsmodels returns NaN (see `_power_exact`).
+  The MDE is in the units of the compared metric.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,15 +44,27 @@ from scipy import optimize
 from scipy import stats as st
 
 __all__ = [
+    "ADJUSTMENTS",
+    "STATES",
     "mean_ci",
-    "paired_test",
-    "holm",
+    "paired_contrast",
+    "adjust",
+    "adjust_family",
     "min_detectable_effect",
     "seeds_needed",
-    "decision",
+    "summarise_cell",
     "format_number",
     "format_p",
+    "format_percent",
+    "format_fixed",
+    "format_evidence",
 ]
+
+#: `adjust`'s methods, in words
+ADJUSTMENTS = {"bh": "Benjamini-Hochberg false discovery rate", "holm": "Holm family-wise error rate"}
+
+#: a contrast's verdict: a difference found, a difference ruled out (within the effect of interest), or neither
+STATES = ("significant", "equivalent", "undecided")
 
 
 # --------------------------------------------------------------------- helpers
@@ -73,20 +97,37 @@ def format_number(x: float) -> str:
     return f"{x:#.3g}".rstrip(".")  # '#' keeps trailing zeros; exponent below 1e-4
 
 
-def format_p(p: float) -> str:
-    """A p-value for a sentence: '< 1e-6', '= 3.2e-05', '= 0.041', '= 1'."""
+def format_p(p: float, *, relation: bool = True) -> str:
+    """A p-value for a sentence: '< 1e-6', '= 3.2e-05', '= 0.041', '= 1'; for a table cell (not `relation`) no '= '."""
     p = float(p)
     if math.isnan(p):
-        return "= n/a"
-    if p < 1e-6:
-        return "< 1e-6"
-    if p < 1e-3:
-        return f"= {p:.1e}"
-    return f"= {p:.2g}"
+        text = "= n/a"
+    elif p < 1e-6:
+        text = "< 1e-6"
+    elif p < 1e-3:
+        text = f"= {p:.1e}"
+    else:
+        text = f"= {p:.2g}"
+    return text if relation else text.removeprefix("= ")
 
 
-def _percent(level: float) -> str:
+def format_percent(level: float) -> str:
+    """A level as a percentage: 0.95 -> '95%', 0.975 -> '97.5%'."""
     return f"{level * 100:g}%"
+
+
+def format_fixed(x: float | None, digits: int = 4) -> str:
+    """A table cell: `x` to `digits` decimals; 'n/a' for None or a non-finite float."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return f"{x:.{digits}f}"
+
+
+def format_evidence(lo: float, hi: float, confidence: float, *, lead: str | None = None, tail: str | None = None,
+                    fmt: Callable[[float], str] = format_number) -> str:
+    """A verdict's evidence in brackets: '(<lead>, 95% CI <lo> to <hi>, <tail>)', the bounds written by `fmt`."""
+    parts = [lead, f"{format_percent(confidence)} CI {fmt(lo)} to {fmt(hi)}", tail]
+    return "(" + ", ".join(x for x in parts if x) + ")"
 
 
 # ------------------------------------------------------------------ intervals
@@ -109,69 +150,116 @@ def mean_ci(values: Any, confidence: float = 0.95) -> tuple[float, float, float]
     return mean, mean - half, mean + half
 
 
-def paired_test(a: Any, b: Any, confidence: float = 0.95) -> dict[str, float]:
-    """Two-sided paired t-test of mean(a - b) = 0, pairing a[i] with b[i].
+def paired_contrast(a: Any, b: Any, confidence: float = 0.95, alpha: float = 0.05, power: float = 0.8, *,
+                    label: str = "paired values") -> dict[str, Any]:
+    """a minus b, paired by seed index (a[i] with b[i]): the contrast record every study reports.
 
-    Returns dict(diff, lo, hi, t, p, n): the mean difference, its Student-t
-    interval at `confidence`, the t statistic (S-1 df), the two-sided p-value
-    and the number of pairs. p equals `scipy.stats.ttest_rel(a, b).pvalue`.
+    Returns dict(mean_a, mean_b, diff, ci_lo, ci_hi, t, p, n, sd_diff, mde):
+    the means, the mean difference and its Student-t interval at `confidence`,
+    the t statistic (S-1 df) of the two-sided paired t-test of mean(a - b) = 0
+    and its p-value (equal to `scipy.stats.ttest_rel(a, b).pvalue`), the number
+    of pairs, the sd of the differences (ddof=1; NaN below two pairs) and the
+    minimum detectable effect at level `alpha` (one test, unadjusted) and `power`.
 
     Zero-variance differences, where the t statistic is 0/0 or x/0:
     all differences exactly 0 -> t = 0, p = 1; all equal and non-zero ->
-    t = +-inf, p = 0; both with lo = hi = diff. Fewer than two pairs ->
-    t, p, lo, hi are NaN.
+    t = +-inf, p = 0; both with ci_lo = ci_hi = diff. Fewer than two pairs ->
+    t, p, ci_lo, ci_hi are NaN. `label` names the contrast in errors.
     """
-    a, b = _vector(a, "a"), _vector(b, "b")
+    a, b = _vector(a, f"{label}: a"), _vector(b, f"{label}: b")
     if a.shape != b.shape:
-        raise ValueError(f"paired values need equal lengths, got {a.size} and {b.size}")
+        raise ValueError(f"{label}: cannot pair {a.size} seeds with {b.size} (paired values need equal lengths)")
     confidence = _check_level(confidence, "confidence")
     d = a - b
     n = int(d.size)
     if n == 0:
-        raise ValueError("paired_test needs at least one pair")
+        raise ValueError(f"{label}: a paired contrast needs at least one pair")
+    sd = float(np.std(d, ddof=1)) if n > 1 else math.nan
+    return dict(mean_a=float(a.mean()), mean_b=float(b.mean()), **_paired_t(d, confidence), n=n, sd_diff=sd,
+                mde=min_detectable_effect(sd, n, alpha, power))
+
+
+def _paired_t(d: np.ndarray, confidence: float) -> dict[str, float]:
+    """diff, ci_lo, ci_hi, t, p of the differences d (n,), as `paired_contrast` documents."""
+    n = d.size
     if n < 2:
-        return dict(diff=float(d[0]), lo=math.nan, hi=math.nan, t=math.nan, p=math.nan, n=n)
+        return dict(diff=float(d[0]), ci_lo=math.nan, ci_hi=math.nan, t=math.nan, p=math.nan)
     if np.all(d == d[0]):
         diff = float(d[0])
         if diff == 0.0:
-            return dict(diff=0.0, lo=0.0, hi=0.0, t=0.0, p=1.0, n=n)
-        return dict(diff=diff, lo=diff, hi=diff, t=math.copysign(math.inf, diff), p=0.0, n=n)
+            return dict(diff=0.0, ci_lo=0.0, ci_hi=0.0, t=0.0, p=1.0)
+        return dict(diff=diff, ci_lo=diff, ci_hi=diff, t=math.copysign(math.inf, diff), p=0.0)
     diff = float(d.mean())
     se = float(d.std(ddof=1) / math.sqrt(n))
     t = diff / se
     p = float(min(1.0, 2.0 * st.t.sf(abs(t), n - 1)))
     half = float(st.t.ppf(0.5 + confidence / 2, n - 1) * se)
-    return dict(diff=diff, lo=diff - half, hi=diff + half, t=float(t), p=p, n=n)
+    return dict(diff=diff, ci_lo=diff - half, ci_hi=diff + half, t=float(t), p=p)
 
 
 # ------------------------------------------------------------ multiplicity
-def holm(pvalues: Any) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values, in the input order.
+def adjust(pvalues: Any, method: str) -> np.ndarray:
+    """Adjusted p-values of one family, in input order: "holm" (family-wise) or "bh" (false discovery rate).
 
-    With the m p-values sorted ascending, p_(i) becomes
-    max_{j <= i} min(1, (m - j + 1) * p_(j)): monotone in the sorted order,
-    never below the raw p-value, capped at 1. Rejecting where the adjusted
-    value is < alpha controls the family-wise error rate at alpha under any
-    dependence. NaN entries stay NaN and do not count towards m.
+    Holm: with the m p-values sorted ascending, p_(i) becomes
+    max_{j <= i} min(1, (m - j + 1) * p_(j)); rejecting where it is < alpha
+    controls the family-wise error rate at alpha under any dependence.
+    Benjamini-Hochberg: statsmodels' `multipletests(method="fdr_bh")` q-values;
+    rejecting where q < alpha controls the false discovery rate at alpha for
+    independent or positively dependent tests. Never below the raw p-value,
+    capped at 1. NaN entries (no test) stay NaN and do not count towards m.
 
-    Written by hand because it is a measured speed-up: statsmodels'
-    `multipletests(method="holm")` took about 60 ms a call here against
-    microseconds, and the contrast tests call it thousands of times;
-    tests/test_stats.py holds this to statsmodels.
+    Holm is written out because statsmodels' holm runs a full `gc.collect()`
+    on every call: benchmarks/holm_speed.py measured it about 2,500 times
+    slower in a bare interpreter and 15,000 times with torch loaded (0.2 s a
+    call), which made the 300 families of the contrasts' null test take 50 s
+    instead of 6 s. tests/unit/test_inference.py holds it to statsmodels bit for bit.
     """
+    if method not in ADJUSTMENTS:
+        raise ValueError(f"method must be one of {sorted(ADJUSTMENTS)}, got {method!r}")
     p = _vector(pvalues, "pvalues")
     valid = ~np.isnan(p)
-    if np.any((p[valid] < 0) | (p[valid] > 1)):
-        raise ValueError(f"p-values must lie in [0, 1], got {p[valid].min()} .. {p[valid].max()}")
     q = p[valid]
-    m = q.size
-    order = np.argsort(q, kind="stable")
-    ranked = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * q[order]))
-    adjusted = np.empty(m)
-    adjusted[order] = ranked
+    if np.any((q < 0) | (q > 1)):
+        raise ValueError(f"p-values must lie in [0, 1], got {q.min()} .. {q.max()}")
     out = np.full(p.shape, np.nan)
-    out[valid] = adjusted
+    if method == "holm":
+        m = q.size
+        order = np.argsort(q, kind="stable")
+        out[np.flatnonzero(valid)[order]] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * q[order]))
+    elif q.size:
+        # imported here: statsmodels' multitest imports pandas (about 1 s), which the synthetic study never needs
+        from statsmodels.stats.multitest import multipletests
+
+        out[valid] = multipletests(q, method="fdr_bh")[1]
     return out
+
+
+def adjust_family(records: Sequence[dict[str, Any]], method: str, *, alpha: float, power: float,
+                  margins: Mapping[str, float] | None = None) -> int:
+    """Adjust a family of `paired_contrast` records together and decide each, in place; returns m.
+
+    Adds to each record: p_adj (`adjust` over the family), significant
+    (p_adj < alpha), effect_of_interest (margins[metric], None: never
+    equivalent), state (one of STATES, see the module docstring) and, at
+    level alpha / m (m: the records with a p-value, at least 1): mde_adjusted,
+    seeds_needed (to detect the observed |diff|) and seeds_needed_interest (to
+    detect the effect of interest), all at `power`.
+    """
+    adjusted = adjust([r["p"] for r in records], method)
+    m = max(1, int(np.sum(~np.isnan(adjusted))))
+    level = alpha / m
+    for rec, p_adj in zip(records, adjusted):
+        margin = (margins or {}).get(rec["metric"])
+        significant = bool(p_adj < alpha)  # NaN compares False
+        inside = margin is not None and -margin < rec["ci_lo"] and rec["ci_hi"] < margin
+        sd = rec["sd_diff"]
+        rec.update(p_adj=float(p_adj), significant=significant, effect_of_interest=margin,
+                   mde_adjusted=min_detectable_effect(sd, rec["n"], level, power),
+                   seeds_needed=seeds_needed(sd, rec["diff"], level, power),
+                   seeds_needed_interest=seeds_needed(sd, margin or 0.0, level, power),
+                   state="significant" if significant else "equivalent" if inside else "undecided")
+    return m
 
 
 # -------------------------------------------------------------------- power
@@ -182,7 +270,7 @@ def _power_exact(nc: float, df: int, crit: float) -> float:
     `TTestPower.solve_power` then stops at its search bound (measured with
     statsmodels 0.15: n = 2, alpha 0.01, power 0.9 gave 10.0 instead of 74.05).
     So the lower tail P(T < -crit) is taken as P(T' > crit), T' ~ nct(df, -nc),
-    and a non-finite tail that far out counts as 0. tests/test_stats.py holds
+    and a non-finite tail that far out counts as 0. tests/unit/test_inference.py holds
     this to statsmodels wherever statsmodels is finite.
     """
     upper = float(st.nct.sf(crit, df, nc))
@@ -247,7 +335,7 @@ def seeds_needed(sd_diff: float, effect: float, alpha: float = 0.05, power: floa
 
     The inverse of `min_detectable_effect` (exact: the noncentral t, both
     tails): the smallest n >= 2 with min_detectable_effect(sd, n) <= |effect|,
-    found by doubling and bisection over n. tests/test_stats.py holds it to
+    found by doubling and bisection over n. tests/unit/test_inference.py holds it to
     statsmodels' `TTestPower.solve_power`, whose solver fails to converge for
     the very large effect sizes (a few seeds) this must also answer. None when
     there is nothing to detect (effect 0), no spread to size it from (sd not
@@ -275,22 +363,6 @@ def seeds_needed(sd_diff: float, effect: float, alpha: float = 0.05, power: floa
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if detects(mid) else (mid, hi)
     return hi
-
-
-def decision(significant: bool, diff: float, ci_lo: float, ci_hi: float, sd_diff: float, margin: float | None,
-             alpha: float, power: float) -> dict[str, Any]:
-    """A contrast's three-state verdict and the seeds it needs, the fields the study and the sweep both report.
-
-    state: "significant" (as the caller's adjustment decided), else "equivalent"
-    when the CI lies inside +- `margin` (the effect of interest; None: never
-    equivalent), else "undecided". seeds_needed detects the observed |diff|,
-    seeds_needed_interest the margin, both at level `alpha` and `power`.
-    """
-    inside = margin is not None and -margin < ci_lo and ci_hi < margin
-    return {"effect_of_interest": margin,
-            "seeds_needed": seeds_needed(sd_diff, diff, alpha, power),
-            "seeds_needed_interest": seeds_needed(sd_diff, margin or 0.0, alpha, power),
-            "state": "significant" if significant else "equivalent" if inside else "undecided"}
 
 
 # ------------------------------------------------------------- a cell's summary
