@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="a rerun that adds evidence: fresh seeds from --slot, its own folder, ledger, pooled report")
     run.add_argument("--slot", help="the rerun's slot, e.g. 20261128T0200Z (default: now)")
     run.add_argument("--dvc-record", action="store_true",
-                     help="record the outputs in DVC: dvc.lock (dvc commit), or `dvc add` of a rerun's folder")
+                     help="record the outputs in DVC: dvc.lock (dvc commit), `dvc add` of a rerun's folder, or a "
+                          "sweep's points (dvc add) and its report (sweeps/dvc.yaml, dvc commit)")
     run.add_argument("--dvc-push", action="store_true", help="with --dvc-record: also dvc push to the default remote")
     common(run)
     stage = sub.add_parser("stage", help="run one stage in-process, without Prefect (dvc.yaml calls this)")
@@ -225,14 +226,15 @@ def _status(args: argparse.Namespace) -> int:
 
 def _stage(args: argparse.Namespace, cfg) -> int:
     from stages.catalog import Workspace
-    from stages.registry import STAGES
+    from stages.registry import STAGES, SWEEP_STAGES
     from stages.run import run_stage
 
-    if args.name not in STAGES:
-        print(f"neural-trader: error: unknown stage {args.name!r}; one of {', '.join(STAGES)}", file=sys.stderr)
+    stages = {**STAGES, **SWEEP_STAGES}  # sweep_report: what sweeps/dvc.yaml runs
+    if args.name not in stages:
+        print(f"neural-trader: error: unknown stage {args.name!r}; one of {', '.join(stages)}", file=sys.stderr)
         return 2
     item = {}
-    for key, names in STAGES[args.name].choices(cfg).items():
+    for key, names in stages[args.name].choices(cfg).items():
         value = getattr(args, key)
         if value not in names:
             print(f"neural-trader: error: stage {args.name} needs --{key}, one of {', '.join(names)}; got {value!r}",

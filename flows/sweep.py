@@ -7,8 +7,9 @@ Each grid point is a whole study (one AR(1) regime, one model per dropout
 value, paired by seed) in its own workspace `sweeps/<point>/`: a point already
 computed is a stamp hit, and a new axis value computes only its new points.
 A point that fails fails alone: the others finish, and the report names it.
-The report (`metrics/sweep.json`, `reports/sweep.md`, `plots/sweep/`) controls
-the false discovery rate across the whole grid. Under
+The report (`metrics/sweep.json`, `reports/sweep.md`, `plots/sweep/`), the
+registry's `sweep_report` stage, controls the false discovery rate across the
+whole grid; with `dvc_record` it is recorded in `sweeps/dvc.yaml` for `dvc repro`. Under
 `runtime.task_runner: dask` the points' tasks run on a Dask cluster.
 """
 
@@ -23,10 +24,10 @@ from prefect.futures import as_completed, wait
 
 from neural_trader.params import StudyConfig
 from neural_trader.sweep.points import Point, SweepConfig
-from stages.catalog import Workspace, load_sweep
-from stages.versioning import DvcError, is_dvc_workspace
+from stages.catalog import Workspace, load_sweep, write_json
+from stages.versioning import DvcError, check_recordable, is_dvc_workspace
 from tasks.reruns import version_sweep
-from tasks.stages import sweep_report
+from tasks.stages import stage_task
 
 from .study import submit_study
 from .runners import make_task_runner
@@ -34,14 +35,15 @@ from .runners import make_task_runner
 
 # validate_parameters=False: the grid arrives validated; Prefect's pass would re-run each study's model checks
 @flow(name="sweep", log_prints=False, persist_result=True, result_serializer="json", validate_parameters=False)
-def sweep(grid: SweepConfig, points: list[tuple[Point, StudyConfig]], workspace: str = ".", dvc_record: bool = False,
+def sweep(study: StudyConfig, points: list[tuple[Point, StudyConfig]], workspace: str = ".", dvc_record: bool = False,
           dvc_push: bool = False) -> dict[str, Any]:
     """Run every point of the `sweep` grid, then compare dropout across the grid.
 
-    `grid` and `points` are the sweep validated at the door (`load_sweep`): each
-    point with its study, which the point's tasks run as they are.
+    `study` (its `sweep` section the grid) and `points` are the sweep validated
+    at the door (`load_sweep`): each point with its study, which the point's
+    tasks run as they are.
     """
-    root, log = Workspace(Path(workspace)), get_run_logger()
+    root, log, grid = Workspace(Path(workspace)), get_run_logger(), study.sweep or SweepConfig()
     if dvc_record and not is_dvc_workspace(root.root):
         raise DvcError(f"record: {root.root} is not a DVC workspace: run `git init && dvc init` there")
     log.info("sweep: %d points x %d dropout values in %s", len(points), len(grid.dropout), root.root / "sweeps")
@@ -60,9 +62,10 @@ def sweep(grid: SweepConfig, points: list[tuple[Point, StudyConfig]], workspace:
             log.info("point %d/%d %s: %s (%.0f s)", done, len(points), point.name,
                      "failed: " + failed[point.name] if point.name in failed else "done", time.perf_counter() - start)
         wait(figures)  # every point's training pictures too, before the flow (and a Dask client) ends
-        summary = sweep_report(grid, points, str(root.root), failed)
+        write_json(root.sweep_failures, failed)  # the report's record of why a point failed
+        summary = stage_task("sweep_report")(study, str(root.root), {})
         if dvc_record:
-            summary["dvc"] = version_sweep(str(root.root), [p.name for p, _ in points if p.name not in failed],
+            summary["dvc"] = version_sweep(str(root.root), study, [p.name for p, _ in points if p.name not in failed],
                                            push=dvc_push)
     return summary
 
@@ -77,14 +80,18 @@ def _failure(future: Any) -> str | None:
 
 
 def run_sweep(params: str, overrides: list[str], workspace: str, dvc_record: bool = False, dvc_push: bool = False,
-              loaded: tuple[SweepConfig, list[tuple[Point, StudyConfig]]] | None = None) -> dict[str, Any]:
+              loaded: tuple[StudyConfig, list[tuple[Point, StudyConfig]]] | None = None) -> dict[str, Any]:
     """Validate the grid, then run the sweep flow under the task runner the study's runtime asks for.
 
     `loaded` is `load_sweep(params, overrides)` already done (the command line
-    did it): then the params file is not read again.
+    did it): then the params file is not read again. With `dvc_record` only a
+    run sweeps/dvc.yaml describes is recorded: the workspace's params.yaml, no
+    overrides, the workspace's code (checked here, before any work).
     """
-    grid, points = loaded or load_sweep(params, overrides)  # fails here, before any work, on a bad axis
+    study, points = loaded or load_sweep(params, overrides)  # fails here, before any work, on a bad axis
+    root = Workspace(Path(workspace))
+    if dvc_record:
+        check_recordable(root, params, overrides, ["sweep_report"], needs_dvc_yaml=False)
     runner = make_task_runner(points[0][1].runtime)
-    return sweep.with_options(task_runner=runner)(grid=grid, points=points,
-                                                  workspace=str(Workspace(Path(workspace)).root),
+    return sweep.with_options(task_runner=runner)(study=study, points=points, workspace=str(root.root),
                                                   dvc_record=dvc_record, dvc_push=dvc_push)

@@ -16,10 +16,11 @@ from neural_trader.config import ConfigError, RuntimeConfig, SeedsConfig, Strict
 from neural_trader.markets.config import MARKET_KINDS, CostsConfig, MarketsConfig
 from neural_trader.memory import TrainShape, evaluation_bytes, replica_blocks, trainer_bytes
 from neural_trader.seeding import SHARD_ALIGN, max_shards
+from neural_trader.sweep.points import Point, SweepConfig, expand, parse_sweep
 from neural_trader.synthetic.config import REGIME_KINDS, CompareConfig, DataConfig, ModelConfig, TrainConfig
 from neural_trader.warmups.config import WarmupsConfig
 
-__all__ = ["StudyConfig", "parse_config"]
+__all__ = ["StudyConfig", "parse_config", "sweep_points"]
 
 
 class StudyConfig(Strict):
@@ -34,6 +35,7 @@ class StudyConfig(Strict):
     warmups: WarmupsConfig = Field(default_factory=WarmupsConfig)
     markets: MarketsConfig = Field(default_factory=MarketsConfig)  # real prices, walk-forward
     costs: CostsConfig = Field(default_factory=CostsConfig)
+    sweep: SweepConfig | None = None  # the grid over this study (`neural-trader run sweep`); None at a grid point
 
     @field_validator("models")
     @classmethod
@@ -78,7 +80,18 @@ class StudyConfig(Strict):
 
 def parse_config(raw: dict[str, Any] | None) -> StudyConfig:
     """Validate a params dict; raise ConfigError naming the first bad key path."""
+    raw = dict(raw or {})
+    if raw.get("sweep") is not None:  # first, in the sweep's own words (`sweep.dropout: ...`)
+        raw["sweep"] = parse_sweep(raw["sweep"])
     try:
-        return StudyConfig.model_validate(raw or {})
+        return StudyConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(describe_error(exc, StudyConfig, {"data": REGIME_KINDS, "markets": MARKET_KINDS})) from None
+
+
+def sweep_points(cfg: StudyConfig) -> list[Point]:
+    """The grid points of the study's `sweep` section (the defaults without one): names, models, regime.
+
+    Each point's study is not validated again (`load_sweep` did, before the flow ran).
+    """
+    return expand(cfg.model_dump(mode="json"), cfg.sweep or SweepConfig(), parse_config)

@@ -280,13 +280,22 @@ class Workspace:
         return self.market_plots(market) / f"{figure}.png"
 
     # the sweep (stages.sweep): sweeps/<point>/ a whole study workspace per grid point, and
-    #   sweeps/ledger.json, metrics/sweep.json, reports/sweep.md, plots/sweep/<figure>.png
+    #   sweeps/ledger.json, metrics/sweep.json, reports/sweep.md, plots/sweep/<figure>.png;
+    #   sweeps/failures.json (the flow's record of failed points) and sweeps/dvc.yaml (with --dvc-record)
     def sweep_point(self, point: str) -> Path:
         return self.root / "sweeps" / point
 
     @property
     def sweep_ledger(self) -> Path:
         return self.root / "sweeps" / "ledger.json"
+
+    @property
+    def sweep_failures(self) -> Path:
+        return self.root / "sweeps" / "failures.json"
+
+    @property
+    def sweep_dvc_yaml(self) -> Path:
+        return self.root / "sweeps" / "dvc.yaml"
 
     @property
     def sweep_json(self) -> Path:

@@ -18,8 +18,8 @@ import yaml
 from neural_trader.config import ConfigError, apply_overrides, merge_params
 from neural_trader.params import StudyConfig, parse_config
 
-if TYPE_CHECKING:  # the sweep wing is imported by `load_sweep` alone
-    from neural_trader.sweep.points import Point, SweepConfig
+if TYPE_CHECKING:
+    from neural_trader.sweep.points import Point
 
 __all__ = ["read_params", "load_params", "load_sweep", "check_inputs"]
 
@@ -67,25 +67,27 @@ def read_params(path: str | Path) -> dict[str, Any]:
 
 
 def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
-    """Read, override and validate a params file (its `sweep` section aside); ConfigError names the file and key."""
+    """Read, override and validate a params file; ConfigError names the file and key.
+
+    The `sweep` section is validated as a section (`cfg.sweep`); its points' studies by `load_sweep`.
+    """
     raw = read_params(path)
     try:
         raw = apply_overrides(raw, list(overrides))
-        raw.pop("sweep", None)  # the grid over this study: `load_sweep`
         return parse_config(raw)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> tuple[SweepConfig, list[tuple[Point, StudyConfig]]]:
-    """The `sweep` section and every grid point with its study, each validated once, before any work."""
-    from neural_trader.sweep.points import parse_sweep, validate_sweep
+def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> tuple[StudyConfig, list[tuple[Point, StudyConfig]]]:
+    """The study with its `sweep` section, and every grid point with its study, each validated once, before any work."""
+    from neural_trader.sweep.points import SweepConfig, validate_sweep
 
     raw = read_params(path)
     try:
         raw = apply_overrides(raw, list(overrides))
-        sweep = parse_sweep(raw.pop("sweep", None))
-        return sweep, validate_sweep(raw, sweep, parse_config)
+        cfg = parse_config(raw)
+        return cfg, validate_sweep(raw, cfg.sweep or SweepConfig(), parse_config)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 

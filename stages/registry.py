@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neural_trader.params import StudyConfig
+from neural_trader.params import StudyConfig, sweep_points
 from neural_trader.seeding import shard_names
 
 from .catalog import Workspace, file_digest, read_json
 
-__all__ = ["Stage", "STAGES", "FLOW_STAGES", "ALL_STAGES", "STUDY_STAGES", "WARMUPS", "Item", "ITEM_KEYS", "item_id",
+__all__ = ["Stage", "STAGES", "FLOW_STAGES", "SWEEP_STAGES", "ALL_STAGES", "STUDY_STAGES", "WARMUPS", "Item", "ITEM_KEYS", "item_id",
            "cell_name", "code_files", "code_digest", "stage_key", "up_to_date", "whole_up_to_date", "comparison_outputs"]
 
 Item = dict[str, str]
@@ -283,7 +283,33 @@ FLOW_STAGES: dict[str, Stage] = {
                                           for f in ("last", "best", "history")],
                          part_of="train"),
 }
-ALL_STAGES: dict[str, Stage] = {**STAGES, **FLOW_STAGES}
+
+
+def _sweep_inputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
+    """Every grid point's evaluations that exist, and the flow's record of failed points if there is one."""
+    evals = [Workspace(ws.sweep_point(p.name)).eval_metrics(cell_name(p.regime, m))
+             for p in sweep_points(cfg) for m in p.models]
+    return [p for p in (*evals, ws.sweep_failures) if p.is_file()]
+
+
+#: The report over the sweep's grid (`neural-trader run sweep`): not part of the study's graph (its inputs
+#: exist only where a sweep ran), so neither the study flow nor the root dvc.yaml has it; the sweep flow
+#: runs it, and `--dvc-record` writes it alone into sweeps/dvc.yaml (`stages.dvcfile.render_sweep_dvc_yaml`).
+SWEEP_STAGES: dict[str, Stage] = {
+    "sweep_report": Stage(
+        "sweep_report", (), "stages.sweep:sweep_report",
+        # the points' settings (in metrics/sweep.json) come from the study's data and models sections
+        lambda c, i: ["sweep", "compare.confidence", "compare.power", "compare.effect_of_interest", "data.n_train",
+                      "data.regimes", "models"],
+        ("stages.sweep", "neural_trader.params", "neural_trader.sweep.points", "neural_trader.sweep.names",
+         "neural_trader.sweep.report", "neural_trader.sweep.verdicts", "neural_trader.sweep.plots",
+         "neural_trader.inference", "neural_trader.plots"),
+        lambda c, w, i: _sweep_inputs(c, w),
+        lambda c, w, i: [w.sweep_json, w.sweep_report, w.sweep_plots, w.sweep_ledger],
+        note="the sweep's report over every grid point's evaluations (sweeps/<point>/, `dvc add`ed by the run) "
+             "and the run's record of failed points; written by `neural-trader run sweep --dvc-record`"),
+}
+ALL_STAGES: dict[str, Stage] = {**STAGES, **FLOW_STAGES, **SWEEP_STAGES}
 
 
 # ------------------------------------------------------------------- keys, stamps

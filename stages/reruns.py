@@ -42,6 +42,7 @@ def design_digest(cfg: StudyConfig) -> str:
     design = cfg.model_dump(mode="json")
     design["seeds"].pop("base")
     design.pop("runtime")
+    design.pop("sweep")  # the grid over the study is not part of its design
     return hashlib.sha256(json.dumps(design, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from . import registry as _registry
-from .catalog import Workspace, file_digest
-from .registry import STAGES, code_files
+from .catalog import Workspace, atomic_write_bytes, file_digest
+from .registry import ALL_STAGES, code_files
 
 DVC_TIMEOUT_S = 900  # one DVC command; a push of the default study's outs takes seconds
 
@@ -134,10 +134,14 @@ def _held_by_this_process(ws: Workspace) -> bool:
 
 
 # ---------------------------------------------------------------------- recording
-def check_recordable(ws: Workspace, params: str | Path, overrides: Iterable[str], stages: Iterable[str]) -> None:
-    """Raise DvcError unless dvc.lock may record what a run of `stages` on these params produces."""
+def check_recordable(ws: Workspace, params: str | Path, overrides: Iterable[str], stages: Iterable[str],
+                     needs_dvc_yaml: bool = True) -> None:
+    """Raise DvcError unless dvc.lock may record what a run of `stages` on these params produces.
+
+    `needs_dvc_yaml`: the stages are in ./dvc.yaml (the sweep's report writes its own sweeps/dvc.yaml).
+    """
     root = ws.root
-    if not (root / ".dvc").is_dir() or not (root / "dvc.yaml").is_file():
+    if not (root / ".dvc").is_dir() or (needs_dvc_yaml and not (root / "dvc.yaml").is_file()):
         raise DvcError(f"record: {root} is not a DVC workspace (needs .dvc/ and dvc.yaml): run `dvc init` there")
     if overrides := list(overrides):
         raise DvcError(f"record: the run overrides {', '.join(overrides)}; dvc.lock would pair its outputs with "
@@ -153,7 +157,7 @@ def code_mismatches(ws: Workspace, stages: Iterable[str]) -> list[str]:
     """Code files of `stages` whose imported source differs from the workspace's copy."""
     bad = set()
     for name in stages:
-        for path in code_files(STAGES[name]):
+        for path in code_files(ALL_STAGES[name]):
             rel = path.resolve().relative_to(_CHECKOUT).as_posix()
             if file_digest(path) != file_digest(ws.root / rel):
                 bad.add(rel)
@@ -161,7 +165,7 @@ def code_mismatches(ws: Workspace, stages: Iterable[str]) -> list[str]:
 
 
 def record(workspace: str | Path, stages: Iterable[str], push: bool = False, remote: str | None = None,
-           timeout: float = DVC_TIMEOUT_S) -> dict[str, Any]:
+           timeout: float = DVC_TIMEOUT_S, lock: str = "dvc.lock") -> dict[str, Any]:
     """`dvc commit` the outs of `stages` as they are on disk (dvc.lock, cache), then `dvc push` them if asked.
 
     Args:
@@ -169,9 +173,10 @@ def record(workspace: str | Path, stages: Iterable[str], push: bool = False, rem
         stages: dvc.yaml stage names or groups, e.g. ["generate", "train"] for every generate@* and train@*.
         push: also send the outs to `remote` (default: the repo's default remote).
         timeout: seconds allowed to each DVC command.
+        lock: the lock file the stages are recorded in, relative to the workspace.
 
     Returns:
-        {"stages": [...], "dvc_lock": sha256 of dvc.lock, "pushed": DVC's push summary line or None}.
+        {"stages": [...], "dvc_lock": sha256 of `lock`, "pushed": DVC's push summary line or None}.
     """
     ws = Workspace(Path(workspace))
     targets = list(stages)
@@ -181,7 +186,7 @@ def record(workspace: str | Path, stages: Iterable[str], push: bool = False, rem
         if push:
             out = dvc(ws.root, "push", *(["--remote", remote] if remote else []), *targets, timeout=timeout)
             pushed = out.strip().splitlines()[-1] if out.strip() else "nothing to push"
-    return {"stages": targets, "dvc_lock": file_digest(ws.root / "dvc.lock"), "pushed": pushed}
+    return {"stages": targets, "dvc_lock": file_digest(ws.root / lock), "pushed": pushed}
 
 
 def is_dvc_workspace(root: str | Path) -> bool:
@@ -195,19 +200,16 @@ def add_rerun(workspace: str | Path, slot_folder: str, push: bool = False, remot
     A rerun overrides the base seed, so dvc.lock (which pairs outs with params.yaml)
     cannot describe it; each rerun is its own tracked folder instead.
     """
-    return add_folders(workspace, [slot_folder], push=push, remote=remote, timeout=timeout)
+    ledger = (Path(slot_folder).parent / "ledger.json").as_posix()
+    return add_folders(workspace, [slot_folder, ledger], push=push, remote=remote, timeout=timeout)
 
 
-def add_folders(workspace: str | Path, folders: list[str], push: bool = False, remote: str | None = None,
+def add_folders(workspace: str | Path, targets: list[str], push: bool = False, remote: str | None = None,
                 timeout: float = DVC_TIMEOUT_S) -> dict[str, Any]:
-    """`dvc add` result folders that dvc.lock cannot describe (reruns, sweep points) and their ledger, in one call.
-
-    The ledger is `ledger.json` beside the first folder (reruns/ledger.json, sweeps/ledger.json).
-    """
+    """`dvc add` result folders and files that dvc.lock cannot describe (reruns, sweep points), in one call."""
     ws = Workspace(Path(workspace))
     if not is_dvc_workspace(ws.root):
         raise DvcError(f"record: {ws.root} is not a DVC workspace (needs .dvc/): run `git init && dvc init` there")
-    targets = [*folders, str(Path(folders[0]).parent / "ledger.json")]
     with dvc_access(ws, "dvc add results"):
         dvc(ws.root, "add", *targets, timeout=timeout)
         pushed = None
@@ -216,3 +218,24 @@ def add_folders(workspace: str | Path, folders: list[str], push: bool = False, r
                       *[f"{t}.dvc" for t in targets], timeout=timeout)
             pushed = out.strip().splitlines()[-1] if out.strip() else "nothing to push"
     return {"added": [f"{t}.dvc" for t in targets], "pushed": pushed}
+
+
+def record_sweep(workspace: str | Path, points: list[str], dvc_yaml: str, push: bool = False,
+                 timeout: float = DVC_TIMEOUT_S) -> dict[str, Any]:
+    """Version a sweep: `dvc add` each computed point's folder, then record its report in sweeps/dvc.lock.
+
+    `dvc_yaml` is sweeps/dvc.yaml, the sweep_report stage over those folders
+    (`stages.dvcfile.render_sweep_dvc_yaml`); `dvc commit` pairs the report's
+    outputs on disk with its deps and params, so `dvc status` is clean and
+    `dvc repro sweeps/dvc.yaml` reruns the report alone when a key it reads changes.
+    The report owns sweeps/ledger.json: it is an out of that stage, not `dvc add`ed.
+    """
+    ws = Workspace(Path(workspace))
+    folders = [ws.rel(ws.sweep_point(p)) for p in points]
+    with dvc_access(ws, "dvc record sweep"):
+        added = add_folders(ws.root, folders, push=push, timeout=timeout) if folders else {"added": [], "pushed": None}
+        atomic_write_bytes(ws.sweep_dvc_yaml, dvc_yaml.encode())
+        dvcfile = ws.rel(ws.sweep_dvc_yaml)
+        recorded = record(ws.root, [f"{dvcfile}:sweep_report"], push=push, timeout=timeout,
+                          lock=ws.rel(ws.sweep_dvc_yaml.with_suffix(".lock")))
+    return {**added, "recorded": recorded}

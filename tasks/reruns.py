@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from neural_trader.params import StudyConfig
 
 from stages import versioning
+from stages.dvcfile import render_sweep_dvc_yaml
 from stages.reruns import RERUNS, pool_reruns, pooled_workspace, record_rerun
 
 from .stages import _dvc_busy, _logger
@@ -46,8 +47,8 @@ def version_rerun(root: str, slot: str, push: bool = False) -> dict[str, Any]:
 
 @task(name="version_sweep", cache_policy=NO_CACHE, retries=4, retry_delay_seconds=[5, 15, 45, 120],
       retry_condition_fn=_dvc_busy)
-def version_sweep(root: str, points: list[str], push: bool = False) -> dict[str, Any]:
-    """`dvc add` every computed point's folder and sweeps/ledger.json (then push, if asked)."""
-    result = versioning.add_folders(root, [f"sweeps/{p}" for p in points], push=push)
-    _logger().info("versioned %d sweep points in DVC%s", len(points), "; pushed" if push else "")
+def version_sweep(root: str, cfg: StudyConfig, points: list[str], push: bool = False) -> dict[str, Any]:
+    """`dvc add` every computed point's folder, record the report in sweeps/dvc.yaml + .lock (then push, if asked)."""
+    result = versioning.record_sweep(root, points, render_sweep_dvc_yaml(cfg, points), push=push)
+    _logger().info("versioned %d sweep points and the report in DVC%s", len(points), "; pushed" if push else "")
     return result

@@ -3,8 +3,7 @@
 What a task adds is orchestration: a content-keyed cache (`StageCache`), a
 JSON result (never pickle), retries on I/O errors only, a log line and, for
 the comparison and the warm-ups' evaluations, artifacts. Task name = stage
-name = DVC stage name. `record_in_dvc` and `sweep_report` are the tasks that
-are not stages.
+name = DVC stage name. `record_in_dvc` is the task that is not a stage.
 """
 
 from __future__ import annotations
@@ -130,11 +129,17 @@ def _publish_classifier(report: dict[str, Any], ws: Workspace) -> None:
     )
 
 
+def _publish_sweep(summary: dict[str, Any], ws: Workspace) -> None:
+    create_markdown_artifact(key="sweep-report", markdown=ws.sweep_report.read_text(),
+                             description=f"Dropout across a grid of {summary['points']} points")
+
+
 #: stage -> what its task publishes as artifacts once it has run
 PUBLISH: dict[str, Callable[[dict[str, Any], Workspace], None]] = {
     "compare": _publish_comparison,
     "regression_evaluate": _publish_regression,
     "classifier_evaluate": _publish_classifier,
+    "sweep_report": _publish_sweep,
 }
 
 
@@ -156,16 +161,3 @@ def record_in_dvc(workspace: str, stages: list[str], push: bool = False) -> dict
     result = versioning.record(workspace, stages, push=push)
     _logger().info("recorded %s in dvc.lock%s", ", ".join(stages), f"; pushed: {result['pushed']}" if push else "")
     return result
-
-
-@task(name="sweep_report", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 4, 16],
-      retry_condition_fn=_io_error, persist_result=True, result_serializer="json")
-def sweep_report(sweep: Any, points: list[Any], workspace: str, failed: dict[str, str]) -> dict[str, Any]:
-    """The grid's report (FDR across every point); published as an artifact."""
-    from stages.sweep import sweep_report as build
-
-    ws = Workspace(workspace)
-    summary = build(sweep, points, ws, failed)
-    create_markdown_artifact(key="sweep-report", markdown=ws.sweep_report.read_text(),
-                             description=f"Dropout across a grid of {summary['points']} points")
-    return summary

@@ -159,6 +159,7 @@ class Point:
         key, `hidden` at every model, `rho` at the single regime.
     models: {model name: dropout}, the reference first.
     settings: the point's effective hidden units, training series and rho, swept or not.
+    regime: the name of the point's single AR(1) regime (its cells are `<regime>-<model>`).
     """
 
     name: str
@@ -166,6 +167,7 @@ class Point:
     patch: dict[str, Any]
     models: dict[str, float]
     settings: dict[str, Any]
+    regime: str
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "values": dict(self.values), "settings": dict(self.settings)}
@@ -222,7 +224,7 @@ def _leaves(cfg: Any) -> list[str]:
         else:
             out.append(path)
 
-    walk(cfg.model_dump(mode="json"), "")
+    walk(cfg.model_dump(mode="json", exclude={"sweep"}), "")  # the grid is not a key of its own points
     return out
 
 
@@ -278,7 +280,8 @@ def _grid(study_raw: dict[str, Any], sweep: SweepConfig, parse: Parse) -> tuple[
         settings = {"hidden": values.get("hidden", base.hidden),
                     "n_train": values.get("data.n_train", base.n_train),
                     "rho": values.get("rho", base.rho)}
-        points.append(Point(_point_name(values, prefixes), values, patch, dict(base.models), settings))
+        points.append(Point(_point_name(values, prefixes), values, patch, dict(base.models), settings,
+                            base.regime_name))
     return base, points
 
 

@@ -56,6 +56,8 @@ RUN_BY: dict[tuple[str, str], tuple[str, ...]] = {
         "tests/integration/test_dvc.py::test_metrics_diff_and_offline_plots"),
     ("docs/dvc.md", "run_study("): (
         "tests/integration/test_dvc.py::test_flow_with_dvc_record_leaves_repro_nothing_to_do",),
+    ("docs/sweep.md", "dvc repro sweeps/dvc.yaml"): (
+        "tests/flows/test_sweep_flow.py::test_sweep_results_are_versioned_in_dvc",),
     ("docs/dvc.md", "dvc remote add -d local"): (
         "tests/integration/test_dvc.py::test_push_then_clone_and_pull_gives_a_clean_workspace",),
     ("docs/deployments.md", "neural-trader serve"): (

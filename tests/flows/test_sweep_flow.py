@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -141,20 +143,41 @@ def test_sweep_on_a_real_dask_cluster_gives_the_threads_bytes_on_loopback(tmp_pa
     assert len({s["worker"] for s in shards}) == 2  # the shards trained in both worker processes
 
 
+def _dvc(ws: Path, *args: str) -> str:
+    """`dvc ARGS` in `ws`, with this venv's `python` first on PATH (what a stage's cmd runs)."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=ws, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"dvc {' '.join(args)}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
 @pytest.mark.slow
 def test_sweep_results_are_versioned_in_dvc(tmp_path, prefect_server):
-    """With dvc_record, every computed point's folder and the ledger are `dvc add`ed, as reruns are."""
+    """With dvc_record, every computed point's folder is `dvc add`ed, as reruns are, and the report is recorded
+    as the stage of sweeps/dvc.yaml: `dvc status` is clean, and `dvc repro sweeps/dvc.yaml` reruns the report
+    alone when a key it reads changes."""
     from flows.sweep import run_sweep
 
     ws = tmp_path / "ws"
-    ws.mkdir()
+    for folder in ("neural_trader", "stages", "tasks", "flows"):  # the code sweeps/dvc.yaml depends on and runs
+        shutil.copytree(ROOT / folder, ws / folder, ignore=shutil.ignore_patterns("__pycache__"))
     for cmd in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         subprocess.run(cmd, cwd=ws, check=True, capture_output=True)
-    params = _params(tmp_path, {"sweep": {"axes": {"hidden": [5], "rho": [0.2]}}})
+    params = _params(ws, {"sweep": {"axes": {"hidden": [5], "rho": [0.2]}}})  # the workspace's own: recordable
     summary = run_sweep(str(params), [], str(ws), dvc_record=True)
-    assert summary["dvc"]["added"] == ["sweeps/hidden5-rho0p2.dvc", "sweeps/ledger.json.dvc"]
+    assert summary["dvc"]["added"] == ["sweeps/hidden5-rho0p2.dvc"]  # sweeps/ledger.json: an out of the report
     for pointer in summary["dvc"]["added"]:
         assert (ws / pointer).is_file()
     status = subprocess.run([sys.executable, "-m", "dvc", "status", "sweeps/hidden5-rho0p2.dvc"], cwd=ws,
                             capture_output=True, text=True, check=True)
     assert "up to date" in status.stdout.lower() or not status.stdout.strip(), status.stdout
+    assert json.loads(_dvc(ws, "status", "--json")) == {}
+    assert "sweep_report" in yaml.safe_load((ws / "sweeps" / "dvc.lock").read_text())["stages"]
+    raw = yaml.safe_load(params.read_text())
+    raw["sweep"]["alpha"] = 0.2
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert list(json.loads(_dvc(ws, "status", "--json"))) == ["sweeps/dvc.yaml:sweep_report"]
+    log = _dvc(ws, "repro", "sweeps/dvc.yaml")
+    assert re.findall(r"Running stage '([^']+)'", log) == ["sweeps/dvc.yaml:sweep_report"], log
+    assert read_json(ws / "metrics" / "sweep.json")["alpha"] == 0.2
+    assert json.loads(_dvc(ws, "status", "--json")) == {}
