@@ -9,9 +9,10 @@ ValueError naming the file (and key, line) before any work starts.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:  # the sweep wing is imported by `load_sweep` alone
     from neural_trader.sweep.points import Point, SweepConfig
 
 __all__ = ["read_params", "load_params", "load_sweep", "check_inputs"]
+
+T = TypeVar("T")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -67,27 +70,41 @@ def read_params(path: str | Path) -> dict[str, Any]:
 
 
 def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
-    """Read, override and validate a params file (its `sweep` section aside); ConfigError names the file and key."""
-    raw = read_params(path)
-    try:
-        raw = apply_overrides(raw, list(overrides))
-        raw.pop("sweep", None)  # the grid over this study: `load_sweep`
-        return parse_config(raw)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    """Read, override and validate a params file (its `sweep` section aside); ConfigError names the file or --set."""
+    return _validated(path, list(overrides), lambda raw: parse_config(_study_only(raw)))
 
 
 def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> tuple[SweepConfig, list[tuple[Point, StudyConfig]]]:
     """The `sweep` section and every grid point with its study, each validated once, before any work."""
     from neural_trader.sweep.points import parse_sweep, validate_sweep
 
+    def parse(raw: dict[str, Any]) -> tuple[SweepConfig, list[tuple[Point, StudyConfig]]]:
+        sweep = parse_sweep(raw.get("sweep"))
+        return sweep, validate_sweep(_study_only(raw), sweep, parse_config)
+
+    return _validated(path, list(overrides), parse)
+
+
+def _study_only(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in raw.items() if k != "sweep"}  # the grid over this study: `load_sweep`
+
+
+def _validated(path: str | Path, overrides: list[str], parse: Callable[[dict[str, Any]], T]) -> T:
+    """`parse` of the file with `overrides` on it; ConfigError naming the file, or the --set items, as its source."""
     raw = read_params(path)
+    merged = apply_overrides(raw, overrides)  # a malformed --set names itself
     try:
-        raw = apply_overrides(raw, list(overrides))
-        sweep = parse_sweep(raw.pop("sweep", None))
-        return sweep, validate_sweep(raw, sweep, parse_config)
+        return parse(merged)
     except ConfigError as exc:
+        problem = str(exc)
+    try:
+        parse(raw)
+    except ConfigError as exc:  # the file is wrong by itself (an override cannot be the cause)
         raise ConfigError(f"{path}: {exc}") from None
+    # the file alone is fine: the overrides that the message names are to blame (all of them if it names none)
+    said = problem.split(" (did you mean")[0]  # a suggested key is not a key the user set
+    named = [o for o in overrides if re.search(rf"(?<![\w.]){re.escape(o.split('=', 1)[0])}(?![\w])", said)]
+    raise ConfigError(f"--set {' --set '.join(named or overrides)}: {problem}")
 
 
 def check_inputs(cfg: StudyConfig, root: str | Path) -> None:
