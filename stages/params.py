@@ -3,7 +3,8 @@
 Part of the catalog (`stages.catalog` re-exports these): the only place that
 reads the params file. An empty file, a duplicate key, invalid YAML, an
 unknown or out-of-range key, or a bad price file raises ConfigError or
-ValueError naming the file (and key, line) before any work starts.
+ValueError naming the file (and key, line), or the `--set` override at
+fault, before any work starts.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pytest
 
 from flows.cli import main
 from neural_trader.config import ConfigError
-from stages.catalog import load_params
+from stages.catalog import load_params, load_sweep
 from tests.conftest import ROOT
 
 PARAMS = ROOT / "params.yaml"
@@ -90,6 +90,15 @@ def test_an_unknown_key_suggests_the_closest_one(tmp_path, key, close):
     with pytest.raises(ConfigError) as bad:
         load_params(params, ["train.epochs=3"])
     assert str(bad.value) == f"{params}: {key}: unknown key (did you mean {close}?)"
+
+
+def test_the_sweep_names_a_bad_override_too():
+    typo = r"^--set train.epoch=3: train.epoch: unknown key \(did you mean train.epochs\?\)$"
+    with pytest.raises(ConfigError, match=typo):
+        load_sweep(PARAMS, ["train.epoch=3"])
+    axis = r"^--set sweep.axes.hiden=\[3\]: sweep.axes.hiden: not a key .*did you mean hidden"
+    with pytest.raises(ConfigError, match=axis):
+        load_sweep(PARAMS, ["sweep.axes.hiden=[3]"])
 
 
 def test_a_far_fetched_key_suggests_nothing():
