@@ -9,7 +9,9 @@ This module never touches a file.
 
 from __future__ import annotations
 
+import difflib
 import json
+import types
 import typing
 from typing import Any, Literal
 
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from neural_trader.memory import parse_bytes
 
 __all__ = ["ConfigError", "Strict", "check_names", "SeedsConfig", "RuntimeConfig", "describe_error",
-           "apply_overrides", "merge_params"]
+           "suggest_key", "apply_overrides", "merge_params"]
 
 
 class ConfigError(ValueError):
@@ -85,7 +87,9 @@ def describe_error(exc: ValidationError, root: type[BaseModel], kinds: dict[str,
             lines.append(msg)
             continue
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            # the leaf against its siblings: a shared prefix would make every sibling look close
+            known = _known_keys(root, [str(p) for p in err["loc"][:-1]])
+            msg = f"unknown key{suggest_key(loc[-1], known, prefix=key.removesuffix(loc[-1]))}"
         elif "input" in err and err["type"] != "missing" and not err["type"].startswith("value_error"):
             msg = f"{msg}, got {err['input']!r}"
         if (hint := _field_hint(root, loc)) and err["type"] != "extra_forbidden":
@@ -94,6 +98,39 @@ def describe_error(exc: ValidationError, root: type[BaseModel], kinds: dict[str,
             msg = f"{msg} (allowed: > -1 and < 1)"
         lines.append(f"{key}: {msg}")
     return "; ".join(lines)
+
+
+def suggest_key(key: str, known: list[str], prefix: str = "") -> str:
+    """' (did you mean <prefix><the closest of `known`>?)', or '' when none is close."""
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+def _known_keys(root: type[BaseModel], loc: list[str]) -> list[str]:
+    """The keys of the section at `loc` (pydantic's location: a union's tag names its member); [] if not a section."""
+    models: list[Any] = [root]
+    for part in loc:
+        nxt: list[Any] = []
+        for model in models:
+            if isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+                nxt += _members(model.model_fields[part].annotation)
+            elif isinstance(model, type) and issubclass(model, BaseModel):  # a union member, picked by its tag
+                kind = model.model_fields.get("kind")
+                nxt += [model] if kind is not None and kind.default == part else []
+            elif typing.get_origin(model) is dict:  # the key is a user-chosen name
+                nxt += _members(typing.get_args(model)[1])
+        models = nxt
+    picked = [m for m in models if isinstance(m, type) and issubclass(m, BaseModel)]
+    return list(picked[0].model_fields) if len(picked) == 1 else []
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The models and dicts an annotation may hold: Annotated, unions and Optional unwrapped."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [m for a in typing.get_args(annotation) for m in _members(a)]
+    return [annotation]
 
 
 def _field_hint(root: type[BaseModel], loc: list[str]) -> str | None:
@@ -130,11 +167,11 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     out = json.loads(json.dumps(raw or {}))
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key.path=value")
+            raise ConfigError(f"--set {item}: expected key.path=value")
         path, text = item.split("=", 1)
         parts = path.strip().split(".")
         if not all(parts):
-            raise ConfigError(f"override {item!r}: empty key in {path!r}")
+            raise ConfigError(f"--set {item}: empty key in {path!r}")
         try:
             value: Any = json.loads(text)
         except json.JSONDecodeError:
@@ -143,7 +180,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         for part in parts[:-1]:
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+                raise ConfigError(f"--set {item}: {part!r} is not a section")
             node = nxt
         node[parts[-1]] = value
     return out

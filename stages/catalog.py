@@ -3,7 +3,8 @@
 This is the only place that builds a path or reads `params.yaml` (parsed once
 per run: the validated config then travels with the run). Writes are
 atomic (a temporary file in the same folder, then `os.replace`), so a failed or
-interrupted run never leaves a half-written file behind. Tensors are stored as
+interrupted run never leaves a half-written file behind; the file gets the mode a
+plain `open()` would give it (0666 less the umask). Tensors are stored as
 safetensors and everything else as JSON/TSV/PNG: nothing here unpickles.
 """
 
@@ -46,6 +47,21 @@ class WorkspaceBusy(RuntimeError):
 
 
 # ---------------------------------------------------------------------- atomic io
+def _read_umask() -> int:
+    """The process umask: from /proc on Linux, else by setting it and back (os.umask only reads by setting)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# read once, at import, before any task thread writes: the umask is process-wide, so setting it in a thread races
+FILE_MODE = 0o666 & ~_read_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write `data` to `path` through a temporary sibling and a rename."""
     return atomic_write_with(path, lambda tmp: Path(tmp).write_bytes(data))
@@ -60,6 +76,7 @@ def atomic_write_with(path: str | Path, write: Callable[[str], object]) -> Path:
     try:
         write(tmp)
         with open(tmp, "rb+") as fh:
+            os.fchmod(fh.fileno(), FILE_MODE)  # mkstemp made it 0600
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

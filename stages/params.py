@@ -3,15 +3,17 @@
 Part of the catalog (`stages.catalog` re-exports these): the only place that
 reads the params file. An empty file, a duplicate key, invalid YAML, an
 unknown or out-of-range key, or a bad price file raises ConfigError or
-ValueError naming the file (and key, line) before any work starts.
+ValueError naming the file (and key, line), or the `--set` override at
+fault, before any work starts.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -22,6 +24,8 @@ if TYPE_CHECKING:
     from neural_trader.sweep.points import Point
 
 __all__ = ["read_params", "load_params", "load_sweep", "check_inputs"]
+
+T = TypeVar("T")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -67,29 +71,40 @@ def read_params(path: str | Path) -> dict[str, Any]:
 
 
 def load_params(path: str | Path, overrides: Iterable[str] = ()) -> StudyConfig:
-    """Read, override and validate a params file; ConfigError names the file and key.
+    """Read, override and validate a params file; ConfigError names the file, or the --set items, and the key.
 
     The `sweep` section is validated as a section (`cfg.sweep`); its points' studies by `load_sweep`.
     """
-    raw = read_params(path)
-    try:
-        raw = apply_overrides(raw, list(overrides))
-        return parse_config(raw)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return _validated(path, list(overrides), parse_config)
 
 
 def load_sweep(path: str | Path, overrides: Iterable[str] = ()) -> tuple[StudyConfig, list[tuple[Point, StudyConfig]]]:
     """The study with its `sweep` section, and every grid point with its study, each validated once, before any work."""
     from neural_trader.sweep.points import SweepConfig, validate_sweep
 
-    raw = read_params(path)
-    try:
-        raw = apply_overrides(raw, list(overrides))
+    def parse(raw: dict[str, Any]) -> tuple[StudyConfig, list[tuple[Point, StudyConfig]]]:
         cfg = parse_config(raw)
         return cfg, validate_sweep(raw, cfg.sweep or SweepConfig(), parse_config)
+
+    return _validated(path, list(overrides), parse)
+
+
+def _validated(path: str | Path, overrides: list[str], parse: Callable[[dict[str, Any]], T]) -> T:
+    """`parse` of the file with `overrides` on it; ConfigError naming the file, or the --set items, as its source."""
+    raw = read_params(path)
+    merged = apply_overrides(raw, overrides)  # a malformed --set names itself
+    try:
+        return parse(merged)
     except ConfigError as exc:
+        problem = str(exc)
+    try:
+        parse(raw)
+    except ConfigError as exc:  # the file is wrong by itself (an override cannot be the cause)
         raise ConfigError(f"{path}: {exc}") from None
+    # the file alone is fine: the overrides that the message names are to blame (all of them if it names none)
+    said = problem.split(" (did you mean")[0]  # a suggested key is not a key the user set
+    named = [o for o in overrides if re.search(rf"(?<![\w.]){re.escape(o.split('=', 1)[0])}(?![\w])", said)]
+    raise ConfigError(f"--set {' --set '.join(named or overrides)}: {problem}")
 
 
 def check_inputs(cfg: StudyConfig, root: str | Path) -> None:

@@ -38,7 +38,6 @@ study's raw params dict (the `sweep` key, if present, is ignored), a
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from neural_trader.config import ConfigError, merge_params
+from neural_trader.config import ConfigError, merge_params, suggest_key
 
 from neural_trader.sweep.names import _point_name, _prefixes, _value_label, model_name
 
@@ -250,9 +249,7 @@ def _check_key(key: str, base: _Base) -> None:
         raise ConfigError(f"{where}: a section, not a key; name one of its keys, e.g. {under[0]}")
     choices = sorted(k for k in base.keys if not k.startswith(("models.", f"{regime}.rho", f"{regime}.kind")))
     choices += list(SHORTHANDS)
-    close = difflib.get_close_matches(key, choices, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    raise ConfigError(f"{where}: not a key of the study{hint}")
+    raise ConfigError(f"{where}: not a key of the study{suggest_key(key, choices)}")
 
 
 def _axis_patch(key: str, value: Any, base: _Base) -> dict[str, Any]:

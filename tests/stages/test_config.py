@@ -1,7 +1,7 @@
 """Every validator at the door: the params model, `--set` overrides, and the `stage` front door.
 
-Each bad input is refused with exit status 2 and one line naming the params
-file and the key, before any work (nothing is written). Names of regimes,
+Each bad input is refused with exit status 2 and one line naming its source
+(the params file, or the `--set` item) and the key, before any work (nothing is written). Names of regimes,
 models and markets become folder names and DVC stage names (`train@random-base`,
 split back on '-' and '@'), so only letters, digits and '_' pass.
 tests/stages/test_layout.py holds the file-level checks through `neural-trader check`
@@ -17,7 +17,7 @@ import pytest
 
 from flows.cli import main
 from neural_trader.config import ConfigError
-from stages.catalog import load_params
+from stages.catalog import load_params, load_sweep
 from tests.conftest import ROOT
 
 PARAMS = ROOT / "params.yaml"
@@ -45,28 +45,73 @@ BAD_OVERRIDES = [
     ('data.regimes.x={"vol": 2.0}', "data.regimes.x.kind: missing source kind (allowed: iid, ar1)"),
     ("markets.regimes.x.kind=yahoo", "markets.regimes.x.kind: unknown source kind 'yahoo' (allowed: csv, dataset)"),
     # malformed --set
-    ("train.epochs", "override 'train.epochs': expected key.path=value"),
-    ("train..epochs=3", "override 'train..epochs=3': empty key in 'train..epochs'"),
-    (".epochs=3", "override '.epochs=3': empty key in '.epochs'"),
-    ("=3", "override '=3': empty key in ''"),
-    ("train.epochs.max=3", "override 'train.epochs.max=3': 'epochs' is not a section"),
+    ("train.epochs", "expected key.path=value"),
+    ("train..epochs=3", "empty key in 'train..epochs'"),
+    (".epochs=3", "empty key in '.epochs'"),
+    ("=3", "empty key in ''"),
+    ("train.epochs.max=3", "'epochs' is not a section"),
     ("train.epochs=ten", ("train.epochs: Input should be a valid integer, unable to parse string as an integer, "
                           "got 'ten' (allowed: >= 1 and <= 100000)")),
 ]
 
 
 @pytest.mark.parametrize("override, expected", BAD_OVERRIDES, ids=[o for o, _ in BAD_OVERRIDES])
-def test_bad_value_names_the_file_and_the_key(override, expected):
+def test_bad_override_names_itself_and_the_key(override, expected):
     with pytest.raises(ConfigError) as bad:
         load_params(PARAMS, [override])
-    assert str(bad.value) == f"{PARAMS}: {expected}"
+    assert str(bad.value) == f"--set {override}: {expected}"
 
 
 @pytest.mark.parametrize("override, expected", BAD_OVERRIDES[::4], ids=[o for o, _ in BAD_OVERRIDES[::4]])
 def test_check_exits_2_with_one_line(override, expected, capsys):
     assert main(["check", "--params", str(PARAMS), "--set", override]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err == f"neural-trader: error: {PARAMS}: {expected}\n"
+    assert captured.out == "" and captured.err == f"neural-trader: error: --set {override}: {expected}\n"
+
+
+UNKNOWN_KEYS = [  # a typo at every level and in every section that shares the plumbing, with the closest known key
+    ("train.epoch", "train.epochs"),
+    ("seeds.cont", "seeds.count"),
+    ("trian", "train"),
+    ("data.regimes.momentum.rhoo", "data.regimes.momentum.rho"),
+    ("warmups.regression.epoch", "warmups.regression.epochs"),
+    ("markets.epoch", "markets.epochs"),
+]
+
+
+@pytest.mark.parametrize("key, close", UNKNOWN_KEYS, ids=[k for k, _ in UNKNOWN_KEYS])
+def test_an_unknown_key_suggests_the_closest_one(tmp_path, key, close):
+    with pytest.raises(ConfigError) as bad:
+        load_params(PARAMS, ["train.epochs=3", f"{key}=5"])  # only the override at fault is named
+    assert str(bad.value) == f"--set {key}=5: {key}: unknown key (did you mean {close}?)"
+    params = tmp_path / "params.yaml"  # the same typo in the file names the file
+    params.write_text(f"extends: {PARAMS}\n" + "".join(f"{'  ' * i}{p}:\n" for i, p in enumerate(key.split(".")))[:-1]
+                      + " 5\n")
+    with pytest.raises(ConfigError) as bad:
+        load_params(params, ["train.epochs=3"])
+    assert str(bad.value) == f"{params}: {key}: unknown key (did you mean {close}?)"
+
+
+def test_the_sweep_names_a_bad_override_too():
+    typo = r"^--set train.epoch=3: train.epoch: unknown key \(did you mean train.epochs\?\)$"
+    with pytest.raises(ConfigError, match=typo):
+        load_sweep(PARAMS, ["train.epoch=3"])
+    axis = r"^--set sweep.axes.hiden=\[3\]: sweep.axes.hiden: not a key .*did you mean hidden"
+    with pytest.raises(ConfigError, match=axis):
+        load_sweep(PARAMS, ["sweep.axes.hiden=[3]"])
+
+
+def test_a_far_fetched_key_suggests_nothing():
+    with pytest.raises(ConfigError, match=r"^--set train.zzzzzz=1: train.zzzzzz: unknown key$"):
+        load_params(PARAMS, ["train.zzzzzz=1"])
+
+
+def test_an_error_in_the_file_names_the_file_not_the_overrides(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(f"extends: {PARAMS}\ntrain:\n  lr: -1\n")
+    with pytest.raises(ConfigError, match=rf"^{params}: train.lr: Input should be greater than 0"):
+        load_params(params, ["train.epochs=3"])
+    assert load_params(params, ["train.lr=0.1"]).train.lr == 0.1  # an override may mend the file
 
 
 def test_names_that_fit_paths_and_stage_names_pass():
@@ -87,11 +132,12 @@ def _stage(tmp_path: Path, capsys, *args: str, params: Path = PARAMS) -> tuple[i
 @pytest.mark.parametrize("override, expected", [
     ("train.lr=-1", "train.lr: Input should be greater than 0, got -1 (allowed: > 0 and <= 10)"),
     ("data.lag=20", "data.lag: must be < data.length (20), got 20"),
-    ("train.epochs", "override 'train.epochs': expected key.path=value"),
+    ("train.epochs", "expected key.path=value"),
+    ("train.epoch=5", "train.epoch: unknown key (did you mean train.epochs?)"),
 ])
 def test_stage_refuses_a_bad_parameter_before_any_work(tmp_path, capsys, override, expected):
     rc, line = _stage(tmp_path, capsys, "train", "--regime", "random", "--model", "base", "--set", override)
-    assert (rc, line) == (2, f"{PARAMS}: {expected}")
+    assert (rc, line) == (2, f"--set {override}: {expected}")
 
 
 def test_stage_refuses_a_broken_params_file(tmp_path, capsys):

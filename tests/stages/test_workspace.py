@@ -58,3 +58,19 @@ def test_failed_write_keeps_the_earlier_file(tmp_path, monkeypatch):
         atomic_write_bytes(path, b"later")
     assert path.read_bytes() == b"earlier"
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]  # no temporary left behind
+
+
+WRITE = """
+import os, sys
+os.umask(int(sys.argv[2], 8))  # before the catalog is imported, as a user's shell would have set it
+from stages.catalog import atomic_write_bytes, write_json
+atomic_write_bytes(sys.argv[1] + "/plots/x.png", b"png")
+write_json(sys.argv[1] + "/reports/x.json", {})
+"""
+
+
+@pytest.mark.parametrize("umask, mode", [("022", 0o644), ("077", 0o600), ("002", 0o664)])
+def test_written_files_respect_the_umask(tmp_path, umask, mode):
+    subprocess.run([sys.executable, "-c", WRITE, str(tmp_path), umask], check=True, cwd=ROOT)
+    for path in (tmp_path / "plots" / "x.png", tmp_path / "reports" / "x.json"):
+        assert path.stat().st_mode & 0o777 == mode, f"{path.name}: {oct(path.stat().st_mode & 0o777)}"
