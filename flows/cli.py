@@ -70,9 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--dvc-push", action="store_true", help="nightly reruns also dvc push what they add")
     common(serve)
 
-    dvc_yaml = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage registry (--check: only compare)")
-    dvc_yaml.add_argument("--check", action="store_true", help="exit 1 if dvc.yaml differs from the registry's")
-    dvc_yaml.add_argument("--workspace", default=".", help="folder whose dvc.yaml to write (default: .)")
+    dvc_yaml = sub.add_parser("dvc-yaml", help="write dvc.yaml and .gitignore's cached outs from the stage registry"
+                                               " (--check: only compare)")
+    dvc_yaml.add_argument("--check", action="store_true", help="exit 1 if either differs from the registry's")
+    dvc_yaml.add_argument("--workspace", default=".", help="folder whose dvc.yaml and .gitignore to write (default: .)")
 
     status = sub.add_parser("status", help="is the server up and is the nightly schedule firing?")
     status.add_argument("--api-url", default=None, help="default: $PREFECT_API_URL or http://127.0.0.1:4200/api")
@@ -249,16 +250,21 @@ def _stage(args: argparse.Namespace, cfg) -> int:
 
 def _dvc_yaml(args: argparse.Namespace) -> int:
     from stages.catalog import atomic_write_bytes
-    from stages.dvcfile import render_dvc_yaml
+    from stages.dvcfile import render_dvc_yaml, render_gitignore
 
-    path, text = Path(args.workspace) / "dvc.yaml", render_dvc_yaml()
+    root = Path(args.workspace)
+    ignore = root / ".gitignore"
+    files = {root / "dvc.yaml": render_dvc_yaml(),
+             ignore: render_gitignore(ignore.read_text() if ignore.is_file() else "")}
     if args.check:
-        same = path.is_file() and path.read_text() == text
-        print(f"{path}: {'matches' if same else 'differs from'} the stage registry"
-              + ("" if same else "; `neural-trader dvc-yaml` rewrites it"), file=sys.stderr)
-        return 0 if same else 1
-    atomic_write_bytes(path, text.encode())
-    print(f"wrote {path} ({text.count(chr(10))} lines)", file=sys.stderr)
+        same = {path: path.is_file() and path.read_text() == text for path, text in files.items()}
+        for path, ok in same.items():
+            print(f"{path}: {'matches' if ok else 'differs from'} the stage registry"
+                  + ("" if ok else "; `neural-trader dvc-yaml` rewrites it"), file=sys.stderr)
+        return 0 if all(same.values()) else 1
+    for path, text in files.items():
+        atomic_write_bytes(path, text.encode())
+        print(f"wrote {path} ({text.count(chr(10))} lines)", file=sys.stderr)
     return 0
 
 

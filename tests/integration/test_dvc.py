@@ -6,10 +6,12 @@ build is most of the module's cost. Every test starts from a committed,
 up-to-date repository and leaves one (a test that changes params repros or
 records and commits, or resets), so each runs alone, under -k, or in any order:
 
-- a cold `dvc repro` builds every stage, a second one runs nothing;
+- a cold `dvc repro` builds every stage, a second one runs nothing; DVC adds no
+  .gitignore of its own (the committed one already ignores every cached out);
 - the flow, run the way `make run` runs it (no PREFECT_API_URL: Prefect's
   temporary server) in a separate clone of the same commit, writes byte for
   byte what `dvc repro` wrote: data, models, evaluations, metrics, figures, report;
+  and leaves `git status` what `dvc repro` leaves: the files git tracks, nothing cached;
 - the Prefect flow after `dvc repro` rewrites nothing (every stage is a stamp hit);
 - the flow with `dvc_record` after a params change leaves `dvc repro` nothing to do;
 - changing the momentum regime's rho reruns exactly the momentum stages and
@@ -136,6 +138,7 @@ class Built:
     log: str  # of the cold `dvc repro`
     commit: str  # the commit it ran on
     outputs: dict[str, str]  # what it wrote: path -> sha256
+    tracked: frozenset[str]  # of those, what git tracks (the cached outs are git-ignored)
 
     def __iter__(self):  # repo, log = built
         return iter((self.repo, self.log))
@@ -148,7 +151,8 @@ def built(repo: Path) -> Built:
     log = dvc(repo, "repro")
     wrote = digests(repo)
     commit(repo, "dvc repro")
-    return Built(repo, log, head, wrote)
+    tracked = frozenset(sh(repo, "git", "ls-files", *OUTPUT_DIRS).split())
+    return Built(repo, log, head, wrote, tracked)
 
 
 def test_repro_builds_every_stage_then_runs_nothing(built):
@@ -161,6 +165,9 @@ def test_repro_builds_every_stage_then_runs_nothing(built):
     assert (repo / "metrics/comparison/valid_return.tsv").read_text().startswith("epoch\tcell\tvalid_return\n")
     assert json.loads(dvc(repo, "status", "--json")) == {}
     assert sh(repo, "git", "status", "--porcelain") == ""  # every output is git-tracked or git-ignored
+    assert sh(repo, "git", "diff", "--stat", built.commit, "--", ".gitignore") == ""
+    assert not [p for d in OUTPUT_DIRS for p in (repo / d).rglob(".gitignore")]  # DVC wrote none of its own
+    assert not [p for p in built.tracked if p.endswith(".safetensors") or p.startswith("metrics/evaluate/")]
     again = dvc(repo, "repro")
     assert ran(again) == set() and "Data and pipelines are up to date" in again
 
@@ -191,6 +198,15 @@ def test_flow_writes_the_bytes_dvc_repro_wrote(built, tmp_path):
         assert any(path.startswith(kind) for path in flow), kind
     assert [path for path in sorted(flow) if flow[path] != repro[path]] == []
 
+    # `git status` after the flow: what git tracks after `dvc repro` (metrics, figures, reports), untracked,
+    # and nothing DVC caches (datasets, models, evaluations)
+    status = sh(clone, "git", "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert all(line.startswith("?? ") for line in status), status
+    untracked = {line[3:] for line in status}
+    assert untracked == {path for path in built.tracked if "/warmups/" not in path}
+    assert not [path for path in untracked if path.startswith(("data/", "models/", "metrics/evaluate/"))]
+    assert {path.split("/")[0] for path in untracked} == {"metrics", "plots", "reports"}
+
 
 def test_flow_after_repro_rewrites_nothing(built, prefect_server):
     """Repro, then the flow: every stage is a stamp hit, no output file is even rewritten."""
@@ -214,6 +230,7 @@ def test_flow_with_dvc_record_leaves_repro_nothing_to_do(built, prefect_server):
     summary = run_study(str(repo / "params.yaml"), [], str(repo), dvc_record=True)
     assert summary["dvc"]["stages"] == list(DVC_STAGES)
     assert (repo / "dvc.lock").read_text() != lock_before
+    assert not [p for d in OUTPUT_DIRS for p in (repo / d).rglob(".gitignore")]  # `dvc commit` added none
     assert json.loads(dvc(repo, "status", "--json")) == {}
     assert ran(dvc(repo, "repro")) == set()
     commit(repo, "dropout 0.4, by the flow")

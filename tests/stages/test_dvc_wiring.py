@@ -84,14 +84,34 @@ def grown_project(tmp_path_factory) -> Path:
 
 def test_dvc_yaml_is_the_one_the_registry_generates(tmp_path):
     from flows.cli import main
-    from stages.dvcfile import render_dvc_yaml
+    from stages.dvcfile import render_dvc_yaml, render_gitignore
 
     assert (ROOT / "dvc.yaml").read_text() == render_dvc_yaml(), "run `neural-trader dvc-yaml`"
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+    assert (ROOT / ".gitignore").read_text() == render_gitignore((ROOT / ".gitignore").read_text()), \
+        "run `neural-trader dvc-yaml`"
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    (tmp_path / ".gitignore").write_text("/mine/\n")  # a hand-written part, kept
     assert main(["dvc-yaml", "--check", "--workspace", str(tmp_path)]) == 1
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     assert main(["dvc-yaml", "--workspace", str(tmp_path)]) == 0
     assert main(["dvc-yaml", "--check", "--workspace", str(tmp_path)]) == 0
     assert (tmp_path / "dvc.yaml").read_text() == (ROOT / "dvc.yaml").read_text()
+    assert (tmp_path / ".gitignore").read_text() == render_gitignore("/mine/\n")
+    assert (tmp_path / ".gitignore").read_text().startswith("/mine/\n\n# GENERATED")
+
+
+@pytest.mark.parametrize("project", ["default", "grown"])
+def test_gitignore_ignores_exactly_the_cached_outs(project, grown_project, tmp_path):
+    """git, asked about every out DVC resolves (a new regime and model's too): the cached ones are ignored,
+    the cache: false ones (metrics, figures, reports) are not."""
+    root = ROOT if project == "default" else grown_project
+    outs = {path: out.use_cache for stage in _declared(root).values() for path, out in stage["outs"].items()}
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / ".gitignore").write_text((ROOT / ".gitignore").read_text())
+    proc = subprocess.run(["git", "check-ignore", "--stdin"], cwd=tmp_path, input="\n".join(outs),
+                          capture_output=True, text=True)
+    assert proc.returncode in (0, 1), proc.stderr  # 1: nothing ignored
+    assert set(proc.stdout.split()) == {path for path, cached in outs.items() if cached}
 
 
 @pytest.mark.parametrize("project", ["default", "grown"])
