@@ -18,7 +18,16 @@ import pytest
 import yaml
 
 from stages.catalog import file_digest, read_json
-from tests.conftest import ROOT, SHRUNK, _merge, beyond_loopback, free_port, listening_sockets, stop_group
+from tests.conftest import (
+    ROOT,
+    SHRUNK,
+    _merge,
+    beyond_loopback,
+    free_port,
+    listening_sockets,
+    start_guarded,
+    stop_group,
+)
 
 GRID = {"sweep": {"dropout": [0.0, 0.5], "axes": {"hidden": [5, 8], "rho": [0.0, 0.2]}},
         "data": {"n_train": 100, "n_test": 300}, "train": {"epochs": 10}}
@@ -95,8 +104,7 @@ def test_a_failed_point_fails_alone_and_a_rerun_computes_only_it(tmp_path, prefe
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy(),
-                            start_new_session=True)
+    return start_guarded(args, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
 
 
 @pytest.mark.slow
