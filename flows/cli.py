@@ -13,9 +13,14 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from neural_trader.config import ConfigError
+
+if TYPE_CHECKING:
+    from flows.server import RunServer
 
 
 def _prefect_env() -> None:
@@ -127,18 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     return _with_server(args, lambda server: _run(args, cfg, server))
 
 
-def _with_server(args: argparse.Namespace, run) -> int:
+def _with_server(args: argparse.Namespace, run: Callable[[RunServer], int]) -> int:
     """`run(server)` against the workspace's running server, or a temporary one that goes when this process goes."""
     from flows.server import RunServer
 
     server = RunServer(args.workspace).start()  # before Prefect is imported: it boots while the flow imports
     try:
-        return run(server)
-    finally:
-        server.stop()
+        code = run(server)
+    except BaseException:  # Ctrl-C included: stop it without waiting for task runs that will never finish
+        server.stop(settled=False)
+        raise
+    server.stop()
+    return code
 
 
-def _run(args: argparse.Namespace, cfg, server) -> int:
+def _run(args: argparse.Namespace, cfg, server: RunServer) -> int:
     if args.flow != "study":
         from flows.warmups import format_reports, run_warmups
 
@@ -170,7 +178,7 @@ def _sweep(args: argparse.Namespace) -> int:
     return _with_server(args, lambda server: _run_sweep(args, loaded, server))
 
 
-def _run_sweep(args: argparse.Namespace, loaded, server) -> int:
+def _run_sweep(args: argparse.Namespace, loaded, server: RunServer) -> int:
     from flows.sweep import run_sweep
 
     server.wait()
@@ -248,7 +256,7 @@ def _server(args: argparse.Namespace) -> int:
     home = server_home(args.workspace)
     if args.stop:
         pid = stop_server(home)
-        print(f"stopped the server (pid {pid})" if pid else f"no server recorded in {home}")
+        print(f"stopped the server (pid {pid})" if pid else f"no server of this workspace is running ({home})")
         return 0
     _prefect_env()
     api_url, pid = ensure_server(args.port, home)
