@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("neural_trader").setLevel(logging.INFO)
+    logging.getLogger("flows.server").setLevel(logging.INFO)  # the temporary server's start and stop
     if args.command == "status":
         return _status(args)
     if args.command == "dvc-yaml":

@@ -19,6 +19,7 @@ settings then. `python -m flows.server PGID` is the watchdog.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import signal
@@ -30,6 +31,8 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
+
+log = logging.getLogger(__name__)
 
 GRACE_S = 15.0  # seconds a stopped server has to shut down cleanly before its group is killed
 FINAL = ["COMPLETED", "FAILED", "CANCELLED", "CRASHED"]  # task-run state types the server records last
@@ -152,6 +155,8 @@ class RunServer:
             port = free_port()
             self.api_url = f"http://127.0.0.1:{port}/api"
             self.tied = Tied(server_command(port), (self.home / "temporary.log").open("w"))
+            log.info("Starting temporary server on %s (its log: %s)", self.api_url.removesuffix("/api"),
+                     self.home / "temporary.log")
         os.environ["PREFECT_API_URL"] = self.api_url
         return self
 
@@ -172,6 +177,7 @@ class RunServer:
             EventsWorker.drain_all(timeout=10)
             if settled:
                 settle(self.api_url, self.since)
+        log.info("Stopping temporary server on %s", self.api_url.removesuffix("/api"))
         self.tied.stop()
 
 
