@@ -122,14 +122,23 @@ def watch(pgid: int) -> None:
             if ready and not os.read(sys.stdin.fileno(), 1024):
                 break  # the process that started us closed the pipe, or is gone
     finally:
-        for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 0)):
-            deadline = time.monotonic() + wait
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                return
-            while _group_alive(pgid) and time.monotonic() < deadline:
-                time.sleep(0.1)
+        stop_group(pgid)
+
+
+def stop_group(pgid: int, grace: float = GRACE_S) -> bool:
+    """SIGTERM process group `pgid` (not a child of this process), SIGKILL what is left after `grace` s.
+
+    False if the group was gone already.
+    """
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return sig != signal.SIGTERM
+        deadline = time.monotonic() + wait
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    return True
 
 
 # ------------------------------------------------------------------------ the run's server
@@ -250,32 +259,13 @@ def ensure_server(port: int, home: Path, wait_s: float = 120.0) -> tuple[str, in
     return api_url, proc.pid
 
 
-def stop_server(home: Path, wait_s: float = 30.0) -> int | None:
-    """Stop the server recorded in `home` (SIGTERM to its group, SIGKILL after `wait_s`); its pid, or None."""
+def stop_server(home: Path) -> int | None:
+    """Stop the server recorded in `home` (its own process group) and forget it; its pid, or None if none ran."""
     record = home / "server.pid"
-    if not record.is_file():
-        return None
-    pid = int(record.read_text())
+    pid = int(record.read_text()) if record.is_file() else None
     for name in ("server.pid", "server.url"):
         (home / name).unlink(missing_ok=True)
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return None
-    deadline = time.monotonic() + wait_s
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    if _alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    return pid
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return pid if pid and stop_group(pid) else None
 
 
 if __name__ == "__main__":

@@ -210,9 +210,9 @@ def test_triggered_reruns_complete_are_recorded_and_pooled(deployed):
 
 def test_status_reports_a_healthy_schedule_while_a_worker_polls(deployed, prefect_server):
     """Healthy only on this worker's own polls (they must come after it started), flagged once it is killed."""
-    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL],
-                              cwd=ROOT, env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": str(POLL_S)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = start_guarded([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL],
+                           cwd=ROOT, env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": str(POLL_S)},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _liveness(prefect_server, worker, "the worker")
     finally:
