@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 sys.path.insert(0, str(ROOT))
 
-from flows.deploy import server_healthy  # stdlib only: no Prefect before its settings are set
+from flows.server import server_healthy  # stdlib only: no Prefect before its settings are set
 
 
 def _free_port() -> int:

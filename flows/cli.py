@@ -13,15 +13,19 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from neural_trader.config import ConfigError
 
+if TYPE_CHECKING:
+    from flows.server import RunServer
+
 
 def _prefect_env() -> None:
-    """Defaults for the embedded Prefect: quiet, offline, patient on slow machines."""
+    """Defaults for the embedded Prefect: quiet and offline."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "neural_trader")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
@@ -63,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     reruns.add_argument("slots", nargs="*", help="compare: the two slots")
     common(reruns)
 
+    server = sub.add_parser("server", help="start a local Prefect server in the background, which `run` reuses")
+    server.add_argument("--port", type=int, default=4200, help="port on 127.0.0.1 (default: 4200)")
+    server.add_argument("--stop", action="store_true", help="stop the server this command started")
+    server.add_argument("--workspace", default=".", help="the workspace whose runs use it (default: .)")
+
     serve = sub.add_parser("serve", help="start (or reuse) a local Prefect server and serve the deployments")
     serve.add_argument("--cron", default=None, help="nightly schedule (default: 0 2 * * *)")
     serve.add_argument("--timezone", default=None, help="time zone of the schedule (default: UTC)")
@@ -86,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     logging.getLogger("neural_trader").setLevel(logging.INFO)
+    logging.getLogger("flows.server").setLevel(logging.INFO)  # the temporary server's start and stop
     if args.command == "status":
         return _status(args)
     if args.command == "dvc-yaml":
         return _dvc_yaml(args)
+    if args.command == "server":
+        return _server(args)
     if args.command == "run" and args.flow == "sweep":
         return _sweep(args)  # its points are the studies: params.yaml is read once, there
     from stages.catalog import load_params
@@ -120,13 +132,33 @@ def main(argv: list[str] | None = None) -> int:
     _prefect_env()
     if args.command == "serve":
         return _serve(args)
+    return _with_server(args, lambda server: _run(args, cfg, server))
+
+
+def _with_server(args: argparse.Namespace, run: Callable[[RunServer], int]) -> int:
+    """`run(server)` against the workspace's running server, or a temporary one that goes when this process goes."""
+    from flows.server import RunServer
+
+    server = RunServer(args.workspace).start()  # before Prefect is imported: it boots while the flow imports
+    try:
+        code = run(server)
+    except BaseException:  # Ctrl-C included: stop it without waiting for task runs that will never finish
+        server.stop(settled=False)
+        raise
+    server.stop()
+    return code
+
+
+def _run(args: argparse.Namespace, cfg, server: RunServer) -> int:
     if args.flow != "study":
         from flows.warmups import format_reports, run_warmups
 
+        server.wait()
         print(format_reports(run_warmups(args.flow, args.params, args.overrides, args.workspace, cfg=cfg)))
         return 0
     from flows.study import run_study
 
+    server.wait()
     summary = run_study(args.params, args.overrides, args.workspace, rerun=args.rerun, slot=args.slot,
                              dvc_record=args.dvc_record, dvc_push=args.dvc_push, cfg=cfg)
     if args.rerun:
@@ -146,8 +178,13 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"neural-trader: error: {exc}", file=sys.stderr)
         return 2
     _prefect_env()  # before Prefect is imported: it reads its settings then
+    return _with_server(args, lambda server: _run_sweep(args, loaded, server))
+
+
+def _run_sweep(args: argparse.Namespace, loaded, server: RunServer) -> int:
     from flows.sweep import run_sweep
 
+    server.wait()
     summary = run_sweep(args.params, args.overrides, args.workspace, dvc_record=args.dvc_record,
                         dvc_push=args.dvc_push, loaded=loaded)
     print(f"\nSweep: {summary['points']} points, {summary['significant']} significant contrasts"
@@ -198,12 +235,13 @@ def _serve(args: argparse.Namespace) -> int:
     from prefect import serve
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.deploy import DEFAULT_CRON, DEFAULT_TIMEZONE, build_deployments, ensure_server
+    from flows.deploy import DEFAULT_CRON, DEFAULT_TIMEZONE, build_deployments
+    from flows.server import ensure_server, server_home
 
     workspace = Path(args.workspace).resolve()
     api_url = os.environ.get("PREFECT_API_URL")
     if not api_url:
-        api_url, pid = ensure_server(args.port, workspace / ".nt" / "prefect-server")
+        api_url, pid = ensure_server(args.port, server_home(workspace))
         started = f"started a server (pid {pid}; stop it with `kill {pid}`)" if pid else "reusing the running server"
         print(f"{started}; UI: {api_url.removesuffix('/api')}")
     params = str(Path(args.params).resolve())
@@ -212,6 +250,23 @@ def _serve(args: argparse.Namespace) -> int:
     print("serving study/manual and study/nightly until stopped (Ctrl-C); `neural-trader status` checks it")
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         serve(*deployments)
+    return 0
+
+
+def _server(args: argparse.Namespace) -> int:
+    from flows.server import ensure_server, server_home, stop_server
+
+    home = server_home(args.workspace)
+    if args.stop:
+        pid = stop_server(home)
+        print(f"stopped the server (pid {pid})" if pid else f"no server of this workspace is running ({home})")
+        return 0
+    _prefect_env()
+    api_url, pid = ensure_server(args.port, home)
+    print(f"{f'started a server (pid {pid})' if pid else 'a server is running'} at {api_url}, logging to "
+          f"{home / 'server.log'}; `neural-trader run` in this workspace uses it; "
+          f"stop it with `neural-trader server --stop`")
+    print(f"for Dask workers and other shells: export PREFECT_API_URL={api_url}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Deployments of the study, a local server to serve them on, and a health check.
+"""Deployments of the study, and a health check of their schedule.
 
 Two deployments of the `study` flow:
 
@@ -7,19 +7,16 @@ Two deployments of the `study` flow:
   with fresh seeds derived from its scheduled slot, versioned and pooled.
 
 `neural-trader serve` starts (or reuses) a `prefect server start` bound to
-127.0.0.1 and serves both from this process. For a team server, the same
-deployments are declared in prefect.yaml for the work-pool + worker route.
+127.0.0.1 (`flows.server.ensure_server`) and serves both from this process.
+For a team server, the same deployments are declared in prefect.yaml for the
+work-pool + worker route.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 from typing import Any
+
+from .server import server_healthy
 
 DEFAULT_CRON = "0 2 * * *"
 DEFAULT_TIMEZONE = "UTC"
@@ -56,41 +53,6 @@ def build_deployments(params: str, overrides: list[str], workspace: str, cron: s
         concurrency_limit=1, description="A rerun with fresh seeds per scheduled slot, versioned and pooled.",
     )
     return [manual, nightly]
-
-
-# ------------------------------------------------------------------------ server
-def server_healthy(api_url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def ensure_server(port: int, home: Path, wait_s: float = 120.0) -> tuple[str, int | None]:
-    """The API URL of a healthy local server on 127.0.0.1:port, starting one if needed.
-
-    Returns (api_url, pid of the server this call started, or None if one was running).
-    The server's output goes to <home>/server.log.
-    """
-    api_url = f"http://127.0.0.1:{port}/api"
-    if server_healthy(api_url):
-        return api_url, None
-    home.mkdir(parents=True, exist_ok=True)
-    log = (home / "server.log").open("a")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"},
-    )
-    (home / "server.pid").write_text(f"{proc.pid}\n")
-    deadline = time.monotonic() + wait_s
-    while not server_healthy(api_url):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"prefect server did not become healthy on {api_url}; see {home / 'server.log'}")
-        time.sleep(0.5)
-    return api_url, proc.pid
 
 
 # ------------------------------------------------------------------------ status

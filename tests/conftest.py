@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from flows.server import Tied, free_port, guard, server_command, wait_healthy  # stdlib only: no Prefect yet
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="nt-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
@@ -194,37 +195,33 @@ def stop_group(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float
         proc.wait(timeout=timeout)
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def start_guarded(args: list[str], **popen) -> subprocess.Popen:
+    """`subprocess.Popen(args, **popen)` in a session of its own, whose process group goes when the tests go.
+
+    However the test process ends (a time limit's SIGKILL too), the group's
+    guard (`flows.server.guard`) sees it and stops the group.
+    """
+    proc = subprocess.Popen(args, start_new_session=True, **popen)
+    proc.guard = guard(proc.pid)  # lives as long as this process holds it
+    return proc
 
 
 @pytest.fixture(scope="session")
 def prefect_server():
-    """A real `prefect server start` on 127.0.0.1, stopped by its pid at the end.
+    """A real `prefect server start` on 127.0.0.1, stopped by its pid at the end, or when the tests go.
 
     Sets PREFECT_API_URL for this process (and the subprocesses it starts);
     yields the API URL.
     """
-    # stdlib only at import: Prefect is not loaded here
-    from flows.deploy import server_healthy
-
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    log = open(Path(_PREFECT_HOME) / "server.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PREFECT_HOME": _PREFECT_HOME},
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while not server_healthy(url):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"prefect server did not start: see {log.name}:\n{Path(log.name).read_text()[-2000:]}")
-        time.sleep(0.5)
+    log = Path(_PREFECT_HOME) / "server.log"
+    server = Tied(server_command(port), log.open("w"), env={**os.environ, "PREFECT_HOME": _PREFECT_HOME})
+    try:
+        wait_healthy(url, server.proc, log)
+    except RuntimeError:
+        server.stop(signal.SIGKILL)
+        raise
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     os.environ["PREFECT_API_URL"] = url  # for subprocesses
@@ -236,12 +233,7 @@ def prefect_server():
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=5)  # ship buffered run logs while the server is still up
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        server.stop()
 
 
 TIERS = ("unit", "stages", "flows", "integration", "docs", "gpu")

@@ -66,6 +66,8 @@ RUN_BY: dict[tuple[str, str], tuple[str, ...]] = {
     ("docs/deployments.md", "prefect work-pool create"): (
         "tests/integration/test_deployments.py::test_prefect_yaml_deploys_the_same_deployments",
         "tests/integration/test_deployments.py::test_triggered_reruns_complete_are_recorded_and_pooled"),
+    ("docs/speed.md", "neural-trader server --stop"): (
+        "tests/integration/test_server.py::test_server_runs_in_the_background_and_run_reuses_it",),
     ("docs/speed.md", "runtime.max_batch_bytes=1MiB"): (
         "tests/docs/test_commands.py::test_documented_errors_are_the_real_ones",),
     ("docs/warmups.md", "neural-trader run warmups"): (

@@ -14,13 +14,23 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
 from stages.catalog import file_digest, read_json
-from tests.conftest import ROOT, SHRUNK, _merge, beyond_loopback, free_port, listening_sockets, stop_group
+from tests.conftest import (
+    ROOT,
+    SHRUNK,
+    _merge,
+    beyond_loopback,
+    free_port,
+    listening_sockets,
+    start_guarded,
+    stop_group,
+)
 
 GRID = {"sweep": {"dropout": [0.0, 0.5], "axes": {"hidden": [5, 8], "rho": [0.0, 0.2]}},
         "data": {"n_train": 100, "n_test": 300}, "train": {"epochs": 10}}
@@ -96,9 +106,19 @@ def test_a_failed_point_fails_alone_and_a_rerun_computes_only_it(tmp_path, prefe
         {k: v for k, v in before.items() if "hidden8-rho0p2" not in k}
 
 
+def _task_runs_since(since: datetime, prefix: str) -> list:
+    """The task runs named `prefix...` that the server (PREFECT_API_URL's) saw start after `since`."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName, TaskRunFilterStartTime
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(
+            name=TaskRunFilterName(like_=prefix), start_time=TaskRunFilterStartTime(after_=since)))
+    return [r for r in runs if r.name.startswith(prefix)]
+
+
 def _start(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy(),
-                            start_new_session=True)
+    return start_guarded(args, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ.copy())
 
 
 @pytest.mark.slow
@@ -122,12 +142,16 @@ def test_sweep_on_a_real_dask_cluster_gives_the_threads_bytes_on_loopback(tmp_pa
             procs.append(_start([str(BIN / "dask"), "worker", address, "--host", "127.0.0.1", "--nthreads", "1",
                                  "--nworkers", "1", "--dashboard-address", "127.0.0.1:0", "--name", f"w{i}"],
                                 tmp_path / f"worker{i}.log"))
+        since = datetime.now(UTC)
         summary = run_sweep(str(params), ["runtime.task_runner=dask", f"runtime.dask_address={address}", seeds,
                                           "runtime.seed_shards=2"], str(tmp_path / "dask"))
         assert not summary["failed"]
         listening = set().union(*(listening_sockets(p.pid) for p in procs))
         assert {pid for pid, *_ in listening} >= {p.pid for p in procs[:1]}
         assert not beyond_loopback(listening), beyond_loopback(listening)
+        # the workers got the flow's PREFECT_API_URL: no temporary server of theirs, their task runs on the flow's
+        assert not [s for s in listening if "uvicorn" in s[1] or "prefect" in s[1]], listening
+        assert len(_task_runs_since(since, "train_shard")) == 4 * 2 * 2
     finally:
         for proc in procs:
             stop_group(proc)

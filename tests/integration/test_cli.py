@@ -77,3 +77,4 @@ def test_killed_run_leaves_no_corrupt_file_and_resumes(tmp_path, prefect_server)
     assert not list(ws.root.rglob(".*.tmp"))
     for stamp, mtime in stamps.items():  # finished stages were reused, not recomputed
         assert (ws.private / "stamps" / f"{stamp}.json").stat().st_mtime_ns == mtime, stamp
+

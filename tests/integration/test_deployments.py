@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from flows.server import guard
 from tests.conftest import (
     ROOT,
     SHRUNK,
@@ -37,6 +38,7 @@ from tests.conftest import (
     beyond_loopback,
     free_port,
     listening_sockets,
+    start_guarded,
     stop_group,
 )
 
@@ -208,9 +210,9 @@ def test_triggered_reruns_complete_are_recorded_and_pooled(deployed):
 
 def test_status_reports_a_healthy_schedule_while_a_worker_polls(deployed, prefect_server):
     """Healthy only on this worker's own polls (they must come after it started), flagged once it is killed."""
-    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL],
-                              cwd=ROOT, env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": str(POLL_S)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = start_guarded([sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL],
+                           cwd=ROOT, env={**os.environ, "PREFECT_WORKER_QUERY_SECONDS": str(POLL_S)},
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _liveness(prefect_server, worker, "the worker")
     finally:
@@ -320,15 +322,16 @@ def test_serve_registers_both_and_status_sees_it_die(tmp_path):
     api_url = f"http://127.0.0.1:{port}/api"
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_RUNNER_POLL_FREQUENCY=str(POLL_S))
-    serve = subprocess.Popen(
+    serve = start_guarded(
         [sys.executable, "-m", "flows.cli", "serve", "--port", str(port), "--workspace", str(workspace),
          "--cron", "30 3 * * *", "--timezone", "Europe/Paris"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        stderr=subprocess.STDOUT, text=True)
     server_pid = None
     try:
         lines = _lines(serve.stdout)
         started = _line_matching(lines, r"started a server \(pid (\d+);.*UI: (\S+)", serve)
         server_pid = int(started.group(1))
+        server_guard = guard(server_pid)  # noqa: F841 - the detached server goes with the tests too
         assert started.group(2) == f"http://127.0.0.1:{port}"
         assert (workspace / ".nt" / "prefect-server" / "server.pid").read_text().strip() == str(server_pid)
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
