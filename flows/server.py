@@ -53,9 +53,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def server_command(port: int) -> list[str]:
-    """`prefect server start` on 127.0.0.1:port, without the UI."""
-    return [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"]
+def server_command(port: int, ui: bool = False) -> list[str]:
+    """`prefect server start` on 127.0.0.1:port; with the UI only if `ui` (run it with `server_env(port)`)."""
+    return [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+            *([] if ui else ["--no-ui"])]
+
+
+def server_env(port: int) -> dict[str, str]:
+    """This process's environment for a server on 127.0.0.1:port whose UI calls that server's API.
+
+    Without PREFECT_SERVER_UI_API_URL the UI is told the API of port 4200 (or whatever
+    PREFECT_API_URL says), so any other port gives "Can't connect to Server API".
+    """
+    api_url = f"http://127.0.0.1:{port}/api"
+    return {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_API_URL": api_url, "PREFECT_UI_API_URL": api_url}
 
 
 def wait_healthy(api_url: str, proc: subprocess.Popen, log: Path, wait_s: float = 120.0) -> None:
@@ -246,9 +258,8 @@ def ensure_server(port: int, home: Path, wait_s: float = 120.0) -> tuple[str, in
         return api_url, None
     home.mkdir(parents=True, exist_ok=True)
     log = home / "server.log"
-    proc = subprocess.Popen(server_command(port), stdout=log.open("a"), stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    proc = subprocess.Popen(server_command(port, ui=True), stdout=log.open("a"), stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, env=server_env(port))
     (home / "server.pid").write_text(f"{proc.pid}\n")
     try:
         wait_healthy(api_url, proc, log, wait_s)

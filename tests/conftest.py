@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.server import Tied, free_port, guard, server_command, wait_healthy  # stdlib only: no Prefect yet
+from flows.server import Tied, free_port, guard, server_command, server_env, wait_healthy  # stdlib only: no Prefect yet
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="nt-test-prefect-")
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
@@ -216,7 +216,7 @@ def prefect_server():
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = Path(_PREFECT_HOME) / "server.log"
-    server = Tied(server_command(port), log.open("w"), env={**os.environ, "PREFECT_HOME": _PREFECT_HOME})
+    server = Tied(server_command(port, ui=True), log.open("w"), env={**server_env(port), "PREFECT_HOME": _PREFECT_HOME})
     try:
         wait_healthy(url, server.proc, log)
     except RuntimeError:
