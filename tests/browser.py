@@ -14,10 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 CHROMIUM = Path("/usr/bin/chromium")
 WIDTH, HEIGHT = 1280, 900  # px: a laptop screen
@@ -45,17 +47,39 @@ def install_chromium() -> str | None:
     return None if CHROMIUM.exists() else f"apt-get installed chromium, but there is no {CHROMIUM}"
 
 
-@contextmanager
-def chromium_page() -> Iterator:
-    """One headless Chromium (Debian's) and one page WIDTH px wide, reused for every artifact checked."""
-    from playwright.sync_api import sync_playwright
+class Chromium:
+    """One headless Chromium (Debian's) and one page WIDTH px wide, reused for every artifact checked.
 
-    with sync_playwright() as pw:
+    It lives in a thread of its own, and every use goes through `run`: Playwright's
+    sync API leaves its event loop marked running in the thread that starts it, and
+    Prefect, seeing a running loop in the tests' thread, would take itself to be in async code.
+    """
+
+    def __init__(self) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="chromium")
+        self._pw, self._browser, self._page = self._thread.submit(self._start).result()
+
+    @staticmethod
+    def _start():
+        from playwright.sync_api import sync_playwright
+
+        pw = sync_playwright().start()
         browser = pw.chromium.launch(executable_path=str(CHROMIUM))
-        try:
-            yield browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
-        finally:
-            browser.close()
+        return pw, browser, browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+
+    def run(self, fn: Callable[..., T], *args) -> T:
+        """fn(page, *args) in the browser's thread."""
+        return self._thread.submit(fn, self._page, *args).result()
+
+    def close(self) -> None:
+        self._thread.submit(lambda: (self._browser.close(), self._pw.stop())).result()
+        self._thread.shutdown()
+
+    def __enter__(self) -> Chromium:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -95,17 +119,21 @@ _SETTLED = """selector => {
 }"""
 
 
-def check_artifact(ui_base: str, artifact_id, page, shots: Path) -> list[Problem]:
+def check_artifact(ui_base: str, artifact_id, chromium: Chromium, shots: Path) -> list[Problem]:
     """What a reader of markdown artifact `artifact_id` misses in each UI of the server at `ui_base`.
 
     Args:
         ui_base: the server's root, e.g. http://127.0.0.1:4200 (its API is under /api).
-        page: a Playwright page (`chromium_page`), WIDTH px wide.
+        chromium: the browser that looks.
         shots: where a page with a problem is saved as <artifact_id>-<ui>.png.
     Returns:
         every image whose naturalWidth is 0, every table wider than the text column (or reaching past its
         right edge), in page order, v1 first; a page that renders no markdown in RENDER_S is one problem.
     """
+    return chromium.run(_check, ui_base, artifact_id, shots)
+
+
+def _check(page, ui_base: str, artifact_id, shots: Path) -> list[Problem]:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     problems = []
