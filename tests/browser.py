@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,7 @@ def _check(page, ui_base: str, artifact_id, shots: Path) -> list[Problem]:
         page.goto(ui_base.rstrip("/") + route.format(id=artifact_id), wait_until="networkidle")
         try:
             page.wait_for_function(_SETTLED, arg=MARKDOWN, timeout=RENDER_S * 1000)
-            found = _problems(ui, page.locator(MARKDOWN).first.evaluate(_MEASURE))  # found anew: React replaces it
+            found = _problems(ui, _steady(page))
         except PlaywrightTimeout as e:
             found = [Problem(ui, "render", page.url, f"no rendered markdown with settled images: {e.message}")]
         if found:
@@ -151,6 +152,21 @@ def _check(page, ui_base: str, artifact_id, shots: Path) -> list[Problem]:
             page.screenshot(path=shot, full_page=True)
             problems += [Problem(p.ui, p.kind, p.what, p.detail, shot) for p in found]
     return problems
+
+
+def _steady(page, every_ms: int = 1000) -> dict:
+    """`_MEASURE` of the text column once two looks `every_ms` apart agree: side panels load after the markdown
+    and narrow the column."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    seen, deadline = None, time.monotonic() + RENDER_S
+    while time.monotonic() < deadline:
+        now = page.locator(MARKDOWN).first.evaluate(_MEASURE)  # found anew at each look: React replaces it
+        if now == seen:
+            return now
+        seen = now
+        page.wait_for_timeout(every_ms)
+    raise PlaywrightTimeout(f"the text column still changed after {RENDER_S:.0f} s: {seen}")
 
 
 def _problems(ui: str, seen: dict) -> list[Problem]:
