@@ -149,9 +149,21 @@ def _check(page, ui_base: str, artifact_id, shots: Path) -> list[Problem]:
         if found:
             shots.mkdir(parents=True, exist_ok=True)
             shot = shots / f"{artifact_id}-{ui}.png"
-            page.screenshot(path=shot, full_page=True)
+            _screenshot(page, shot)
             problems += [Problem(p.ui, p.kind, p.what, p.detail, shot) for p in found]
     return problems
+
+
+def _screenshot(page, path: Path) -> None:
+    """The whole page, the markdown's full height included: the v1 UI scrolls it inside the page, so the window
+    is made as tall as the markdown for the shot (its width, and so the layout, stays)."""
+    bottom = page.evaluate(f"() => Math.max(...[...document.querySelectorAll(`{MARKDOWN}`)]"
+                           ".map(e => e.getBoundingClientRect().bottom), 0)")
+    page.set_viewport_size({"width": WIDTH, "height": max(HEIGHT, int(bottom) + 100)})
+    try:
+        page.screenshot(path=path, full_page=True)
+    finally:
+        page.set_viewport_size({"width": WIDTH, "height": HEIGHT})
 
 
 def _steady(page, every_ms: int = 1000) -> dict:
