@@ -139,7 +139,7 @@ def _check(page, ui_base: str, artifact_id, shots: Path) -> list[Problem]:
 
     problems = []
     for ui, route in UIS.items():
-        # networkidle: the artifact and the side panel fetched, so the text column has its final width
+        # networkidle: the artifact fetched; `_steady` waits out the side panel, which narrows the column later
         page.goto(ui_base.rstrip("/") + route.format(id=artifact_id), wait_until="networkidle")
         try:
             page.wait_for_function(_SETTLED, arg=MARKDOWN, timeout=RENDER_S * 1000)
