@@ -236,6 +236,18 @@ def prefect_server():
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def chromium():
+    """One page of one headless Chromium (Debian's, installed where missing) for the session; skips saying why not."""
+    pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip install -e '.[dev]')")
+    from tests.browser import Chromium, install_chromium
+
+    if reason := install_chromium():
+        pytest.skip(f"no browser to look at the artifacts with: {reason}")
+    with Chromium() as browser:
+        yield browser
+
+
 TIERS = ("unit", "stages", "flows", "integration", "docs", "gpu")
 
 

@@ -21,6 +21,7 @@ from stages.catalog import Workspace
 from stages.registry import STAGES
 from stages import study
 from tasks.stages import stage_task
+from tests.browser import check_artifact
 from tests.conftest import ROOT, SHRUNK, _merge, task_states
 
 # generate+window per regime, train+evaluate+plot per cell, market_data per market,
@@ -112,9 +113,8 @@ def test_flow_end_to_end_then_cached(built):
     assert _ran(again) == set(), again
 
 
-@pytest.mark.slow
-def test_flow_publishes_its_artifacts_to_the_server(built):
-    """The verdict table and the report, read back from the server, are the run's own."""
+def _artifacts(built: Built) -> dict:
+    """{key: artifact} the cold run published; unkeyed ones (the metadata of the flow's persisted result) left out."""
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -122,7 +122,13 @@ def test_flow_publishes_its_artifacts_to_the_server(built):
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-    artifacts = {a.key: a for a in found if a.key}  # unkeyed: the metadata of the flow's persisted result
+    return {a.key: a for a in found if a.key}
+
+
+@pytest.mark.slow
+def test_flow_publishes_its_artifacts_to_the_server(built):
+    """The verdict table and the report, read back from the server, are the run's own."""
+    artifacts = _artifacts(built)
     assert set(artifacts) == {"verdicts", "comparison-report"}, sorted(artifacts)
     table = artifacts["verdicts"]
     assert table.type == "table"
@@ -130,6 +136,18 @@ def test_flow_publishes_its_artifacts_to_the_server(built):
     assert rows == json.loads(json.dumps(built.cold.result()["table"]))
     report = artifacts["comparison-report"]
     assert report.type == "markdown" and report.data == (built.ws / "reports" / "comparison.md").read_text()
+
+
+@pytest.mark.slow
+def test_report_shows_whole_in_a_browser(built, chromium, prefect_server, tmp_path):
+    """The reports the cold run published, opened in both Prefect UIs at 1280 px: every figure loads, every table fits."""
+    reports = {key: a for key, a in _artifacts(built).items() if a.type == "markdown"}
+    assert "comparison-report" in reports, sorted(reports)
+    problems = [p for a in reports.values()
+                for p in check_artifact(prefect_server.removesuffix("/api"), a.id, chromium, tmp_path)]
+    kinds = [p.kind for p in problems]
+    assert not problems, (f"{kinds.count('image')} images not loaded, {kinds.count('table')} tables overflowing, "
+                          f"{kinds.count('render')} pages not rendered:\n" + "\n".join(map(str, problems)))
 
 
 @pytest.mark.slow

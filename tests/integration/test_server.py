@@ -33,8 +33,7 @@ def test_a_tied_group_goes_when_its_parent_is_killed():
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         tied_pid, guard_pid = map(int, parent.stdout.readline().split())
-        group = _group(tied_pid)
-        assert len(group) >= 2, "the tied group: sh and its sleeps"
+        group = _group_with_sleeps(tied_pid, 2)
     finally:
         parent.kill()
         parent.wait()
@@ -57,6 +56,23 @@ def _group(pgid: int) -> list[psutil.Process]:
         except ProcessLookupError:  # gone between the listing and the look
             continue
     return found
+
+
+def _group_with_sleeps(pgid: int, sleeps: int, wait_s: float = 20.0) -> list[psutil.Process]:
+    """Group `pgid` once `sleeps` of its processes are `sleep`: the shell starts them after its pid is known."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        group = _group(pgid)
+        names = []
+        for proc in group:
+            try:
+                names.append(proc.name())
+            except psutil.NoSuchProcess:
+                continue
+        if names.count("sleep") >= sleeps:
+            return group
+        assert time.monotonic() < deadline, f"group {pgid} has {names} after {wait_s:.0f} s, not {sleeps} sleeps"
+        time.sleep(0.05)
 
 
 def _has_group(pgid: int) -> bool:
