@@ -92,9 +92,9 @@ def point_line(done: int, total: int, point: str, seconds: float, failure: str |
     return f"point {done}/{total} {point}: {outcome}"
 
 
-def closing_line(what: str, seconds: float, report: str) -> str:
-    """`study finished in 10.1 s; report: ws/reports/comparison.md`."""
-    return f"{what} finished in {seconds:.1f} s; report: {report}"
+def closing_line(what: str, seconds: float, report: str | None = None) -> str:
+    """`study finished in 10.1 s; report: ws/reports/comparison.md` (no report: the first clause alone)."""
+    return f"{what} finished in {seconds:.1f} s" + (f"; report: {report}" if report else "")
 
 
 class _Quiet(logging.Filter):
@@ -106,8 +106,11 @@ class _Quiet(logging.Filter):
         return not any(record.name == n or record.name.startswith(n + ".") for n in QUIET_BELOW_WARNING)
 
 
-class _TqdmHandler(logging.StreamHandler):
-    """A stream handler that writes above the bars (`tqdm.write`) instead of through them."""
+class TqdmHandler(logging.StreamHandler):
+    """A stream handler that writes above the bars (`tqdm.write`) instead of through them.
+
+    Its name has no leading '_': Prefect keeps a root handler it takes for the user's own.
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -126,7 +129,7 @@ def plain_console(verbose: bool = False, quiet: bool = False, stream: TextIO | N
     this handler, not on the loggers). `quiet`: the progress lines go too.
     """
     stream = stream if stream is not None else sys.stderr
-    handler = _TqdmHandler(stream) if progress_on("auto", stream) else logging.StreamHandler(stream)
+    handler = TqdmHandler(stream) if progress_on("auto", stream) else logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
     if not verbose:
         handler.addFilter(_Quiet())
