@@ -47,6 +47,7 @@ def _prefect_env(verbose: bool = True) -> None:
     if not verbose and not _user_logging():
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # the client's too: no usage data, no first-run notice on a terminal
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "neural_trader")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 

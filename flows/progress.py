@@ -16,10 +16,18 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prefect.futures import as_completed
+from prefect.runtime import flow_run
+from prefect.utilities.urls import url_for
 
 from stages.progress import log, stage_line
 
-__all__ = ["StageReport", "log"]
+__all__ = ["StageReport", "log", "ui_link"]
+
+
+def ui_link() -> str:
+    """`; UI: <the running flow run's page>` (the link Prefect's own INFO line gives), or '' without a UI."""
+    url = url_for("flow-run", obj_id=flow_run.id) if flow_run.id else None
+    return f"; UI: {url}" if url else ""
 
 
 class StageReport:

@@ -29,7 +29,7 @@ from tasks.reruns import pool, record, version_rerun
 from tasks.stages import record_in_dvc
 
 from .graph import Track, submit_stages
-from .progress import StageReport, log as progress
+from .progress import StageReport, log as progress, ui_link
 from .runners import make_task_runner
 
 #: the registry's stages this flow runs, in order; dvc.yaml has the same
@@ -75,7 +75,7 @@ def study(
         check_recordable(root, params, overrides, DVC_STAGES)
     ws = str(rerun_root(root.root, slot)) if rerun else str(root.root)
     progress.info("study: %d regimes x %d models x %d seeds in %s%s", len(cfg.data.regimes), len(cfg.models),
-                  cfg.seeds.count, ws, f"; UI: {flow_run.ui_url}" if flow_run.ui_url else "")
+                  cfg.seeds.count, ws, ui_link())
 
     with root.lock("study"):  # runs on one workspace are serialised, never interleaved
         root.sweep_temporaries()

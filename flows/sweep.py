@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
-from prefect.runtime import flow_run
 
 from neural_trader.params import StudyConfig
 from neural_trader.sweep.points import Point, SweepConfig
@@ -30,7 +29,7 @@ from stages.versioning import DvcError, check_recordable, is_dvc_workspace
 from tasks.reruns import version_sweep
 from tasks.stages import stage_task
 
-from .progress import StageReport, log as progress
+from .progress import StageReport, log as progress, ui_link
 from .study import submit_study
 from .runners import make_task_runner
 
@@ -49,7 +48,7 @@ def sweep(study: StudyConfig, points: list[tuple[Point, StudyConfig]], workspace
     if dvc_record and not is_dvc_workspace(root.root):
         raise DvcError(f"record: {root.root} is not a DVC workspace: run `git init && dvc init` there")
     progress.info("sweep: %d points x %d dropout values in %s%s", len(points), len(grid.dropout),
-                  root.root / "sweeps", f"; UI: {flow_run.ui_url}" if flow_run.ui_url else "")
+                  root.root / "sweeps", ui_link())
     start, failed = time.perf_counter(), {}
     with root.lock("sweep"):
         root.sweep_temporaries()

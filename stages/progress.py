@@ -131,13 +131,15 @@ def plain_console(verbose: bool = False, quiet: bool = False, stream: TextIO | N
     stream = stream if stream is not None else sys.stderr
     handler = TqdmHandler(stream) if progress_on("auto", stream) else logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
+    handler.plain_console = True  # type: ignore[attr-defined]
     if not verbose:
         handler.addFilter(_Quiet())
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.WARNING)
+    if all(getattr(h, "plain_console", False) for h in root.handlers):  # else leave theirs, as basicConfig does
+        for old in list(root.handlers):
+            root.removeHandler(old)
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
     for name in ("neural_trader", "flows.server"):  # INFO: the API gets it, the filter decides the console
         logging.getLogger(name).setLevel(logging.INFO)
     log.setLevel(logging.WARNING if quiet else logging.INFO)
