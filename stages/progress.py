@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from .catalog import Workspace
 
-__all__ = ["Setting", "bar_label", "closing_line", "epoch_bar", "plain_console", "point_line", "progress_on",
+__all__ = ["Setting", "bar_label", "closing_line", "console_handler", "epoch_bar", "plain_console", "point_line", "progress_on",
            "stage_label", "stage_line"]
 
 Setting = Literal["auto"] | bool
@@ -121,26 +121,34 @@ class TqdmHandler(logging.StreamHandler):
             self.handleError(record)
 
 
-def plain_console(verbose: bool = False, quiet: bool = False, stream: TextIO | None = None) -> logging.Handler:
-    """Set the root logger's one console handler: `HH:MM:SS LEVEL message`, no colour, written above any bar.
+def console_handler(verbose: bool = False, stream: TextIO | None = None) -> logging.Handler:
+    """The console: `HH:MM:SS LEVEL message` on `stream` (stderr), no colour, written above any bar.
 
     Not `verbose`: Prefect's run loggers and the stage bodies show WARNING and
     up only (their INFO lines still reach the API and the UI: the filter is on
-    this handler, not on the loggers). `quiet`: the progress lines go too.
+    this handler, not on the loggers); the progress lines pass.
     """
     stream = stream if stream is not None else sys.stderr
     handler = TqdmHandler(stream) if progress_on("auto", stream) else logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
-    handler.plain_console = True  # type: ignore[attr-defined]
     if not verbose:
         handler.addFilter(_Quiet())
-    root = logging.getLogger()
-    if all(getattr(h, "plain_console", False) for h in root.handlers):  # else leave theirs, as basicConfig does
+    return handler
+
+
+def plain_console(verbose: bool = False, quiet: bool = False) -> None:
+    """Make `console_handler` the root logger's one handler (unless someone set their own, as basicConfig does).
+
+    `quiet`: the progress lines go too. The project's INFO lines are on for
+    the API's sake (the UI's run logs); the console's filter decides what shows.
+    """
+    root, handler = logging.getLogger(), console_handler(verbose)
+    handler.plain_console = True  # type: ignore[attr-defined]
+    if all(getattr(h, "plain_console", False) for h in root.handlers):
         for old in list(root.handlers):
             root.removeHandler(old)
         root.addHandler(handler)
         root.setLevel(logging.WARNING)
-    for name in ("neural_trader", "flows.server"):  # INFO: the API gets it, the filter decides the console
+    for name in ("neural_trader", "flows.server"):
         logging.getLogger(name).setLevel(logging.INFO)
     log.setLevel(logging.WARNING if quiet else logging.INFO)
-    return handler
