@@ -8,9 +8,12 @@ calls) runs a step in-process without it.
 
 from __future__ import annotations
 
+import time
+
+START = time.perf_counter()  # the closing line's seconds count from here: imports included
+
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -18,14 +21,33 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from neural_trader.config import ConfigError
+from stages.progress import closing_line, plain_console, progress_on
+from stages.progress import log as progress
 
 if TYPE_CHECKING:
     from flows.server import RunServer
 
 
-def _prefect_env() -> None:
-    """Defaults for the embedded Prefect: quiet and offline."""
+#: the PREFECT_LOGGING_* settings this command sets itself; any other in the environment is the user's
+_OUR_LOGGING = ("PREFECT_LOGGING_EXTRA_LOGGERS", "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW",
+                "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL")
+
+
+def _user_logging() -> bool:
+    """Whether the user set Prefect's logging (PREFECT_LOGGING_*): then Prefect's lines are theirs to see."""
+    return any(k.startswith("PREFECT_LOGGING_") and k not in _OUR_LOGGING for k in os.environ)
+
+
+def _prefect_env(verbose: bool = True) -> None:
+    """Defaults for the embedded Prefect: quiet and offline; read by Prefect at import, and by Dask workers.
+
+    Not `verbose`: the console handler of any process that uses Prefect's own
+    logging set-up (a Dask worker's) shows WARNING and up; the API still gets every line.
+    """
+    if not verbose and not _user_logging():
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")  # the client's too: no usage data, no first-run notice on a terminal
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "neural_trader")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
@@ -52,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="record the outputs in DVC: dvc.lock (dvc commit), `dvc add` of a rerun's folder, or a "
                           "sweep's points (dvc add) and its report (sweeps/dvc.yaml, dvc commit)")
     run.add_argument("--dvc-push", action="store_true", help="with --dvc-record: also dvc push to the default remote")
+    talk = run.add_mutually_exclusive_group()
+    talk.add_argument("--quiet", action="store_true", help="no progress lines or bars: warnings, errors and the result")
+    talk.add_argument("--verbose", action="store_true",
+                      help="every log line too: Prefect's per-task states, the stages' own lines")
     common(run)
     stage = sub.add_parser("stage", help="run one stage in-process, without Prefect (dvc.yaml calls this)")
     stage.add_argument("name", help="a stage of dvc.yaml: generate, window, train, evaluate, plot, compare, ...")
@@ -93,16 +119,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    logging.getLogger("neural_trader").setLevel(logging.INFO)
-    logging.getLogger("flows.server").setLevel(logging.INFO)  # the temporary server's start and stop
+    run = args.command == "run"
+    # `run`: a line per finished stage, Prefect's own lines with --verbose (or the user's PREFECT_LOGGING_*)
+    plain_console(verbose=not run or args.verbose or _user_logging(), quiet=run and args.quiet)
     if args.command == "status":
         return _status(args)
     if args.command == "dvc-yaml":
         return _dvc_yaml(args)
     if args.command == "server":
         return _server(args)
-    if args.command == "run" and args.flow == "sweep":
+    if run and args.flow == "sweep":
         return _sweep(args)  # its points are the studies: params.yaml is read once, there
     from stages.catalog import load_params
 
@@ -111,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"neural-trader: error: {exc}", file=sys.stderr)
         return 2
+    if run:
+        cfg = _with_bars(cfg, args.quiet)
 
     if args.command in ("check", "run") and cfg.markets.regimes:
         from stages.catalog import check_inputs
@@ -129,14 +157,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "reruns":
         return _reruns(args, cfg)
 
-    _prefect_env()
+    _prefect_env(verbose=not run or args.verbose)
     if args.command == "serve":
         return _serve(args)
     return _with_server(args, lambda server: _run(args, cfg, server))
 
 
+def _with_bars(cfg, quiet: bool):
+    """`cfg` with runtime.progress decided here, once (it keys no stage): off with --quiet; auto is on when
+    stderr is a terminal, except on Dask, whose worker processes would draw over each other."""
+    setting = cfg.runtime.progress
+    show = not quiet and progress_on(setting) and not (setting == "auto" and cfg.runtime.task_runner == "dask")
+    return cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"progress": show})})
+
+
 def _with_server(args: argparse.Namespace, run: Callable[[RunServer], int]) -> int:
-    """`run(server)` against the workspace's running server, or a temporary one that goes when this process goes."""
+    """`run(server)` against the workspace's running server, or a temporary one that goes when this process goes.
+
+    Once the server is stopped, a closing line: the run's seconds, from the command's start, and its report.
+    """
     from flows.server import RunServer
 
     server = RunServer(args.workspace).start()  # before Prefect is imported: it boots while the flow imports
@@ -146,7 +185,18 @@ def _with_server(args: argparse.Namespace, run: Callable[[RunServer], int]) -> i
         server.stop(settled=False)
         raise
     server.stop()
+    progress.info(closing_line("rerun" if args.rerun else args.flow, time.perf_counter() - START, _report(args)))
     return code
+
+
+def _report(args: argparse.Namespace) -> str | None:
+    """Where a run's report is: the comparison (a rerun's: the pooled one), the sweep's; a warm-up has none."""
+    ws = Path(args.workspace)
+    if args.flow == "sweep":
+        return str(ws / "reports" / "sweep.md")
+    if args.flow == "study":
+        return str(ws / ("reruns/pooled" if args.rerun else "") / "reports" / "comparison.md")
+    return None
 
 
 def _run(args: argparse.Namespace, cfg, server: RunServer) -> int:
@@ -173,11 +223,12 @@ def _sweep(args: argparse.Namespace) -> int:
     from stages.catalog import load_sweep
 
     try:
-        loaded = load_sweep(args.params, args.overrides)  # every grid point validated before any work
+        study, points = load_sweep(args.params, args.overrides)  # every grid point validated before any work
     except ConfigError as exc:
         print(f"neural-trader: error: {exc}", file=sys.stderr)
         return 2
-    _prefect_env()  # before Prefect is imported: it reads its settings then
+    loaded = _with_bars(study, args.quiet), [(point, _with_bars(cfg, args.quiet)) for point, cfg in points]
+    _prefect_env(verbose=args.verbose)  # before Prefect is imported: it reads its settings then
     return _with_server(args, lambda server: _run_sweep(args, loaded, server))
 
 
@@ -191,7 +242,7 @@ def _run_sweep(args: argparse.Namespace, loaded, server: RunServer) -> int:
           + (f", failed: {', '.join(summary['failed'])}" if summary["failed"] else ""))
     for line in summary["verdicts"]:
         print(f"  {line}")
-    print(f"\nReport: {Path(args.workspace) / 'reports' / 'sweep.md'}")
+    print(f"\nReport: {_report(args)}")
     return 0 if not summary["failed"] else 1
 
 

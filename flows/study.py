@@ -17,8 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
-from prefect.futures import wait
+from prefect import flow
 from prefect.runtime import flow_run
 
 from neural_trader.params import StudyConfig
@@ -29,7 +28,8 @@ from stages.registry import STUDY_STAGES
 from tasks.reruns import pool, record, version_rerun
 from tasks.stages import record_in_dvc
 
-from .graph import submit_stages
+from .graph import Track, submit_stages
+from .progress import StageReport, log as progress, ui_link
 from .runners import make_task_runner
 
 #: the registry's stages this flow runs, in order; dvc.yaml has the same
@@ -74,15 +74,16 @@ def study(
     if dvc_record and not rerun:
         check_recordable(root, params, overrides, DVC_STAGES)
     ws = str(rerun_root(root.root, slot)) if rerun else str(root.root)
-    log = get_run_logger()
-    log.info("study: %d regimes x %d models x %d seeds in %s", len(cfg.data.regimes), len(cfg.models),
-             cfg.seeds.count, ws)
+    progress.info("study: %d regimes x %d models x %d seeds in %s%s", len(cfg.data.regimes), len(cfg.models),
+                  cfg.seeds.count, ws, ui_link())
 
     with root.lock("study"):  # runs on one workspace are serialised, never interleaved
         root.sweep_temporaries()
-        futures = submit_study(cfg, ws)
+        report = StageReport()
+        futures = submit_study(cfg, ws, track=report.track)
         (verdicts,), rest = futures["compare"], [f for fs in futures.values() for f in fs]
-        wait(rest)
+        for _ in report.finished():  # a line per stage as it finishes
+            pass
         summary = verdicts.result()
         for markets in futures["market_compare"]:  # none without a market
             summary["market"] = markets.result()["market"]
@@ -99,16 +100,16 @@ def study(
     return summary
 
 
-def submit_study(cfg: StudyConfig, ws: str) -> dict[str, list[Any]]:
+def submit_study(cfg: StudyConfig, ws: str, track: Track | None = None) -> dict[str, list[Any]]:
     """Submit every stage of one study in `ws`, as the registry lists them; stage -> the futures of its items.
 
     Each task waits for the tasks that write its inputs (`flows.graph`), in a
     spare thread, not a compute slot: generate -> window -> train each variant
     (in seed shards with runtime.seed_shards > 1) -> evaluate -> plot per cell;
     each market's data -> train -> evaluate; compare waits for every cell's
-    evaluation, market_compare for every market's.
+    evaluation, market_compare for every market's. `track(future, label)` is told of each task.
     """
-    return submit_stages(cfg, ws, DVC_STAGES)
+    return submit_stages(cfg, ws, DVC_STAGES, track=track)
 
 
 def run_study(params: str, overrides: list[str], workspace: str, rerun: bool = False,

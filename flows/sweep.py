@@ -19,16 +19,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
-from prefect.futures import as_completed, wait
+from prefect import flow
 
 from neural_trader.params import StudyConfig
 from neural_trader.sweep.points import Point, SweepConfig
 from stages.catalog import Workspace, load_sweep, write_json
+from stages.progress import point_line, stage_line
 from stages.versioning import DvcError, check_recordable, is_dvc_workspace
 from tasks.reruns import version_sweep
 from tasks.stages import stage_task
 
+from .progress import StageReport, log as progress, ui_link
 from .study import submit_study
 from .runners import make_task_runner
 
@@ -43,27 +44,30 @@ def sweep(study: StudyConfig, points: list[tuple[Point, StudyConfig]], workspace
     at the door (`load_sweep`): each point with its study, which the point's
     tasks run as they are.
     """
-    root, log, grid = Workspace(Path(workspace)), get_run_logger(), study.sweep or SweepConfig()
+    root, grid = Workspace(Path(workspace)), study.sweep or SweepConfig()
     if dvc_record and not is_dvc_workspace(root.root):
         raise DvcError(f"record: {root.root} is not a DVC workspace: run `git init && dvc init` there")
-    log.info("sweep: %d points x %d dropout values in %s", len(points), len(grid.dropout), root.root / "sweeps")
+    progress.info("sweep: %d points x %d dropout values in %s%s", len(points), len(grid.dropout),
+                  root.root / "sweeps", ui_link())
     start, failed = time.perf_counter(), {}
     with root.lock("sweep"):
         root.sweep_temporaries()
-        futures, figures = {}, []
+        report, compares = StageReport(), {}
         for point, cfg in points:
-            stages = submit_study(cfg, str(root.sweep_point(point.name)))
-            futures[stages.pop("compare")[0]] = point
-            figures += [f for fs in stages.values() for f in fs]
-        for done, future in enumerate(as_completed(list(futures)), 1):
-            point = futures[future]
+            compares[submit_study(cfg, str(root.sweep_point(point.name)), track=report.track)["compare"][0]] = point
+        done = 0
+        # every task of every point, its training pictures too, before the flow (and a Dask client) ends
+        for future in report.finished():
+            if (point := compares.get(future)) is None:
+                continue
+            done += 1
             if (reason := _failure(future)) is not None:
                 failed[point.name] = reason
-            log.info("point %d/%d %s: %s (%.0f s)", done, len(points), point.name,
-                     "failed: " + failed[point.name] if point.name in failed else "done", time.perf_counter() - start)
-        wait(figures)  # every point's training pictures too, before the flow (and a Dask client) ends
+            progress.info(point_line(done, len(points), point.name, time.perf_counter() - start, reason))
         write_json(root.sweep_failures, failed)  # the report's record of why a point failed
-        summary = stage_task("sweep_report")(study, str(root.root), {})
+        state = stage_task("sweep_report")(study, str(root.root), {}, return_state=True)
+        summary = state.result()
+        progress.info(stage_line("sweep_report", state.name, summary))
         if dvc_record:
             summary["dvc"] = version_sweep(str(root.root), study, [p.name for p, _ in points if p.name not in failed],
                                            push=dvc_push)

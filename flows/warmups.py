@@ -20,6 +20,7 @@ from stages.catalog import Workspace, load_params
 from stages.registry import STAGES
 
 from .graph import submit_stages
+from .progress import StageReport
 
 __all__ = ["regression", "classifier", "warmups", "run_warmups", "format_reports"]
 
@@ -31,7 +32,10 @@ def _setup(params: str, overrides: list[str] | None, workspace: str,
 
 def _warmup(exp: str, cfg: StudyConfig, ws: str) -> dict[str, Any]:
     """generate -> train -> evaluate -> plot of one warm-up, as the registry lists them; its evaluation."""
-    futures = submit_stages(cfg, ws, [name for name in STAGES if name.startswith(f"{exp}_")])
+    report = StageReport()
+    futures = submit_stages(cfg, ws, [name for name in STAGES if name.startswith(f"{exp}_")], track=report.track)
+    for _ in report.finished():  # a line per stage as it finishes
+        pass
     futures[f"{exp}_plot"][0].result()  # raises if the plot failed
     return futures[f"{exp}_evaluate"][0].result()
 

@@ -54,13 +54,21 @@ class RuntimeConfig(Strict):
     max_workers: int = Field(2, ge=1, le=256, description="stage bodies computing at once (threads), or local Dask worker processes")
     dask_address: str | None = Field(None, description="scheduler address for task_runner=dask; None starts a local cluster")
     torch_threads: int = Field(1, ge=1, le=256, description="intra-op threads per process (1 keeps CPU numbers identical)")
-    progress: bool = Field(False, description="tqdm bar per training task")
+    progress: Literal["auto"] | bool = Field(
+        "auto", description="a bar per training: auto (when stderr is a terminal), true or false; keys no stage")
     seed_shards: int = Field(1, ge=1, le=256, description="train each cell's seeds as this many shards (tasks), "
                              "joined into the bytes of one batch; the Prefect flow's scheduling only")
     max_batch_bytes: int | None = Field(
         None, description="memory for one training batch, in bytes or with a unit ('2GiB'); a cell trains its "
         "replicas in blocks of 16 or more that fit. None: half the memory free when a cell starts, "
         "shared by max_workers")
+
+    @field_validator("progress", mode="before")
+    @classmethod
+    def _progress(cls, v: Any) -> Any:
+        if v == "auto" or isinstance(v, bool):
+            return v
+        raise ValueError(f"must be auto, true or false, got {v!r}")
 
     @field_validator("max_batch_bytes", mode="before")
     @classmethod

@@ -303,6 +303,11 @@ class Workspace:
         return self.root / "sweeps" / point
 
     @property
+    def point(self) -> str | None:
+        """The sweep point this workspace is (`sweep_point`'s folder), or None."""
+        return self.root.name if self.root.parent.name == "sweeps" else None
+
+    @property
     def sweep_ledger(self) -> Path:
         return self.root / "sweeps" / "ledger.json"
 

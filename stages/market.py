@@ -36,7 +36,7 @@ from neural_trader.train import resolve_device
 
 from .catalog import Workspace, atomic_write_bytes, load_tensors, read_json, save_tensors, write_json
 from .params import prepared_market
-from .progress import epoch_bar
+from .progress import bar_label, epoch_bar
 from .registry import cell_name
 
 log = logging.getLogger("neural_trader")
@@ -91,7 +91,7 @@ def market_train(cfg: StudyConfig, ws: Workspace, market: str, model: str) -> di
                             for a, b in ((g.train_x, g.train_y), (g.valid_x, g.valid_y)))
             hist, state = train_trader(net, train, valid, Streams([seed_from(*key) for key in keys["train"][lo:hi]]),
                                        lr=mk.lr, epochs=mk.epochs, batch_size=mk.batch_size,
-                                       on_epoch=epoch_bar(cfg.runtime.progress, cell))
+                                       on_epoch=epoch_bar(cfg.runtime.progress, bar_label(ws, cell)))
             parts.append(({k: v.cpu() for k, v in state.items()}, hist.values))
         best.update({f"{i}.{k}": torch.cat([p[0][k] for p in parts]) for k in parts[0][0]})
         history[f"{i}"] = torch.cat([p[1] for p in parts])

@@ -34,7 +34,7 @@ from neural_trader.train import History, resolve_device
 
 from .catalog import Workspace, atomic_write_bytes, load_rows, load_tensors, save_tensors, write_json
 from .blocks import read_block, runs, rows_digest, seed_block_key, write_block
-from .progress import epoch_bar
+from .progress import bar_label, epoch_bar
 from .registry import cell_name
 
 log = logging.getLogger("neural_trader")
@@ -178,7 +178,8 @@ def _train_range(cfg: StudyConfig, ws: Workspace, regime: str, model: str, lo: i
         history, best = train_trader(
             net, _split(rows, "train").to(dev), _split(rows, "valid").to(dev),
             Streams.keyed(s.base, "train", replicas=range(b_lo, b_hi)),
-            lr=t.lr, epochs=t.epochs, batch_size=t.batch_size, on_epoch=epoch_bar(cfg.runtime.progress, cell))
+            lr=t.lr, epochs=t.epochs, batch_size=t.batch_size,
+            on_epoch=epoch_bar(cfg.runtime.progress, bar_label(ws, cell)))
         parts.append(({k: v.cpu() for k, v in net.state_dict().items()}, {k: v.cpu() for k, v in best.items()},
                       history.values))
     return (*_joined(parts), len(batches))

@@ -9,6 +9,7 @@ name = DVC stage name. `record_in_dvc` is the task that is not a stage.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,18 +59,25 @@ def _logger() -> Any:
 
 
 def run(stage: str, cfg: StudyConfig, workspace: str, from_shards: bool = False, **item: str) -> dict[str, Any]:
-    """Run a stage with the key the cache policy computed (from its seed shards with `from_shards`); log it."""
+    """Run a stage with the key the cache policy computed (from its seed shards with `from_shards`); log it.
+
+    The summary gains `task_seconds`, the seconds from taking a compute slot to
+    the end (not the wait for one), which the flow's progress lines show; a
+    cached hit returns the summary of the run that made it.
+    """
+    start = time.perf_counter()
     if (whole := whole_up_to_date(stage, cfg, Workspace(workspace), item)) is not None:
         summary = whole  # a seed shard of a trained cell: no torch to import
     else:
         from stages.run import run_stage  # the bodies, and torch, load only when a stage runs
 
         with compute_slot(cfg.runtime.max_workers):  # taken once the inputs are ready: see tasks.slots
+            start = time.perf_counter()
             summary = run_stage(stage, cfg, workspace, key=stage_digest(stage), from_shards=from_shards, **item)
     verb = "reused" if summary.get("reused") else "ran"
     brief = {k: v for k, v in summary.items() if k != "reused" and isinstance(v, (str, int, float))}
     _logger().info("%s %s: %s", verb, stage, brief)
-    return summary
+    return {**summary, "task_seconds": round(time.perf_counter() - start, 3)}
 
 
 def _run_name() -> str:

@@ -8,6 +8,7 @@ records the runs. The Dask run trains 20 seeds per cell as two seed shards.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -50,13 +51,41 @@ def _stamps(ws: Path) -> dict[str, str]:
     return {p.relative_to(ws).as_posix(): file_digest(p) for p in sorted((ws / "sweeps").rglob(".nt/stamps/*.json"))}
 
 
+@pytest.fixture
+def progress_lines():
+    """The flow's progress lines (`neural_trader.progress`), in order, while a test runs.
+
+    A handler on that logger itself: Prefect's logging set-up, on its import,
+    replaces the root logger's handlers (caplog's among them).
+    """
+    import flows.sweep  # noqa: F401  Prefect's logging set-up first
+
+    lines, logger = [], logging.getLogger("neural_trader.progress")
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield lines
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
 @pytest.mark.slow
-def test_sweep_runs_every_point_then_only_new_ones(tmp_path, prefect_server):
+def test_sweep_runs_every_point_then_only_new_ones(tmp_path, prefect_server, progress_lines):
     from flows.sweep import run_sweep
 
     params, ws = _params(tmp_path), tmp_path / "ws"
     summary = run_sweep(str(params), [], str(ws))
     result = read_json(ws / "metrics" / "sweep.json")
+    lines = list(progress_lines)
+    points = [i for i, line in enumerate(lines) if line.startswith("point ")]
+    assert [lines[i].split()[1] for i in points] == ["1/4", "2/4", "3/4", "4/4"]
+    for i in points:  # each point reported as its comparison finished, not all at the end
+        name = lines[i].split()[2].removesuffix(":")
+        assert re.fullmatch(rf"compare {name}: \d+\.\d s", lines[i - 1]) and lines[i].endswith(" s")
+    assert {lines[i].split()[2].removesuffix(":") for i in points} == {p["name"] for p in result["points"]}
+    assert any(re.fullmatch(r"train hidden5-rho0p2/momentum-d0_5: \d+\.\d s", line) for line in lines), lines
     assert summary["points"] == 4 and not summary["failed"] and len(result["points"]) == 4
     assert len(result["contrasts"]) == 4 * 2 and result["family_size"] == 8 and result["method"] == "bh"
     assert result["verdicts"] and (ws / "reports" / "sweep.md").read_text().startswith("# Dropout sweep")

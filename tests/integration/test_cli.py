@@ -1,13 +1,19 @@
-"""`neural-trader` end to end, each command in its own process: bad params stop it before any work, and a run
-killed half-way leaves nothing corrupt and resumes."""
+"""`neural-trader` end to end, each command in its own process: bad params stop it before any work, a run
+killed half-way leaves nothing corrupt and resumes, and progress shows as bars on a terminal and plain lines off one."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
+import re
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 
 import pytest
@@ -78,3 +84,63 @@ def test_killed_run_leaves_no_corrupt_file_and_resumes(tmp_path, prefect_server)
     for stamp, mtime in stamps.items():  # finished stages were reused, not recomputed
         assert (ws.private / "stamps" / f"{stamp}.json").stat().st_mtime_ns == mtime, stamp
 
+
+
+def _on_terminal(args: list[str], timeout: float = 300) -> tuple[int, str]:
+    """Run `args` with stderr on a pseudo-terminal of 100 columns (stdout a pipe); its exit status and stderr."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a fresh pty is 0 columns wide
+    proc = subprocess.Popen(args, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    data = os.read(master, 1 << 16)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:
+                break
+        proc.communicate(timeout=max(deadline - time.monotonic(), 1))
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+#: a time, a level, a message: the console's plain format
+PLAIN = re.compile(r"^\d\d:\d\d:\d\d (INFO|WARNING|ERROR) \S")
+#: a tqdm bar's frame, labelled with its cell: `\rmomentum-base:  40%|`
+BAR = re.compile(r"\r((?:momentum|random)-(?:base|dropout)):\s+\d+%\|")
+
+
+@pytest.mark.slow
+def test_progress_is_plain_off_a_terminal_and_has_bars_on_one(tmp_path, shrunk_params, prefect_server):
+    ws = tmp_path / "ws"
+    cmd = [sys.executable, "-m", "flows.cli", "run", "--params", str(shrunk_params), "--workspace", str(ws),
+           "--set", "markets.regimes={}"]
+    plain = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    lines = plain.stderr.splitlines()
+    assert all(PLAIN.match(ln) for ln in lines), plain.stderr  # no bar, no colour, every line HH:MM:SS
+    assert "\r" not in plain.stderr and "\x1b" not in plain.stderr and "Finished in state" not in plain.stderr
+    for cell in ("momentum-base", "momentum-dropout", "random-base", "random-dropout"):
+        assert any(re.search(rf"INFO train {cell}: \d+\.\d s$", ln) for ln in lines), (cell, plain.stderr)
+    assert re.search(rf"INFO study finished in \d+\.\d s; report: {re.escape(str(ws))}/reports/comparison.md$",
+                     lines[-1]), lines[-1]
+
+    # on a terminal, with more epochs: the data is reused, every cell trains again under its own bar
+    code, err = _on_terminal([*cmd, "--set", "train.epochs=40"])
+    assert code == 0, err
+    assert set(BAR.findall(err)) == {"momentum-base", "momentum-dropout", "random-base", "random-dropout"}, err
+    text = err.replace("\r\n", "\n")
+    assert re.search(r"INFO generate momentum: cached\n", text) and re.search(r"INFO train random-base: \d", text)
+    assert "Finished in state" not in err
+
+    quiet = subprocess.run([*cmd, "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and "INFO train" not in quiet.stderr and "finished in" not in quiet.stderr
