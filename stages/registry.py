@@ -124,7 +124,7 @@ _TRAIN_CODE = ("stages.study", "stages.blocks", "neural_trader.models", "neural_
                "neural_trader.data", "neural_trader.history")
 
 
-COMPARISON_FIGURES = ("test_return", "gap", "learned_position", "valid_return")  # neural_trader.synthetic.comparison.FIGURES
+COMPARISON_FIGURES = ("contrasts", "test_return", "gap", "learned_position", "valid_return")  # neural_trader.synthetic.comparison.FIGURES
 MARKET_FIGURES = ("equity", "drawdown", "learned_position")  # plots/market/<m>/, written by market_compare
 
 
