@@ -349,7 +349,8 @@ def fold_curves_png(grid: np.ndarray, curves: Mapping[str, np.ndarray], *, title
     """
     n_folds = next(iter(curves.values())).shape[0]
     names = list(folds) or [f"fold {f + 1}" for f in range(n_folds)]
-    fig, axes = plt.subplots(1, len(curves), figsize=(3.8 * len(curves) + 2.4, 3.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.8 * len(curves) + 2.0, 3.8), sharey=True, squeeze=False,
+                             layout="constrained")
     colours = plt.cm.viridis(np.linspace(0, 0.95, n_folds))
     for ax, (name, values) in zip(axes[0], curves.items()):
         for f, colour in enumerate(colours):
@@ -358,7 +359,6 @@ def fold_curves_png(grid: np.ndarray, curves: Mapping[str, np.ndarray], *, title
         ax.set(title=name, xlabel="last return / volatility", ylim=(0, 1))
     axes[0][0].set_ylabel("position (mean over seeds)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, title="fold: test dates", loc="center right", fontsize=7, title_fontsize=8)
+    fig.legend(handles, labels, title="fold: test dates", loc="outside right center", fontsize=7, title_fontsize=8)
     fig.suptitle(f"{title} (one line per fold)")
-    fig.tight_layout(rect=(0, 0, 1 - 2.2 / fig.get_figwidth(), 1))
     return figure_png(fig)
