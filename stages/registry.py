@@ -253,8 +253,10 @@ _WARMUP_KEYS = {
 
 
 #: the y of each warm-up's history plot, its title and its y-label
-_WARMUP_CURVE = {"regression": ("loss", "Regression warm-up, training loss per epoch", "mean squared error (training batches)"),
-                 "classifier": ("test_accuracy", "Classifier warm-up, test accuracy per epoch", "accuracy")}
+_WARMUP_CURVE = {
+    "regression": ("loss", "Regression warm-up, training loss per epoch", "mean squared error (training batches)"),
+    "classifier": ("test_accuracy", "Classifier warm-up, test accuracy per epoch", "accuracy"),
+}
 
 
 def _warmup_stages(exp: str) -> tuple[Stage, ...]:

@@ -8,7 +8,7 @@ here reads or writes a file.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -112,11 +112,12 @@ def valid_return_table(valid: Mapping[str, np.ndarray], epochs: np.ndarray) -> s
     return "\n".join(rows) + "\n"
 
 
-def _mean_ci(confidence: float):
-    """(S, E) -> the mean over seeds and its t-interval at `confidence`, per column."""
+def _mean_ci(confidence: float) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A figure's band: (S, E) -> the mean over seeds and its t-interval at `confidence`, per column."""
     def band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = values.shape[0]
-        mean, half = values.mean(axis=0), st.t.ppf(0.5 + confidence / 2, n - 1) * values.std(axis=0, ddof=1) / np.sqrt(n)
+        mean = values.mean(axis=0)
+        half = st.t.ppf(0.5 + confidence / 2, n - 1) * values.std(axis=0, ddof=1) / np.sqrt(n)
         return mean, mean - half, mean + half
     return band
 
