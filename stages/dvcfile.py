@@ -44,17 +44,19 @@ HEADER = """\
 stages:
 """
 
-#: the overlay of every cell's validation curve: the long table from compare, coloured by its `cell`
-#: column through the template .dvc/plots/cells.json, so a new cell needs no edit here either
+#: the overlay of every cell's validation curve: the long table from compare, a panel per regime and a colour
+#: per model from its `cell` column through the template .dvc/plots/cells.json, so a new cell needs no edit
 TOP_PLOTS = """
-# Validation return per epoch of every cell, overlaid: one line per cell, and one dash pattern per
-# revision under `dvc plots diff`.
+# Validation return per epoch of every cell: a panel per regime at its own scale, a line per model, and one
+# dash pattern per revision under `dvc plots diff`.
 plots:
   - metrics/comparison/valid_return.tsv:
       template: cells
       x: epoch
       y: valid_return
-      title: Validation return per epoch, every cell (mean over seeds)
+      title: Validation return per epoch, mean over seeds, a panel per regime
+      x_label: epoch
+      y_label: return per step (position x next return)
 """
 
 METRICS = ("summary.json", "headline.json", "report.json", "data.json", "sweep.json")

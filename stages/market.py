@@ -158,7 +158,7 @@ def _compare_market(cfg: StudyConfig, ws: Workspace, market: str) -> dict[str, A
         "equity": plots.equity_png(dates, wealth, title=title, fold_starts=mr.fold_starts(data)),
         "drawdown": plots.drawdown_png(dates, wealth, title=f"{market}: drawdown, net"),
         "learned_position": plots.fold_curves_png(CURVE_GRID, {m: e["curve"].numpy() for m, e in evals.items()},
-                                                  title=f"{market}: learned position"),
+                                                  title=f"{market}: learned position", folds=mr.fold_periods(data)),
     }
     for name, png in figures.items():
         atomic_write_bytes(ws.market_plot(market, name), png)

@@ -124,7 +124,7 @@ _TRAIN_CODE = ("stages.study", "stages.blocks", "neural_trader.models", "neural_
                "neural_trader.data", "neural_trader.history")
 
 
-COMPARISON_FIGURES = ("test_return", "gap", "learned_position", "valid_return")  # neural_trader.synthetic.comparison.FIGURES
+COMPARISON_FIGURES = ("contrasts", "test_return", "gap", "learned_position", "valid_return")  # neural_trader.synthetic.comparison.FIGURES
 MARKET_FIGURES = ("equity", "drawdown", "learned_position")  # plots/market/<m>/, written by market_compare
 
 
@@ -145,8 +145,9 @@ def _market_compare_inputs(cfg: StudyConfig, ws: Workspace) -> list[Path]:
     return [*markets, *(ws.market_eval(cell_name(r, m)) for r, m in cfg.markets.cells)]
 
 
-def _history_plot(title: str, y: str = "valid_return") -> dict[str, dict[str, str]]:
-    return {"history.tsv": {"x": "epoch", "y": y, **({"title": title} if title else {})}}
+def _history_plot(title: str, y: str, y_label: str) -> dict[str, dict[str, str]]:
+    """dvc.yaml's plot of a per-epoch history.tsv: its curve `y`, named by `title` and `y_label`."""
+    return {"history.tsv": {"x": "epoch", "y": y, "title": title, "x_label": "epoch", "y_label": y_label}}
 
 
 STUDY_STAGES: tuple[Stage, ...] = (
@@ -166,7 +167,8 @@ STUDY_STAGES: tuple[Stage, ...] = (
           lambda c, w, i: [w.windows(i["regime"])],
           lambda c, w, i: _train_outputs(w, i),
           join="stages.study:join_shards",
-          plots=_history_plot("Validation return per epoch, mean over seeds ({cell})")),
+          plots=_history_plot("Validation return per epoch, mean over seeds ({cell})", "valid_return",
+                              "return per step (position x next return)")),
     Stage("evaluate", ("regime", "model"), "stages.study:evaluate",
           lambda c, i: ["seeds.count", "data.lag", f"models.{i['model']}", f"data.regimes.{i['regime']}", THREADS],
           ("stages.study", "neural_trader.evaluate", "neural_trader.synthetic.sources", "neural_trader.models",
@@ -250,7 +252,11 @@ _WARMUP_KEYS = {
 }
 
 
-_WARMUP_CURVE = {"regression": "loss", "classifier": "test_accuracy"}  # the y of each history plot
+#: the y of each warm-up's history plot, its title and its y-label
+_WARMUP_CURVE = {
+    "regression": ("loss", "Regression warm-up, training loss per epoch", "mean squared error (training batches)"),
+    "classifier": ("test_accuracy", "Classifier warm-up, test accuracy per epoch", "accuracy"),
+}
 
 
 def _warmup_stages(exp: str) -> tuple[Stage, ...]:
@@ -261,7 +267,7 @@ def _warmup_stages(exp: str) -> tuple[Stage, ...]:
               note=WARMUP_NOTE if exp == WARMUPS[0] else ""),
         Stage(f"{exp}_train", (), f"{body}_train", lambda c, i: _keys(exp, *keys["train"]), _FIT,
               lambda c, w, i: [w.warmup_data(exp)], lambda c, w, i: _fit(w, exp),
-              plots=_history_plot("", _WARMUP_CURVE[exp])),
+              plots=_history_plot(_WARMUP_CURVE[exp][1], _WARMUP_CURVE[exp][0], _WARMUP_CURVE[exp][2])),
         Stage(f"{exp}_evaluate", (), f"{body}_evaluate",
               lambda c, i: _keys(exp, *keys["evaluate"], seeded=exp == "classifier"), _EVAL,
               lambda c, w, i: [w.warmup_data(exp), w.warmup_model(exp)], lambda c, w, i: [w.warmup_report(exp)]),

@@ -119,6 +119,13 @@ def fold_starts(data: MarketData) -> np.ndarray:
     return np.flatnonzero(np.diff(f, prepend=-1))
 
 
+def fold_periods(data: MarketData) -> list[str]:
+    """Each fold's out-of-sample dates, 'fold k: YYYY-MM to YYYY-MM', in fold order."""
+    dates, starts = oos_dates(data), fold_starts(data)
+    ends = [*starts[1:], len(dates)]
+    return [f"{k + 1}: {str(dates[a])[:7]} to {str(dates[b - 1])[:7]}" for k, (a, b) in enumerate(zip(starts, ends))]
+
+
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x * 100:+.1f}%"
 

@@ -147,14 +147,33 @@ def test_outs_are_cached_metrics_or_plots_by_kind():
                 assert out.metric, (name, path)
 
 
-def test_overlay_plot_colours_every_cell_from_one_table():
+def test_overlay_plot_splits_the_cells_by_regime_from_one_table():
+    """A panel per regime (random-base and random-dropout apart from the momentum cells), a colour per model."""
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
     (overlay,) = [p for p in spec if "metrics/comparison/valid_return.tsv" in p]
     props = overlay["metrics/comparison/valid_return.tsv"]
     assert (props["x"], props["y"], props["template"]) == ("epoch", "valid_return", "cells")
     template = json.loads((ROOT / ".dvc/plots/cells.json").read_text())
     assert template["data"]["values"] == "<DVC_METRIC_DATA>"
-    assert template["encoding"]["color"]["field"] == "cell"
+    made = {t["as"]: t["calculate"] for t in template["transform"] if "calculate" in t}
+    assert made == {"regime": "split(datum.cell, '-')[0]", "model": "slice(datum.cell, indexof(datum.cell, '-') + 1)"}
+    assert template["facet"]["column"]["field"] == "regime" and template["resolve"]["scale"]["y"] == "independent"
+    assert template["spec"]["encoding"]["color"]["field"] == "model"
+
+
+def test_every_data_plot_has_a_title_and_axis_labels():
+    """`dvc plots show` titles a chart by its path and labels its axes by column names unless told otherwise."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        plots = {o.def_path: o.plot for s in repo.index.stages for o in s.outs if o.plot}
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    plots |= {path: props for entry in spec for path, props in entry.items()}
+    data = {path: props for path, props in plots.items() if not path.endswith(".png") and not path.startswith("plots/")}
+    assert len(data) == 7, sorted(data)  # four cells' histories, two warm-ups', the overlay
+    for path, props in data.items():
+        assert {"title", "x_label", "y_label"} <= set(props), path
+        assert "/" not in props["title"] and "recom" not in str(props), (path, props)
 
 
 def test_plots_page_needs_no_network():
@@ -167,6 +186,20 @@ def test_plots_page_needs_no_network():
     assert not re.search(r"<script[^>]*\bsrc=", html)
     for lib in ("vega@5.", "vega-lite@5.", "vega-embed@6."):
         assert f"<script>/* {lib}" in html
+
+
+def test_plots_page_carries_its_section_headings():
+    """The committed page holds build.py's style and section script as they are (`build.py --restyle` keeps it)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build", ROOT / "dvc_plots_template" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    html = (ROOT / "dvc_plots_template" / "index.html").read_text(encoding="utf-8")
+    assert build.restyle(html) == html
+    assert html.index("{plot_divs}") < html.index(build.SCRIPT_MARK[0])  # the script runs after DVC's divs
+    for placeholder in ("{scripts}", "{refresh_tag}", "{plot_divs}"):  # DVC would substitute them in the script
+        assert placeholder not in build.SECTIONS + build.STYLE
 
 
 # ------------------------------------------------------------------ stages.versioning

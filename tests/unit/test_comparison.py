@@ -259,3 +259,48 @@ def test_contrasts_unequal_seed_counts():
     }
     with pytest.raises(ValueError, match="cannot pair"):
         contrasts(res, ["random", "momentum"], ["base"])
+
+
+def test_contrasts_figure_draws_each_contrast_with_its_ci_against_zero_and_the_margin():
+    """The headline figure: a panel per (a - b, metric), a row per contrast at its diff and CI, the zero line,
+    +- the effect of interest shaded, and each row's state and adjusted p written beside it."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from neural_trader import plots
+
+    rng = np.random.default_rng(11)
+    fam = contrasts(_family(rng, effect=0.05, dropout_gap=-0.01), ["random", "momentum"], ["base", "dropout"],
+                    effect_of_interest={"test_return": 1e-4, "gap": 0.001})
+    kw = cmp.contrast_panels(fam)
+    fig = plots.forest_figure(**kw, title="contrasts")
+    try:
+        assert [ax.get_title(loc="left") for ax in fig.axes] == [
+            "momentum - random: test return (effect of interest +-0.0001)",
+            "dropout - base: test return (effect of interest +-0.0001)",
+            "dropout - base: overfitting gap (effect of interest +-0.001)"]
+        drawn = []
+        for ax, (panel, rows) in zip(fig.axes, kw["panels"].items()):
+            labels = [t.get_text() for t in ax.get_yticklabels()][::-1]  # first row on top
+            notes = [t.get_text() for t in ax.texts]
+            assert len(labels) == len(rows) == len(ax.containers) == len(notes)  # one row, one CI bar per contrast
+            for bar, note in zip(ax.containers, notes):
+                (x,), (y,) = bar.lines[0].get_data()
+                (lo, _), (hi, _) = bar.lines[2][0].get_segments()[0]  # the CI: (lo, y) to (hi, y)
+                drawn.append((labels[int(y)], x, lo, hi, note))
+            assert any(tuple(line.get_xdata()) == (0, 0) for line in ax.lines), f"{panel}: no zero line"
+            lo, hi = ax.get_xlim()
+            assert lo < 0 < hi and lo <= min(r.lo for r in rows) and max(r.hi for r in rows) <= hi
+            margin = kw["margins"][panel]
+            spans = [(p.get_x(), p.get_x() + p.get_width()) for p in ax.patches if isinstance(p, Rectangle)]
+            assert spans == [pytest.approx((-margin, margin))]  # axvspan: x in data units, y the whole axis
+        expected = [(("with " if r["kind"] == "regime" else "on ") + r["within"], r["diff"], r["ci_lo"], r["ci_hi"],
+                     f"{r['state']}, adjusted p {format_p(r['p_adj'], relation=False)}") for r in fam]
+        assert sorted(drawn, key=lambda d: d[1]) == sorted(expected, key=lambda e: e[1])
+        assert {r["state"] for r in fam} >= {"significant", "undecided"}
+    finally:
+        plt.close(fig)
+
+
+def test_contrasts_figure_comes_first_in_the_report():
+    assert cmp.FIGURES[0] == "contrasts"
