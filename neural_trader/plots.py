@@ -204,7 +204,7 @@ def forest_figure(
     handles += [Line2D([], [], color="black", linewidth=1.0, label="zero: no difference")]
     if any(margins.get(name) for name in panels):
         handles.append(plt.Rectangle((0, 0), 1, 1, color="tab:green", alpha=0.15,
-                                     label="+- effect of interest"))
+                                     label="\u00b1 effect of interest"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.05, 0.8, 1))

@@ -134,7 +134,7 @@ def contrast_panels(family: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for r in family:
         title = f"{r['a']} - {r['b']}: {METRIC_LABELS.get(r['metric'], r['metric'])}"
         if r["effect_of_interest"]:
-            title += f" (effect of interest +-{r['effect_of_interest']:g})"
+            title += f" (effect of interest \u00b1{r['effect_of_interest']:g})"
         where = f"with {r['within']}" if r["kind"] == "regime" else f"on {r['within']}"
         note = f"{r['state']}, adjusted p {format_p(r['p_adj'], relation=False)}"
         panels.setdefault(title, []).append(plots.ForestRow(where, r["diff"], r["ci_lo"], r["ci_hi"], r["state"], note))

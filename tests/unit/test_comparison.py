@@ -276,9 +276,9 @@ def test_contrasts_figure_draws_each_contrast_with_its_ci_against_zero_and_the_m
     fig = plots.forest_figure(**kw, title="contrasts")
     try:
         assert [ax.get_title(loc="left") for ax in fig.axes] == [
-            "momentum - random: test return (effect of interest +-0.0001)",
-            "dropout - base: test return (effect of interest +-0.0001)",
-            "dropout - base: overfitting gap (effect of interest +-0.001)"]
+            "momentum - random: test return (effect of interest \u00b10.0001)",
+            "dropout - base: test return (effect of interest \u00b10.0001)",
+            "dropout - base: overfitting gap (effect of interest \u00b10.001)"]
         drawn = []
         for ax, (panel, rows) in zip(fig.axes, kw["panels"].items()):
             labels = [t.get_text() for t in ax.get_yticklabels()][::-1]  # first row on top
