@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -311,10 +312,17 @@ def _line_matching(lines: queue.Queue, pattern: str, proc: subprocess.Popen, tim
     raise AssertionError(f"no line matching {pattern!r} within {timeout:.0f} s:\n{''.join(seen)[-3000:]}")
 
 
+def _ui_api_url(port: int) -> str:
+    """The API URL the server on `port` tells its UI (GET /ui-settings)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=10) as r:
+        return json.loads(r.read())["api_url"]
+
+
 def test_serve_registers_both_and_status_sees_it_die(tmp_path):
     """`neural-trader serve` without PREFECT_API_URL, on a free port: it starts `prefect server start` on
     127.0.0.1 (nothing of it, nor of `serve`, listens beyond loopback), registers both deployments there and
-    polls them; once killed, `status` says nothing serves them. The server is then stopped by its pid."""
+    polls them; its UI is told that server's API (`/ui-settings`); once killed, `status` says nothing serves them.
+    The server is then stopped by its pid."""
     from prefect import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -333,6 +341,7 @@ def test_serve_registers_both_and_status_sees_it_die(tmp_path):
         server_pid = int(started.group(1))
         server_guard = guard(server_pid)  # noqa: F841 - the detached server goes with the tests too
         assert started.group(2) == f"http://127.0.0.1:{port}"
+        assert _ui_api_url(port) == api_url  # the UI calls this server's API, not port 4200's
         assert (workspace / ".nt" / "prefect-server" / "server.pid").read_text().strip() == str(server_pid)
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             with get_client(sync_client=True) as client:
