@@ -9,6 +9,7 @@ name = DVC stage name. `record_in_dvc` is the task that is not a stage.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -73,11 +74,14 @@ def run(stage: str, cfg: StudyConfig, workspace: str, from_shards: bool = False,
 
 
 def _run_name() -> str:
-    """A task run's name: its stage and item, e.g. `train[momentum-dropout]`, or its stage alone (`compare`)."""
+    """A task run's name: its stage and item, e.g. `train[momentum-dropout]`, or its stage alone (`compare`);
+    in a sweep, then its point: `train[ar-d0_1] @ hidden32-rho0p1` (the point's workspace is sweeps/<point>)."""
     from prefect.runtime import task_run
 
     item = item_id(task_run.parameters.get("item") or {})
-    return f"{task_run.task_name}[{item}]" if item else task_run.task_name
+    name = f"{task_run.task_name}[{item}]" if item else task_run.task_name
+    ws = Path(task_run.parameters.get("workspace") or ".")
+    return f"{name} @ {ws.name}" if ws.parent.name == "sweeps" else name
 
 
 def stage_task(stage: str, from_shards: bool = False) -> Task:

@@ -64,7 +64,7 @@ def comparison_markdown(cfg: Any, comparison: dict[str, Any], figures_dir: str) 
     for r in family:
         diff, lo, hi, mde, margin = (format_fixed(r[k]) for k in ("diff", "ci_lo", "ci_hi", "mde", "effect_of_interest"))
         lines.append(
-            f"| {r['name'].replace('|', '/')} | {diff} | {lo} to {hi} "
+            f"| {r['name']} | {diff} | {lo} to {hi} "
             f"| {format_p(r['p'], relation=False)} | {format_p(r['p_adj'], relation=False)} | {mde} | {margin} "
             f"| {_seeds(r['seeds_needed'])} / {_seeds(r['seeds_needed_interest'])} | {r['state']} |"
         )

@@ -102,7 +102,7 @@ def built(tmp_path_factory, prefect_server) -> Built:
 def test_flow_end_to_end_then_cached(built):
     assert _ran(built.cold_states) == set(built.cold_states), built.cold_states  # the cold run ran every task
     summary = built.cold.result()
-    assert {r["contrast"] for r in summary["table"]} >= {"momentum - random | base", "momentum - random | dropout"}
+    assert {r["contrast"] for r in summary["table"]} >= {"momentum - random / base", "momentum - random / dropout"}
     for rel in ("metrics/comparison.json", "reports/comparison.md", "plots/comparison/learned_position.png",
                 "plots/history/momentum-dropout.png", "models/random-base/last.safetensors",
                 "metrics/market/evaluate/sp500-linear.safetensors", "plots/market/sp500/equity.png"):

@@ -272,11 +272,11 @@ def test_verdicts_say_what_the_data_say():
                     effect_of_interest=0.001)]
     assert verdicts(recs, 0.05) == [
         ("dropout 0.5 raises test return at 128 hidden units with 100 training series and rho 0.1 "
-         "(+0.0120 per step, 95% CI 0.00400 to 0.0200, q = 0.003)"),
+         "(+0.0120 per step, unadjusted 95% CI 0.00400 to 0.0200; q = 0.003)"),
         ("on test return, 1 of 2 contrasts significant at q < 0.05; not significant anywhere else: 1 undecided "
          "(up to about 900 seeds would detect the effect of interest)"),
         ("dropout 0.5 narrows the overfitting gap at 128 hidden units with 100 training series and rho 0.1 "
-         "(-0.0200 per step, 95% CI -0.0300 to -0.0100, q = 0.01)"),
+         "(-0.0200 per step, unadjusted 95% CI -0.0300 to -0.0100; q = 0.01)"),
         "on the overfitting gap, 1 of 2 contrasts significant at q < 0.05; not significant anywhere else: "
         "1 equivalent within +-0.00100",
     ]
