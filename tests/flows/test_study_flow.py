@@ -11,6 +11,7 @@ model file (only its rebuild runs), and retries on injected errors.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,44 +115,51 @@ def test_flow_end_to_end_then_cached(built):
 
 @pytest.mark.slow
 def test_flow_publishes_its_artifacts_to_the_server(built):
-    """The verdict table and the report, read back from the server, are the run's own."""
+    """The verdicts and the reports, read back from the server, are the run's own, figures inlined; every
+    artifact has a title (no untitled record of a persisted result); the run is named after what it ran."""
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from neural_trader.markets.publish import FIGURES as MARKET_FIGURES
+    from neural_trader.synthetic.comparison import FIGURES
+    from neural_trader.synthetic.report import comparison_artifact, verdicts_artifact
+    from stages.catalog import load_params, read_json
 
     flow_run_id = built.cold.state_details.flow_run_id
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-    artifacts = {a.key: a for a in found if a.key}  # unkeyed: the metadata of the flow's persisted result
-    assert set(artifacts) == {"verdicts", "comparison-report"}, sorted(artifacts)
-    table = artifacts["verdicts"]
-    assert table.type == "table"
-    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    assert rows == json.loads(json.dumps(built.cold.result()["table"]))
-    report = artifacts["comparison-report"]
-    assert report.type == "markdown" and report.data == (built.ws / "reports" / "comparison.md").read_text()
+        run_name = client.read_flow_run(flow_run_id).name
+    assert run_name == "study ws=ws"  # the workspace's folder, and no overrides
+    assert all(a.key for a in found), [(a.type, str(a.data)[:80]) for a in found if not a.key]
+    artifacts = {a.key: a for a in found}
+    assert set(artifacts) == {"verdicts", "comparison-report", "markets-report"}, sorted(artifacts)
+    assert {a.type for a in found} == {"markdown"}
+    ws = Workspace(built.ws)
+    comparison = read_json(ws.comparison_json)
+    assert artifacts["verdicts"].data == verdicts_artifact(comparison)
+    report = artifacts["comparison-report"].data
+    assert report.count("](data:image/png;base64,") == len(FIGURES) and "../plots" not in report
+    figures = {f: uri for f, uri in re.findall(r"!\[(\w+)\]\((data:[^)]+)\)", report)}
+    assert report == comparison_artifact(load_params(built.params), comparison, figures)
+    markets = artifacts["markets-report"].data
+    assert markets.count("](data:image/png;base64,") == len(MARKET_FIGURES) and "# Market: sp500" in markets
+    assert "](../plots/comparison/" in (built.ws / "reports" / "comparison.md").read_text()  # the file's links
 
 
 @pytest.mark.slow
 def test_no_result_record_is_a_pickle(built):
-    """Every record the flow and its tasks persisted is JSON: a cache hit never unpickles.
+    """Every record the tasks persisted is JSON: a cache hit never unpickles. The flow persists none: its
+    summary is returned, and a stored one would show in the UI as an untitled artifact.
 
-    A task's record is Prefect's envelope naming its serializer; a flow's result
-    is stored bare, as the serialized value (JSON here, pickle bytes otherwise).
+    A task's record is Prefect's envelope naming its serializer.
     """
     records = {p.name: p.read_bytes() for p in (built.root / "results").rglob("*") if p.is_file()}
     tasks = {name: json.loads(data) for name, data in records.items() if name.partition("-")[0] in STAGES}
     assert {name.partition("-")[0] for name in tasks} == {n.split("[")[0] for n in built.cold_states}
     for name, record in tasks.items():
         assert record["metadata"]["serializer"]["type"] == "json", (name, record["metadata"]["serializer"])
-    flows = {name: data for name, data in records.items() if name not in tasks}
-    assert flows, "the flow's own result was not persisted"
-    for name, data in flows.items():
-        try:
-            value = json.loads(data)
-        except ValueError:
-            pytest.fail(f"the flow result {name} is not JSON (a pickle?): {data[:40]!r}")
-        assert set(value) >= {"table", "cells"}, name
+    assert set(records) == set(tasks), sorted(set(records) - set(tasks))
 
 
 @pytest.mark.slow

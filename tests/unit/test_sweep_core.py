@@ -16,11 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from statsmodels.stats.multitest import multipletests
 
+from neural_trader.artifacts import COLUMN_CHARS, inline_figures, table_chars
 from neural_trader.config import ConfigError
+from neural_trader.inference import format_fixed
 from neural_trader.params import parse_config
 from neural_trader.sweep.points import SweepConfig, expand, model_name, parse_sweep, validate_sweep
 from neural_trader.sweep.plots import heatmaps_png, oracle_fraction_png, sweep_figures
-from neural_trader.sweep.report import point_summary, sweep_contrasts, sweep_markdown, sweep_summary, verdicts
+from neural_trader.sweep.report import (point_summary, sweep_artifact, sweep_contrasts, sweep_markdown, sweep_summary,
+                                        verdicts)
+from neural_trader.sweep.verdicts import _value_text
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -316,6 +320,13 @@ def test_summary_report_and_figures_render_for_any_grid(axes):
     md = sweep_markdown(summary)
     assert md.startswith("# Dropout sweep") and all(v in md for v in summary["verdicts"])
     assert f"- {lost.name}: RuntimeError" in md and "![oracle_fraction](../plots/sweep/oracle_fraction.png)" in md
+    # the Prefect UI's: the same words, tables split to fit its column, figures inlined
+    artifact = sweep_artifact(summary, inline_figures(figures))
+    assert artifact.startswith(md.split("## Points")[0]) and "../plots" not in artifact
+    assert max(table_chars(artifact.splitlines())) <= COLUMN_CHARS < max(table_chars(md.splitlines()))
+    assert artifact.count("](data:image/png;base64,") == len(figures)
+    for r in summary["contrasts"]:
+        assert f"| {r['point']} | {_value_text(r['dropout'])} | {format_fixed(r['diff'])} (" in artifact
 
 
 def test_figures_of_an_empty_grid_still_render():
