@@ -5,7 +5,7 @@ resolves a relative image link against its own URL, so the report files'
 `../plots/<figure>.png` links show only their alt text there. An artifact
 therefore carries each figure as a `data:` URI of the PNG quantised to a
 256-colour palette (`shrink_png`), and splits a wide table into narrow ones
-(`markdown_table`, `table_chars`). The report files on disk keep their links.
+(`markdown_table`, `table_widths`). The report files on disk keep their links.
 Nothing here reads or writes a file.
 """
 
@@ -15,12 +15,14 @@ import base64
 import io
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["shrink_png", "data_uri", "inline_figures", "markdown_table", "table_chars", "COLUMN_CHARS"]
+__all__ = ["shrink_png", "data_uri", "inline_figures", "markdown_table", "table_widths", "COLUMN_PX"]
 
-#: the widest table, in `table_chars`, that the UI's ~700 px text column holds. Calibrated on the tables the
-#: UI was seen to overflow, unwrapped: 170 characters laid out 1,418 px wide, 242 characters 1,933 px:
-#: 8.2 px a character
-COLUMN_CHARS = 85
+#: the width of the UI's text column that a table must fit, in px
+COLUMN_PX = 700
+#: a table's laid-out width, unwrapped: px a character of its widest cells, px a column of padding. Fitted to
+#: the two tables the UI was seen to overflow: the cells table (158 characters, 11 columns) at 1,418 px, the
+#: market table (228 characters, 14 columns) at 1,933 px
+PX_PER_CHAR, PX_PER_COLUMN = 4.8, 60
 
 
 def shrink_png(png: bytes, colors: int = 256) -> bytes:
@@ -57,12 +59,12 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list
     return lines
 
 
-def table_chars(lines: Sequence[str]) -> list[int]:
-    """Each Markdown table's width in characters, as a browser lays it out without wrapping.
+def table_widths(lines: Sequence[str]) -> list[float]:
+    """Each Markdown table's width in px, as the UI lays it out without wrapping (estimated: PX_PER_CHAR).
 
-    A column is as wide as its widest cell (header included); a table is the
-    sum, plus one character of padding a column. Tables are runs of lines that
-    start with '|'; the rule line under the header is skipped.
+    A column is as wide as its widest cell (header included) plus its padding;
+    a table is the sum. Tables are runs of lines that start with '|'; the rule
+    line under the header is skipped.
     """
     widths, table = [], []
     for line in [*lines, ""]:
@@ -72,6 +74,7 @@ def table_chars(lines: Sequence[str]) -> list[int]:
             continue
         if table:
             cols = max(map(len, table))
-            widths.append(sum(max(len(r[i]) for r in table if i < len(r)) + 1 for i in range(cols)))
+            chars = sum(max(len(r[i]) for r in table if i < len(r)) for i in range(cols))
+            widths.append(PX_PER_CHAR * chars + PX_PER_COLUMN * cols)
             table = []
     return widths

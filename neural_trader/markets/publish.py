@@ -104,8 +104,8 @@ def market_artifact(name: str, result: dict[str, Any], figures: Mapping[str, str
 
     `figures`: figure name -> image source (a data URI). The out-of-sample
     table becomes a headline (net: return, Sharpe with its CI, excess over
-    buy-and-hold with its CI), diagnostics (net) and the figures before costs;
-    break-even notes are listed under the diagnostics, not written in a cell.
+    buy-and-hold with its CI), diagnostics (net) and the figures before costs
+    with the break-even cost, whose notes are listed below it, not written in a cell.
     """
     conf = f"{result['confidence']:.0%}"
     rows = {**result["variants"], **result["baselines"]}
@@ -116,19 +116,19 @@ def market_artifact(name: str, result: dict[str, Any], figures: Mapping[str, str
                               f"{_cell('{:+.1%}', r['excess_net_annual']['mean'])} "
                               f"({_range('{:+.1%}', r['excess_net_annual']['ci'])})"] for s, r in rows.items()])
     lines += ["", "### Diagnostics, net", ""]
-    lines += markdown_table(["strategy", "vol/yr", "max DD", "turnover/yr", "hit rate", "exposure", "break-even (bp)"],
+    lines += markdown_table(["strategy", "vol/yr", "max DD", "turnover/yr", "hit rate", "exposure"],
                             [[s, _cell("{:.1%}", r["net"]["ann_vol"]), _cell("{:.0%}", abs(r["net"]["max_drawdown"])),
                               _cell("{:.1f}", r["net"]["turnover_annual"]), _cell("{:.3f}", r["net"]["hit_rate"]),
-                              _cell("{:.2f}", r["net"]["exposure"]), _cell("{:.1f}", r["break_even_bps"])]
-                             for s, r in rows.items()])
+                              _cell("{:.2f}", r["net"]["exposure"])] for s, r in rows.items()])
+    lines += ["", "### Before costs, and the cost that breaks even", ""]
+    lines += markdown_table(["strategy", "return/yr", "vol/yr", "Sharpe", "break-even (bp)"],
+                            [[s, *(_cell(f, r["gross"][k]) for k, _, f in _COLUMNS[:3]),
+                              _cell("{:.1f}", r["break_even_bps"])] for s, r in rows.items()])
     notes = [f"- {s}: {r['break_even_note']}" for s, r in rows.items() if r["break_even_bps"] is None]
     lines += ["", "Break-even cost: the cost at which the strategy's net excess over buy-and-hold is zero; "
               "negative when it is behind before any cost."]
     if notes:
         lines += ["", "Where it is n/a:", "", *notes]
-    lines += ["", "### Before costs", ""]
-    lines += markdown_table(["strategy", "return/yr", "vol/yr", "Sharpe"],
-                            [[s, *(_cell(f, r["gross"][k]) for k, _, f in _COLUMNS[:3])] for s, r in rows.items()])
     lines += [*_tail(result), "", "## Figures", ""]
     for f, src in figures.items():
         lines += [f"![{f}]({src})", ""]

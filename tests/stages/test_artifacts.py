@@ -16,7 +16,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from neural_trader.artifacts import COLUMN_CHARS, data_uri, inline_figures, shrink_png, table_chars
+from neural_trader.artifacts import COLUMN_PX, data_uri, inline_figures, shrink_png, table_widths
 from neural_trader.markets.publish import FIGURES as MARKET_FIGURES
 from neural_trader.markets.publish import market_artifact
 from neural_trader.synthetic.comparison import FIGURES
@@ -67,8 +67,8 @@ def test_the_comparison_artifact_is_the_report_whole_and_narrow(study):
         with Image.open(ws.comparison_plots / f"{name}.png") as original:
             assert image.size == original.size
     assert all(f"](../plots/comparison/{f}.png)" in report for f in FIGURES)  # the file keeps its links
-    assert max(table_chars(report.splitlines())) > COLUMN_CHARS  # the report's tables would not fit the UI ...
-    assert max(table_chars(artifact.splitlines())) <= COLUMN_CHARS  # ... the artifact's do
+    assert max(table_widths(report.splitlines())) > COLUMN_PX  # the report's tables would not fit the UI ...
+    assert max(table_widths(artifact.splitlines())) <= COLUMN_PX  # ... the artifact's do
     for c in comparison["contrasts"]:
         assert c["verdict"] in artifact and f"| {c['name']} |" in artifact and f"| {c['name']} |" in report
     for x in comparison["cells"]:  # the headline row: test return and gap with their CIs, as the report writes them
@@ -84,7 +84,7 @@ def test_the_verdicts_artifact_is_rounded_with_its_sentences_below(study):
     text = verdicts_artifact(comparison)
     table, _, below = text.partition("\n\n")
     rows = table.splitlines()[2:]
-    assert len(rows) == len(comparison["contrasts"]) and max(table_chars(text.splitlines())) <= COLUMN_CHARS
+    assert len(rows) == len(comparison["contrasts"]) and max(table_widths(text.splitlines())) <= COLUMN_PX
     assert not re.search(r"\d\.\d{5,}", table)  # rounded as the report rounds: no 0.07726566361976565
     for row, c in zip(rows, comparison["contrasts"]):
         cells = [x.strip() for x in row.strip("|").split("|")]
@@ -102,7 +102,7 @@ def test_the_markets_artifact_splits_its_table_and_inlines_its_figures(study):
         artifact = market_artifact(market, result, inline_figures(
             {f: ws.market_plot(market, f).read_bytes() for f in MARKET_FIGURES}))
         assert list(_images(artifact)) == list(MARKET_FIGURES) and "../plots" not in artifact
-        assert max(table_chars(artifact.splitlines())) <= COLUMN_CHARS < max(table_chars(report.splitlines()))
+        assert max(table_widths(artifact.splitlines())) <= COLUMN_PX < max(table_widths(report.splitlines()))
         assert all(v in artifact for v in result["verdicts"])
         for strategy, row in {**result["variants"], **result["baselines"]}.items():
             lo, hi = row["sharpe_net_ci"]
@@ -110,3 +110,8 @@ def test_the_markets_artifact_splits_its_table_and_inlines_its_figures(study):
                 in artifact
             if row["break_even_bps"] is None:  # the note under the table, not in a cell
                 assert f"- {strategy}: {row['break_even_note']}" in artifact
+
+
+def test_table_widths_add_the_widest_cells_and_their_padding():
+    lines = ["text", "| cell | test return |", "|---|---|", "| momentum-base | 0.1 |", "", "| a |", "|---|"]
+    assert table_widths(lines) == pytest.approx([4.8 * (13 + 11) + 2 * 60, 4.8 + 60])

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from statsmodels.stats.multitest import multipletests
 
-from neural_trader.artifacts import COLUMN_CHARS, inline_figures, table_chars
+from neural_trader.artifacts import COLUMN_PX, inline_figures, table_widths
 from neural_trader.config import ConfigError
 from neural_trader.inference import format_fixed
 from neural_trader.params import parse_config
@@ -323,7 +323,7 @@ def test_summary_report_and_figures_render_for_any_grid(axes):
     # the Prefect UI's: the same words, tables split to fit its column, figures inlined
     artifact = sweep_artifact(summary, inline_figures(figures))
     assert artifact.startswith(md.split("## Points")[0]) and "../plots" not in artifact
-    assert max(table_chars(artifact.splitlines())) <= COLUMN_CHARS < max(table_chars(md.splitlines()))
+    assert max(table_widths(artifact.splitlines())) <= COLUMN_PX < max(table_widths(md.splitlines()))
     assert artifact.count("](data:image/png;base64,") == len(figures)
     for r in summary["contrasts"]:
         assert f"| {r['point']} | {_value_text(r['dropout'])} | {format_fixed(r['diff'])} (" in artifact
