@@ -31,7 +31,7 @@ def from_parameters(flow: str, *flags: str) -> Callable[[], str]:
         from prefect.runtime import flow_run
 
         p = flow_run.parameters
-        extra = [f if p.get("slot") is None or f != "rerun" else f"rerun={p['slot']}" for f in flags if p.get(f)]
+        extra = [f"rerun={p['slot']}" if f == "rerun" and p.get("slot") else f for f in flags if p.get(f)]
         return run_name(flow, p.get("workspace", "."), p.get("overrides") or (), *extra)
 
     name.__name__ = f"{flow}_run_name"

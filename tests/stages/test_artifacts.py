@@ -106,8 +106,8 @@ def test_the_markets_artifact_splits_its_table_and_inlines_its_figures(study):
         assert all(v in artifact for v in result["verdicts"])
         for strategy, row in {**result["variants"], **result["baselines"]}.items():
             lo, hi = row["sharpe_net_ci"]
-            assert f"| {strategy} | {row['net']['ann_return']:+.1%} | {row['sharpe_net']:.2f} ({lo:.2f} to {hi:.2f}) |" \
-                in artifact
+            sharpe = f"{row['sharpe_net']:.2f} ({lo:.2f} to {hi:.2f})"
+            assert f"| {strategy} | {row['net']['ann_return']:+.1%} | {sharpe} |" in artifact
             if row["break_even_bps"] is None:  # the note under the table, not in a cell
                 assert f"- {strategy}: {row['break_even_note']}" in artifact
 
