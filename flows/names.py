@@ -26,12 +26,15 @@ def run_name(flow: str, workspace: str, overrides: Iterable[str] = (), *extra: s
 
 def from_parameters(flow: str, *flags: str) -> Callable[[], str]:
     """A `flow_run_name` callable: `run_name` from the run's `workspace` and `overrides`, plus each of `flags`
-    that is set (`rerun` reads `rerun` or `rerun=<slot>`)."""
+    that is set; `rerun` reads `rerun=<slot>`, the slot given or the one the scheduled start time makes."""
     def name() -> str:
         from prefect.runtime import flow_run
 
+        from stages.reruns import slot_id
+
         p = flow_run.parameters
-        extra = [f"rerun={p['slot']}" if f == "rerun" and p.get("slot") else f for f in flags if p.get(f)]
+        slot = p.get("slot") or (slot_id(flow_run.scheduled_start_time) if flow_run.scheduled_start_time else None)
+        extra = [f"rerun={slot}" if f == "rerun" and slot else f for f in flags if p.get(f)]
         return run_name(flow, p.get("workspace", "."), p.get("overrides") or (), *extra)
 
     name.__name__ = f"{flow}_run_name"
