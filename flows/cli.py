@@ -375,7 +375,7 @@ def _dvc_yaml(args: argparse.Namespace) -> int:
 
 
 def _print_verdicts(summary: dict, workspace: Path) -> None:
-    print("\nVerdicts (Holm-adjusted across the family):")
+    print("\nVerdicts (p-values Holm-adjusted across the family; intervals unadjusted):")
     for row in summary["table"]:
         print(f"  {'*' if row['significant'] else ' '} {row['verdict']}")
     print("\nTest return per step (mean over seeds):")

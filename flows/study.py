@@ -30,13 +30,16 @@ from tasks.stages import record_in_dvc
 
 from .graph import Track, submit_stages
 from .progress import StageReport, log as progress, ui_link
+from .names import from_parameters
 from .runners import make_task_runner
 
 #: the registry's stages this flow runs, in order; dvc.yaml has the same
 DVC_STAGES = tuple(s.name for s in STUDY_STAGES)
 
 
-@flow(name="study", log_prints=False, persist_result=True, result_serializer="json")
+# persist_result=False: the summary is returned, not stored; a stored one shows as an untitled "unknown" artifact
+@flow(name="study", log_prints=False, persist_result=False,
+      flow_run_name=from_parameters("study", "rerun", "dvc_record"))
 def study(
     params: str = "params.yaml",
     overrides: list[str] | None = None,

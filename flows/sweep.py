@@ -30,12 +30,14 @@ from tasks.reruns import version_sweep
 from tasks.stages import stage_task
 
 from .progress import StageReport, log as progress, ui_link
+from .names import from_parameters, run_name
 from .study import submit_study
 from .runners import make_task_runner
 
 
 # validate_parameters=False: the grid arrives validated; Prefect's pass would re-run each study's model checks
-@flow(name="sweep", log_prints=False, persist_result=True, result_serializer="json", validate_parameters=False)
+@flow(name="sweep", log_prints=False, persist_result=False, validate_parameters=False,
+      flow_run_name=from_parameters("sweep", "dvc_record"))
 def sweep(study: StudyConfig, points: list[tuple[Point, StudyConfig]], workspace: str = ".", dvc_record: bool = False,
           dvc_push: bool = False) -> dict[str, Any]:
     """Run every point of the `sweep` grid, then compare dropout across the grid.
@@ -97,5 +99,6 @@ def run_sweep(params: str, overrides: list[str], workspace: str, dvc_record: boo
     if dvc_record:
         check_recordable(root, params, overrides, ["sweep_report"], needs_dvc_yaml=False)
     runner = make_task_runner(points[0][1].runtime)
-    return sweep.with_options(task_runner=runner)(study=study, points=points, workspace=str(root.root),
-                                                  dvc_record=dvc_record, dvc_push=dvc_push)
+    name = run_name("sweep", str(root.root), overrides, *(["dvc_record"] if dvc_record else []))
+    return sweep.with_options(task_runner=runner, flow_run_name=name)(
+        study=study, points=points, workspace=str(root.root), dvc_record=dvc_record, dvc_push=dvc_push)

@@ -21,6 +21,7 @@ from stages.registry import STAGES
 
 from .graph import submit_stages
 from .progress import StageReport
+from .names import from_parameters
 
 __all__ = ["regression", "classifier", "warmups", "run_warmups", "format_reports"]
 
@@ -40,21 +41,21 @@ def _warmup(exp: str, cfg: StudyConfig, ws: str) -> dict[str, Any]:
     return futures[f"{exp}_evaluate"][0].result()
 
 
-@flow(name="regression", persist_result=True, result_serializer="json")
+@flow(name="regression", persist_result=False, flow_run_name=from_parameters("regression"))
 def regression(params: str = "params.yaml", overrides: list[str] | None = None, workspace: str = ".",
               cfg: StudyConfig | None = None) -> dict[str, Any]:
     """y = beta0 + beta1 x + sigma e: recover beta0, beta1 and sigma."""
     return _warmup("regression", *_setup(params, overrides, workspace, cfg))
 
 
-@flow(name="classifier", persist_result=True, result_serializer="json")
+@flow(name="classifier", persist_result=False, flow_run_name=from_parameters("classifier"))
 def classifier(params: str = "params.yaml", overrides: list[str] | None = None, workspace: str = ".",
               cfg: StudyConfig | None = None) -> dict[str, Any]:
     """label = 1{x . ones(dim) + logistic noise > 0}: a small network against the Bayes rate."""
     return _warmup("classifier", *_setup(params, overrides, workspace, cfg))
 
 
-@flow(name="warmups", persist_result=True, result_serializer="json")
+@flow(name="warmups", persist_result=False, flow_run_name=from_parameters("warmups"))
 def warmups(params: str = "params.yaml", overrides: list[str] | None = None,
             workspace: str = ".", cfg: StudyConfig | None = None) -> dict[str, dict[str, Any]]:
     """Both warm-ups, one after the other."""

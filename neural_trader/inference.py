@@ -30,6 +30,19 @@ Conventions:
 * The power behind the MDE is the noncentral t of statsmodels' `TTestPower`,
   both tails, made robust where statsmodels returns NaN (see `_power_exact`).
   The MDE is in the units of the compared metric.
+* A verdict gives the *unadjusted* interval next to the adjusted p-value, and
+  says so (`format_evidence`): "(unadjusted 95% CI -0.00183 to -0.000125;
+  Holm-adjusted p = 0.14)". The adjusted p decides; the interval gives the
+  size. Adjusted intervals were weighed and not used. Holm is step-down, and
+  its compatible simultaneous intervals (Strassburger & Bretz 2008, Guilbaud
+  2008) say nothing about size: the bound of a rejected contrast falls on 0,
+  unless all of the family is rejected. Bonferroni intervals at alpha / m are
+  valid simultaneous intervals, but they can cover 0 where Holm rejects, so an
+  interval and its verdict would disagree. Equivalence (the CI inside +- the
+  effect of interest) is judged on the unadjusted interval, and a wider interval
+  would change those verdicts. BH controls the false discovery rate and has no
+  simultaneous intervals at all (false coverage-rate intervals,
+  Benjamini & Yekutieli 2005, cover only the selected contrasts).
 """
 
 from __future__ import annotations
@@ -124,10 +137,16 @@ def format_fixed(x: float | None, digits: int = 4) -> str:
 
 
 def format_evidence(lo: float, hi: float, confidence: float, *, lead: str | None = None, tail: str | None = None,
-                    fmt: Callable[[float], str] = format_number) -> str:
-    """A verdict's evidence in brackets: '(<lead>, 95% CI <lo> to <hi>, <tail>)', the bounds written by `fmt`."""
-    parts = [lead, f"{format_percent(confidence)} CI {fmt(lo)} to {fmt(hi)}", tail]
-    return "(" + ", ".join(x for x in parts if x) + ")"
+                    fmt: Callable[[float], str] = format_number, interval: str = "CI") -> str:
+    """A verdict's evidence in brackets: '(<lead>, unadjusted 95% <interval> <lo> to <hi>; <tail>)'.
+
+    The bounds are written by `fmt`. The interval is always the unadjusted one
+    (see the module docstring), so it says so; `tail` is what decides, e.g.
+    'Holm-adjusted p = 0.14'.
+    """
+    ci = f"unadjusted {format_percent(confidence)} {interval} {fmt(lo)} to {fmt(hi)}"
+    text = f"{lead}, {ci}" if lead else ci
+    return f"({text}; {tail})" if tail else f"({text})"
 
 
 # ------------------------------------------------------------------ intervals

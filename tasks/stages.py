@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from prefect import Task, get_run_logger, task
@@ -20,7 +21,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from neural_trader.params import StudyConfig
 from stages import versioning
-from stages.catalog import Workspace
+from stages.catalog import Workspace, read_json
 from stages.registry import Item, item_id, whole_up_to_date
 
 from .caching import StageCache, stage_digest
@@ -81,11 +82,14 @@ def run(stage: str, cfg: StudyConfig, workspace: str, from_shards: bool = False,
 
 
 def _run_name() -> str:
-    """A task run's name: its stage and item, e.g. `train[momentum-dropout]`, or its stage alone (`compare`)."""
+    """A task run's name: its stage and item, e.g. `train[momentum-dropout]`, or its stage alone (`compare`);
+    in a sweep, then its point: `train[ar-d0_1] @ hidden32-rho0p1` (the point's workspace is sweeps/<point>)."""
     from prefect.runtime import task_run
 
     item = item_id(task_run.parameters.get("item") or {})
-    return f"{task_run.task_name}[{item}]" if item else task_run.task_name
+    name = f"{task_run.task_name}[{item}]" if item else task_run.task_name
+    ws = Path(task_run.parameters.get("workspace") or ".")
+    return f"{name} @ {ws.name}" if ws.parent.name == "sweeps" else name
 
 
 def stage_task(stage: str, from_shards: bool = False) -> Task:
@@ -100,7 +104,7 @@ def stage_task(stage: str, from_shards: bool = False) -> Task:
         def run_one(cfg: StudyConfig, workspace: str, item: Item) -> dict[str, Any]:
             summary = run(stage, cfg, workspace, from_shards=from_shards, **item)
             if stage in PUBLISH:
-                PUBLISH[stage](summary, Workspace(workspace))
+                PUBLISH[stage](summary, Workspace(workspace), cfg)
             return summary
 
         run_one.__doc__ = f"Stage {stage}: see stages.registry."
@@ -112,14 +116,42 @@ _TASKS: dict[tuple[str, bool], Task] = {}
 
 
 # ------------------------------------------------------------------ what the UI shows
-def _publish_comparison(summary: dict[str, Any], ws: Workspace) -> None:
-    create_table_artifact(key="verdicts", table=summary["table"],
-                          description="Contrasts across seeds (Holm-adjusted)")
-    create_markdown_artifact(key="comparison-report", markdown=ws.comparison_report.read_text(),
-                             description="The comparison study's report")
+def _markdown(key: str, markdown: str, description: str) -> None:
+    """A Markdown artifact, its size logged: the UI loads it whole, inlined figures and all."""
+    create_markdown_artifact(key=key, markdown=markdown, description=description)
+    _logger().info("published %s: %s bytes", key, f"{len(markdown.encode()):,}")
 
 
-def _publish_regression(report: dict[str, Any], ws: Workspace) -> None:
+def _inlined(paths: dict[str, Path]) -> dict[str, str]:
+    """name -> the data URI of each figure file, shrunk for the UI (`neural_trader.artifacts`)."""
+    from neural_trader.artifacts import inline_figures
+
+    return inline_figures({name: path.read_bytes() for name, path in paths.items()})
+
+
+def _publish_comparison(summary: dict[str, Any], ws: Workspace, cfg: StudyConfig) -> None:
+    """The verdicts and the report, whole: reports/comparison.md links its figures, the artifact carries them."""
+    from neural_trader.synthetic.comparison import FIGURES
+    from neural_trader.synthetic.report import comparison_artifact, verdicts_artifact
+
+    comparison = read_json(ws.comparison_json)
+    _markdown("verdicts", verdicts_artifact(comparison),
+              "Contrasts across seeds: unadjusted CIs, Holm-adjusted p-values, verdicts")
+    figures = _inlined({f: ws.comparison_plots / f"{f}.png" for f in FIGURES})
+    _markdown("comparison-report", comparison_artifact(cfg, comparison, figures), "The comparison study's report")
+
+
+def _publish_markets(summary: dict[str, Any], ws: Workspace, cfg: StudyConfig) -> None:
+    """Every market's section of reports/markets.md, its figures inlined."""
+    from neural_trader.markets.publish import FIGURES, market_artifact
+
+    result = read_json(ws.markets_json)
+    markdown = "".join(market_artifact(m, r, _inlined({f: ws.market_plot(m, f) for f in FIGURES}))
+                       for m, r in result.items())
+    _markdown("markets-report", markdown, "Out of sample on real prices: net of costs, against buy-and-hold")
+
+
+def _publish_regression(report: dict[str, Any], ws: Workspace, cfg: StudyConfig) -> None:
     create_table_artifact(
         key="regression-report",
         table=[{"parameter": p, "recovered": report[p], "true": report[f"{p}_true"], "error": report[f"{p}_error"]}
@@ -128,7 +160,7 @@ def _publish_regression(report: dict[str, Any], ws: Workspace) -> None:
     )
 
 
-def _publish_classifier(report: dict[str, Any], ws: Workspace) -> None:
+def _publish_classifier(report: dict[str, Any], ws: Workspace, cfg: StudyConfig) -> None:
     create_table_artifact(
         key="classifier-report",
         table=[{"quantity": k, "value": report[k]}
@@ -137,14 +169,18 @@ def _publish_classifier(report: dict[str, Any], ws: Workspace) -> None:
     )
 
 
-def _publish_sweep(summary: dict[str, Any], ws: Workspace) -> None:
-    create_markdown_artifact(key="sweep-report", markdown=ws.sweep_report.read_text(),
-                             description=f"Dropout across a grid of {summary['points']} points")
+def _publish_sweep(summary: dict[str, Any], ws: Workspace, cfg: StudyConfig) -> None:
+    from neural_trader.sweep.report import FIGURES, sweep_artifact
+
+    figures = _inlined({f: ws.sweep_plots / f"{f}.png" for f in FIGURES})
+    _markdown("sweep-report", sweep_artifact(read_json(ws.sweep_json), figures),
+              f"Dropout across a grid of {summary['points']} points")
 
 
 #: stage -> what its task publishes as artifacts once it has run
-PUBLISH: dict[str, Callable[[dict[str, Any], Workspace], None]] = {
+PUBLISH: dict[str, Callable[[dict[str, Any], Workspace, StudyConfig], None]] = {
     "compare": _publish_comparison,
+    "market_compare": _publish_markets,
     "regression_evaluate": _publish_regression,
     "classifier_evaluate": _publish_classifier,
     "sweep_report": _publish_sweep,

@@ -142,7 +142,7 @@ def market_verdicts(name: str, result: dict[str, Any], first: str, last: str) ->
     for label, c in result["contrasts"].items():
         lo, hi = c["ci"]
         lines.append(f"{label}: {_pct(c['mean_annual'])} a year net "
-                     + format_evidence(lo, hi, result["confidence"], tail="stationary bootstrap", fmt=_pct))
+                     + format_evidence(lo, hi, result["confidence"], fmt=_pct, interval="stationary-bootstrap CI"))
     for variant, row in result["variants"].items():
         s = row["seeds"]
         lines.append(f"{variant}: ensemble Sharpe {row['sharpe_net']:.2f} net; seed noise: single seeds range "

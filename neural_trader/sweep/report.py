@@ -59,13 +59,14 @@ from typing import Any
 
 import numpy as np
 
+from neural_trader.artifacts import markdown_table
 from neural_trader.inference import (ADJUSTMENTS, adjust_family, format_fixed, format_p, mean_ci, paired_contrast,
                                     summarise_cell)
 from neural_trader.sweep.points import REFERENCE, Point, SweepConfig
 from neural_trader.sweep.verdicts import _qname, _value_text, verdicts
 
 __all__ = ["SCHEMA", "FIGURES", "METRICS", "point_summary", "sweep_contrasts", "verdicts", "sweep_summary",
-           "sweep_markdown"]
+           "sweep_markdown", "sweep_artifact"]
 
 SCHEMA = 1
 #: the sweep's figures, plots/sweep/<name>.png
@@ -178,8 +179,8 @@ def _ci_text(c: dict[str, float] | None, digits: int = 4) -> str:
     return f"{mean} ({lo} to {hi})"
 
 
-def sweep_markdown(summary: dict[str, Any], figures_dir: str = "../plots/sweep") -> str:
-    """reports/sweep.md: design, verdicts, failed points, points and contrasts; figures under `figures_dir`."""
+def _head(summary: dict[str, Any]) -> list[str]:
+    """The title, the design in one paragraph, the verdicts and the failed points."""
     pct = f"{summary['confidence']:.0%}"
     axes = "; ".join(f"{a['key']}: {', '.join(str(v) for v in a['values'])}" for a in summary["axes"]) or "none"
     qname = _qname(summary["method"])
@@ -196,6 +197,17 @@ def sweep_markdown(summary: dict[str, Any], figures_dir: str = "../plots/sweep")
     lines += [f"- {v}" for v in summary["verdicts"]] or ["- no contrasts"]
     if summary["failed"]:
         lines += ["", "## Failed points", ""] + [f"- {f['point']}: {f['error']}" for f in summary["failed"]]
+    return lines
+
+
+def _state(r: dict[str, Any]) -> str:
+    return r.get("state", "significant" if r["significant"] else "undecided")
+
+
+def sweep_markdown(summary: dict[str, Any], figures_dir: str = "../plots/sweep") -> str:
+    """reports/sweep.md: design, verdicts, failed points, points and contrasts; figures under `figures_dir`."""
+    pct, qname = f"{summary['confidence']:.0%}", _qname(summary["method"])
+    lines = _head(summary)
     lines += ["", "## Points", "",
               f"| point | dropout | test return ({pct} CI) | oracle fraction | gap (train - test) |",
               "|---|---|---|---|---|"]
@@ -214,6 +226,49 @@ def sweep_markdown(summary: dict[str, Any], figures_dir: str = "../plots/sweep")
         lines.append(f"| {r['point']} | {_value_text(r['dropout'])} | {r['metric']} | {diff} | {lo} to {hi} | {p_text} "
                      f"| {q_text} "
                      f"| {mde} / {mde_adjusted} | {need} "
-                     f"| {r.get('state', 'significant' if r['significant'] else 'undecided')} |")
+                     f"| {_state(r)} |")
     lines += ["", "## Figures", ""] + [f"![{f}]({figures_dir}/{f}.png)" for f in FIGURES]
     return "\n".join(lines) + "\n"
+
+
+def sweep_artifact(summary: dict[str, Any], figures: Mapping[str, str]) -> str:
+    """reports/sweep.md for the Prefect UI: its words, tables that fit a 700 px column, figures inlined.
+
+    `figures`: figure name -> image source (a data URI). The points table is
+    split into test return and gap; the contrasts into one decision table per
+    metric (diff with its unadjusted CI, q, state) and a power table.
+    """
+    pct, qname = f"{summary['confidence']:.0%}", _qname(summary["method"])
+    rows = [(p["name"], _value_text(r["dropout"]), r) for p in summary["points"] for r in p["summary"]]
+    lines = [*_head(summary), "", "## Points", ""]
+    lines += markdown_table(["point", "dropout", f"test return ({pct} CI)", "of oracle (CI)"],
+                            [[p, d, _ci_text(r["test_return"]), _ci_text(r["oracle_fraction"], 2)] for p, d, r in rows])
+    lines += ["", "### Gap", ""]
+    lines += markdown_table(["point", "dropout", f"gap, train - test ({pct} CI)"],
+                            [[p, d, _ci_text(r["gap"])] for p, d, r in rows])
+    lines += ["", "## Contrasts (dropout d minus dropout 0)", "",
+              f"Each metric's contrasts, then their power: p unadjusted; detectable: the effect found at "
+              f"{summary['power']:.0%} power at alpha / at the adjusted level; seeds needed to detect the observed "
+              "difference / the effect of interest."]
+    for metric, label in (("test_return", "Test return"), ("gap", "Gap")):
+        family = [r for r in summary["contrasts"] if r["metric"] == metric]
+        if family:
+            lines += ["", f"### {label}", ""]
+            lines += markdown_table(["point", "dropout", f"diff (unadjusted {pct} CI)", qname, "verdict"],
+                                    [[r["point"], _value_text(r["dropout"]), _ci_text(_diff(r)),
+                                      format_p(r["q"], relation=False), _state(r)] for r in family])
+            lines += ["", f"Power, {label.lower()}:", ""]
+            lines += markdown_table(["point", "dropout", "p", "detectable", "seeds needed"],
+                                    [[r["point"], _value_text(r["dropout"]), format_p(r["p"], relation=False),
+                                      f"{format_fixed(r['mde'])} / {format_fixed(r['mde_adjusted'])}",
+                                      " / ".join("n/a" if r.get(k) is None else f"{r[k]:,}"
+                                                 for k in ("seeds_needed", "seeds_needed_interest"))]
+                                     for r in family])
+    lines += ["", "## Figures", ""]
+    for f, src in figures.items():
+        lines += [f"![{f}]({src})", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _diff(r: dict[str, Any]) -> dict[str, float]:
+    return {"mean": r["diff"], "ci_lo": r["ci_lo"], "ci_hi": r["ci_hi"]}

@@ -36,7 +36,7 @@ def _verdict(a: str, b: str, metric: str, rec: dict[str, Any], confidence: float
     diff, lo, hi = rec["diff"], rec["ci_lo"], rec["ci_hi"]
     if math.isnan(rec["p"]):
         return f"{a} vs {b} on {label} is not testable with n = {rec['n']} seed(s) (diff {format_number(diff)})"
-    adjusted = f"adjusted p {format_p(rec['p_adj'])}"
+    adjusted = f"Holm-adjusted p {format_p(rec['p_adj'])}"
     if rec["state"] == "equivalent":
         return (f"{a} and {b} are equivalent on {label} within +-{format_number(rec['effect_of_interest'])} "
                 + format_evidence(lo, hi, confidence, lead=f"diff {format_number(diff)}", tail="inside the margin"))
@@ -89,11 +89,11 @@ def contrasts(
     The family, in this order:
       1. for each variant, each regime other than the reference minus the
          reference, on each of `regime_metrics`:
-         name "momentum - random | base" (" | metric" added when there are
+         name "momentum - random / base" (" / metric" added when there are
          several regime metrics);
       2. for each regime, each variant other than variants[0] minus
          variants[0], on each of `variant_metrics`:
-         name "dropout - base | momentum | test_return".
+         name "dropout - base / momentum / test_return".
 
     Each record holds: name, kind ('regime' or 'variant'), a, b, within (the
     fixed variant or regime), metric, the fields of `inference.paired_contrast`
@@ -124,15 +124,15 @@ def contrasts(
             if regime == reference:
                 continue
             for metric in regime_metrics:
-                name = f"{regime} - {reference} | {variant}"
+                name = f"{regime} - {reference} / {variant}"
                 if len(regime_metrics) > 1:
-                    name += f" | {metric}"
+                    name += f" / {metric}"
                 plan.append(("regime", name, regime, reference, variant, metric))
     base = variants[0]
     for regime in regimes:
         for variant in variants[1:]:
             for metric in variant_metrics:
-                plan.append(("variant", f"{variant} - {base} | {regime} | {metric}", variant, base, regime, metric))
+                plan.append(("variant", f"{variant} - {base} / {regime} / {metric}", variant, base, regime, metric))
 
     records: list[dict[str, Any]] = []
     for kind, name, a, b, within, metric in plan:

@@ -11,6 +11,7 @@ model file (only its rebuild runs), and retries on injected errors.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def built(tmp_path_factory, prefect_server) -> Built:
 def test_flow_end_to_end_then_cached(built):
     assert _ran(built.cold_states) == set(built.cold_states), built.cold_states  # the cold run ran every task
     summary = built.cold.result()
-    assert {r["contrast"] for r in summary["table"]} >= {"momentum - random | base", "momentum - random | dropout"}
+    assert {r["contrast"] for r in summary["table"]} >= {"momentum - random / base", "momentum - random / dropout"}
     for rel in ("metrics/comparison.json", "reports/comparison.md", "plots/comparison/learned_position.png",
                 "plots/history/momentum-dropout.png", "models/random-base/last.safetensors",
                 "metrics/market/evaluate/sp500-linear.safetensors", "plots/market/sp500/equity.png"):
@@ -113,8 +114,8 @@ def test_flow_end_to_end_then_cached(built):
     assert _ran(again) == set(), again
 
 
-def _artifacts(built: Built) -> dict:
-    """{key: artifact} the cold run published; unkeyed ones (the metadata of the flow's persisted result) left out."""
+def _published(built: Built) -> tuple[list, str]:
+    """The artifacts the cold run published, and its flow run's name."""
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -122,27 +123,42 @@ def _artifacts(built: Built) -> dict:
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-    return {a.key: a for a in found if a.key}
+        run_name = client.read_flow_run(flow_run_id).name
+    return found, run_name
 
 
 @pytest.mark.slow
 def test_flow_publishes_its_artifacts_to_the_server(built):
-    """The verdict table and the report, read back from the server, are the run's own."""
-    artifacts = _artifacts(built)
-    assert set(artifacts) == {"verdicts", "comparison-report"}, sorted(artifacts)
-    table = artifacts["verdicts"]
-    assert table.type == "table"
-    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    assert rows == json.loads(json.dumps(built.cold.result()["table"]))
-    report = artifacts["comparison-report"]
-    assert report.type == "markdown" and report.data == (built.ws / "reports" / "comparison.md").read_text()
+    """The verdicts and the reports, read back from the server, are the run's own, figures inlined; every
+    artifact has a title (no untitled record of a persisted result); the run is named after what it ran."""
+    from neural_trader.markets.publish import FIGURES as MARKET_FIGURES
+    from neural_trader.synthetic.comparison import FIGURES
+    from neural_trader.synthetic.report import comparison_artifact, verdicts_artifact
+    from stages.catalog import load_params, read_json
+
+    found, run_name = _published(built)
+    assert run_name == "study ws=ws"  # the workspace's folder, and no overrides
+    assert all(a.key for a in found), [(a.type, str(a.data)[:80]) for a in found if not a.key]
+    artifacts = {a.key: a for a in found}
+    assert set(artifacts) == {"verdicts", "comparison-report", "markets-report"}, sorted(artifacts)
+    assert {a.type for a in found} == {"markdown"}
+    ws = Workspace(built.ws)
+    comparison = read_json(ws.comparison_json)
+    assert artifacts["verdicts"].data == verdicts_artifact(comparison)
+    report = artifacts["comparison-report"].data
+    assert report.count("](data:image/png;base64,") == len(FIGURES) and "../plots" not in report
+    figures = {f: uri for f, uri in re.findall(r"!\[(\w+)\]\((data:[^)]+)\)", report)}
+    assert report == comparison_artifact(load_params(built.params), comparison, figures)
+    markets = artifacts["markets-report"].data
+    assert markets.count("](data:image/png;base64,") == len(MARKET_FIGURES) and "# Market: sp500" in markets
+    assert "](../plots/comparison/" in (built.ws / "reports" / "comparison.md").read_text()  # the file's links
 
 
 @pytest.mark.slow
 def test_report_shows_whole_in_a_browser(built, chromium, prefect_server, tmp_path):
     """The reports the cold run published, opened in both Prefect UIs at 1280 px: every figure loads, every table fits."""
-    reports = {key: a for key, a in _artifacts(built).items() if a.type == "markdown"}
-    assert "comparison-report" in reports, sorted(reports)
+    reports = {a.key: a for a in _published(built)[0] if a.key and a.type == "markdown"}
+    assert {"comparison-report", "markets-report"} <= set(reports), sorted(reports)
     problems = [p for a in reports.values()
                 for p in check_artifact(prefect_server.removesuffix("/api"), a.id, chromium, tmp_path)]
     kinds = [p.kind for p in problems]
@@ -152,24 +168,17 @@ def test_report_shows_whole_in_a_browser(built, chromium, prefect_server, tmp_pa
 
 @pytest.mark.slow
 def test_no_result_record_is_a_pickle(built):
-    """Every record the flow and its tasks persisted is JSON: a cache hit never unpickles.
+    """Every record the tasks persisted is JSON: a cache hit never unpickles. The flow persists none: its
+    summary is returned, and a stored one would show in the UI as an untitled artifact.
 
-    A task's record is Prefect's envelope naming its serializer; a flow's result
-    is stored bare, as the serialized value (JSON here, pickle bytes otherwise).
+    A task's record is Prefect's envelope naming its serializer.
     """
     records = {p.name: p.read_bytes() for p in (built.root / "results").rglob("*") if p.is_file()}
     tasks = {name: json.loads(data) for name, data in records.items() if name.partition("-")[0] in STAGES}
     assert {name.partition("-")[0] for name in tasks} == {n.split("[")[0] for n in built.cold_states}
     for name, record in tasks.items():
         assert record["metadata"]["serializer"]["type"] == "json", (name, record["metadata"]["serializer"])
-    flows = {name: data for name, data in records.items() if name not in tasks}
-    assert flows, "the flow's own result was not persisted"
-    for name, data in flows.items():
-        try:
-            value = json.loads(data)
-        except ValueError:
-            pytest.fail(f"the flow result {name} is not JSON (a pickle?): {data[:40]!r}")
-        assert set(value) >= {"table", "cells"}, name
+    assert set(records) == set(tasks), sorted(set(records) - set(tasks))
 
 
 @pytest.mark.slow

@@ -75,8 +75,8 @@ def progress_lines():
 def test_sweep_runs_every_point_then_only_new_ones(tmp_path, prefect_server, progress_lines):
     from flows.sweep import run_sweep
 
-    params, ws = _params(tmp_path), tmp_path / "ws"
-    summary = run_sweep(str(params), [], str(ws))
+    params, ws, since = _params(tmp_path), tmp_path / "ws", datetime.now(UTC)
+    summary = run_sweep(str(params), ["seeds.count=4"], str(ws))
     result = read_json(ws / "metrics" / "sweep.json")
     lines = list(progress_lines)
     points = [i for i, line in enumerate(lines) if line.startswith("point ")]
@@ -87,6 +87,7 @@ def test_sweep_runs_every_point_then_only_new_ones(tmp_path, prefect_server, pro
     assert {lines[i].split()[2].removesuffix(":") for i in points} == {p["name"] for p in result["points"]}
     assert any(re.fullmatch(r"train hidden5-rho0p2/momentum-d0_5: \d+\.\d s", line) for line in lines), lines
     assert summary["points"] == 4 and not summary["failed"] and len(result["points"]) == 4
+    _check_names_and_report(since, result)
     assert len(result["contrasts"]) == 4 * 2 and result["family_size"] == 8 and result["method"] == "bh"
     assert result["verdicts"] and (ws / "reports" / "sweep.md").read_text().startswith("# Dropout sweep")
     assert {p.name for p in (ws / "plots" / "sweep").iterdir()} >= {"effect_test_return.png", "effect_gap.png"}
@@ -133,6 +134,25 @@ def test_a_failed_point_fails_alone_and_a_rerun_computes_only_it(tmp_path, prefe
     assert not summary["failed"] and len(read_json(ws / "metrics" / "sweep.json")["points"]) == 4
     assert {k: v for k, v in _stamps(ws).items() if "hidden8-rho0p2" not in k} == \
         {k: v for k, v in before.items() if "hidden8-rho0p2" not in k}
+
+
+def _check_names_and_report(since: datetime, result: dict) -> None:
+    """The sweep's run is named after its workspace and overrides, each point's task runs after their point;
+    its report artifact carries its figures inline."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    from neural_trader.sweep.report import FIGURES
+
+    trains = _task_runs_since(since, "train[")
+    assert {r.name.rpartition(" @ ")[2] for r in trains} == {p["name"] for p in result["points"]}, \
+        sorted(r.name for r in trains)
+    with get_client(sync_client=True) as client:
+        (flow_run_id,) = {r.flow_run_id for r in trains}
+        assert client.read_flow_run(flow_run_id).name == "sweep ws=ws seeds.count=4"
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), key=ArtifactFilterKey(any_=["sweep-report"])))
+    assert len(found) == 1 and found[0].data.count("](data:image/png;base64,") == len(FIGURES)
 
 
 def _task_runs_since(since: datetime, prefix: str) -> list:

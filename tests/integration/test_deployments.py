@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,11 +98,15 @@ def _run_once() -> None:
     assert worker.returncode == 0, worker.stdout[-3000:] + worker.stderr[-3000:]
 
 
-def _state(flow_run_id):
+def _flow_run(flow_run_id):
     from prefect import get_client
 
     with get_client(sync_client=True) as client:
-        return client.read_flow_run(flow_run_id).state
+        return client.read_flow_run(flow_run_id)
+
+
+def _state(flow_run_id):
+    return _flow_run(flow_run_id).state
 
 
 def _status(api_url: str, stale_after: float = STALE_S) -> subprocess.CompletedProcess:
@@ -188,13 +193,15 @@ def test_triggered_reruns_complete_are_recorded_and_pooled(deployed):
         _run_once()
         state = _state(run.id)
         assert state.is_completed(), state
-        result = state.result()
-        assert result["slot"] == slot and result["pooled"]["runs"] == n
+        # the flow's summary is returned, not stored (no result record, no untitled artifact): read what it wrote
+        assert _flow_run(run.id).name == f"study ws={workspace.name} rerun={slot} dvc_record"
         ledger = json.loads((workspace / "reruns" / "ledger.json").read_text())["reruns"]
         assert [e["slot"] for e in ledger] == list(SLOTS[:n])
+        assert ledger[-1]["flow_run_id"] == str(run.id)
+        pooled = json.loads((workspace / "reruns" / "pooled" / "metrics" / "comparison.json").read_text())
+        assert pooled["runs"] == n
         assert (workspace / "reruns" / slot / "metrics" / "comparison.json").is_file()
         assert (workspace / "reruns" / f"{slot}.dvc").is_file() and (workspace / "reruns" / "ledger.json.dvc").is_file()
-        assert result["dvc"]["added"] == [f"reruns/{slot}.dvc", "reruns/ledger.json.dvc"]
     status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=workspace, capture_output=True,
                             text=True, timeout=120)
     assert json.loads(status.stdout) == {}, status.stdout  # what the last rerun versioned is what is on disk
@@ -311,10 +318,17 @@ def _line_matching(lines: queue.Queue, pattern: str, proc: subprocess.Popen, tim
     raise AssertionError(f"no line matching {pattern!r} within {timeout:.0f} s:\n{''.join(seen)[-3000:]}")
 
 
+def _ui_api_url(port: int) -> str:
+    """The API URL the server on `port` tells its UI (GET /ui-settings)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=10) as r:
+        return json.loads(r.read())["api_url"]
+
+
 def test_serve_registers_both_and_status_sees_it_die(tmp_path):
     """`neural-trader serve` without PREFECT_API_URL, on a free port: it starts `prefect server start` on
     127.0.0.1 (nothing of it, nor of `serve`, listens beyond loopback), registers both deployments there and
-    polls them; once killed, `status` says nothing serves them. The server is then stopped by its pid."""
+    polls them; its UI is told that server's API (`/ui-settings`); once killed, `status` says nothing serves them.
+    The server is then stopped by its pid."""
     from prefect import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -333,6 +347,7 @@ def test_serve_registers_both_and_status_sees_it_die(tmp_path):
         server_pid = int(started.group(1))
         server_guard = guard(server_pid)  # noqa: F841 - the detached server goes with the tests too
         assert started.group(2) == f"http://127.0.0.1:{port}"
+        assert _ui_api_url(port) == api_url  # the UI calls this server's API, not port 4200's
         assert (workspace / ".nt" / "prefect-server" / "server.pid").read_text().strip() == str(server_pid)
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             with get_client(sync_client=True) as client:

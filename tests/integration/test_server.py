@@ -4,6 +4,7 @@ when the process that started it goes (`flows/server.py`; the tests' own servers
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -111,8 +112,9 @@ def test_killed_run_leaves_no_server_behind(tmp_path, shrunk_params):
 
 @pytest.mark.slow
 def test_server_runs_in_the_background_and_run_reuses_it(tmp_path):
-    """`neural-trader server` starts one server for the workspace and says so again instead of starting a second;
-    `run` records its flow run there and starts no temporary server; `server --stop` stops it."""
+    """`neural-trader server` starts one server for the workspace, its UI told its API (`/ui-settings`), and says
+    so again instead of starting a second; `run` records its flow run there and starts no temporary server;
+    `server --stop` stops it."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
     port, ws = free_port(), tmp_path / "ws"
@@ -127,6 +129,8 @@ def test_server_runs_in_the_background_and_run_reuses_it(tmp_path):
     pid = int((home / "server.pid").read_text())
     server_guard = guard(pid)  # noqa: F841 - the server goes with the tests, however they end
     try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=10) as r:
+            assert json.loads(r.read())["api_url"] == f"http://127.0.0.1:{port}/api"  # its UI reaches its API
         again = cli("server", "--port", str(free_port()), "--workspace", str(ws))
         assert f"a server is running at http://127.0.0.1:{port}/api" in again.stdout, again.stdout + again.stderr
         run = cli("run", "regression", "--workspace", str(ws), *(f"--set={s}" for s in SHRUNK_WARMUPS))

@@ -101,9 +101,9 @@ def test_added_regime_or_model_joins_the_contrasts(shrunk_params, tmp_path, adde
     cfg, result = _study(shrunk_params, tmp_path, [extra, "seeds.count=3", "train.epochs=5"])
     names = {c["name"] for c in result["contrasts"]}
     if added == "momentum_strong":
-        assert {"momentum_strong - random | base", "momentum_strong - random | dropout"} <= names
+        assert {"momentum_strong - random / base", "momentum_strong - random / dropout"} <= names
     else:
-        assert {"wide - base | momentum | test_return", "wide - base | random | gap"} <= names
+        assert {"wide - base / momentum / test_return", "wide - base / random / gap"} <= names
 
 
 def test_stage_refuses_to_run_without_its_inputs(shrunk_cfg, tmp_path):

@@ -91,7 +91,7 @@ def test_compare_cells_pairs_by_seed_against_the_null_regime():
     result = cmp.compare_cells(evals, ["momentum", "random"], ["base"], oracles,
                                {"confidence": 0.95, "alpha": 0.05, "power": 0.8})
     (contrast,) = result["contrasts"]
-    assert contrast["name"] == "momentum - random | base"
+    assert contrast["name"] == "momentum - random / base"
     assert contrast["diff"] == pytest.approx(0.05) and contrast["significant"]  # paired: the noise cancels
     assert result["replicas"] == 8 and result["runs"] == 1
     head = cmp.headline(result)
@@ -133,12 +133,12 @@ def test_contrasts_family_structure():
     fam = contrasts(_family(rng), ["random", "momentum"], ["base", "dropout"], **CompareConfig().model_dump())
     names = [r["name"] for r in fam]
     assert names == [
-        "momentum - random | base",
-        "momentum - random | dropout",
-        "dropout - base | random | test_return",
-        "dropout - base | random | gap",
-        "dropout - base | momentum | test_return",
-        "dropout - base | momentum | gap",
+        "momentum - random / base",
+        "momentum - random / dropout",
+        "dropout - base / random / test_return",
+        "dropout - base / random / gap",
+        "dropout - base / momentum / test_return",
+        "dropout - base / momentum / gap",
     ]
     keys = {"name", "metric", "diff", "ci_lo", "ci_hi", "t", "p", "p_adj", "significant", "mde", "n", "verdict"}
     for rec in fam:
@@ -165,7 +165,7 @@ def test_contrasts_any_number_of_regimes_and_variants():
     fam = contrasts(res, regimes, variants, null_regime="random")
     assert len(fam) == 2 * 3 + 3 * 2 * 2
     assert {r["name"] for r in fam if r["kind"] == "regime"} == {
-        f"{r} - random | {v}" for r in ("mild", "strong") for v in variants
+        f"{r} - random / {v}" for r in ("mild", "strong") for v in variants
     }
     # a designated null regime that is not first becomes the reference
     fam = contrasts(res, ["mild", "random", "strong"], variants, null_regime="random")
@@ -192,14 +192,14 @@ def test_contrasts_detect_strong_effect_with_verdicts():
     rng = np.random.default_rng(4)
     fam = contrasts(_family(rng, effect=0.07, dropout_gap=-0.01), ["random", "momentum"], ["base", "dropout"])
     by = {r["name"]: r for r in fam}
-    mom = by["momentum - random | base"]
+    mom = by["momentum - random / base"]
     assert mom["significant"] and mom["diff"] == pytest.approx(0.07, abs=0.01)
     assert mom["verdict"].startswith("with base: momentum beats random by ")
-    assert "per step (95% CI " in mom["verdict"]
-    assert "adjusted p < 1e-6" in mom["verdict"]
+    assert "per step (unadjusted 95% CI " in mom["verdict"]  # the interval is unadjusted, the p is not
+    assert "; Holm-adjusted p < 1e-6)" in mom["verdict"]
     for text in (mom["diff"], mom["ci_lo"], mom["ci_hi"]):
         assert format_number(text) in mom["verdict"]
-    gap = by["dropout - base | momentum | gap"]
+    gap = by["dropout - base / momentum / gap"]
     assert gap["significant"] and gap["diff"] < 0
     assert gap["verdict"].startswith("on momentum: dropout has a smaller overfitting gap than base by ")
     # the interval in the verdict is that of the effect's size, positive here
@@ -215,8 +215,8 @@ def test_contrasts_non_significant_verdict_is_undecided_with_the_seeds_it_needs(
     assert rec["state"] == "undecided" and rec["effect_of_interest"] is None
     assert v.startswith("on random: undecided between dropout and base on overfitting gap: about ")
     assert "no significant difference" not in v and "no difference" not in v
-    assert f"diff {format_number(rec['diff'])}, 90% CI {format_number(rec['ci_lo'])} to {format_number(rec['ci_hi'])}" in v
-    assert f"adjusted p {format_p(rec['p_adj'])}" in v
+    assert (f"diff {format_number(rec['diff'])}, unadjusted 90% CI {format_number(rec['ci_lo'])} to "
+            f"{format_number(rec['ci_hi'])}; Holm-adjusted p {format_p(rec['p_adj'])})") in v
     # without an effect of interest, the seeds that would detect the observed difference
     assert f"about {rec['seeds_needed']:,} seeds would detect an effect of {format_number(abs(rec['diff']))}" in v
     # the MDE and the seeds needed are taken at the family's Bonferroni level alpha / m, from the sd of the differences
@@ -237,13 +237,13 @@ def test_contrasts_in_three_states_with_an_effect_of_interest():
     fam = contrasts(results, ["random", "momentum"], ["base", "dropout"],
                     effect_of_interest={"test_return": 1e-4, "gap": 0.001})
     by = {r["name"]: r for r in fam}
-    assert by["momentum - random | base"]["state"] == "significant"
-    eq = by["dropout - base | random | test_return"]
+    assert by["momentum - random / base"]["state"] == "significant"
+    eq = by["dropout - base / random / test_return"]
     assert eq["state"] == "equivalent" and -1e-4 < eq["ci_lo"] and eq["ci_hi"] < 1e-4
     assert eq["verdict"] == (f"on random: dropout and base are equivalent on test return within +-{format_number(1e-4)} "
-                             f"(diff {format_number(eq['diff'])}, 95% CI {format_number(eq['ci_lo'])} to "
-                             f"{format_number(eq['ci_hi'])}, inside the margin)")
-    und = by["dropout - base | momentum | gap"]
+                             f"(diff {format_number(eq['diff'])}, unadjusted 95% CI {format_number(eq['ci_lo'])} to "
+                             f"{format_number(eq['ci_hi'])}; inside the margin)")
+    und = by["dropout - base / momentum / gap"]
     assert und["state"] == "undecided" and not (-0.001 < und["ci_lo"] and und["ci_hi"] < 0.001)
     sd = float(np.std(results[("momentum", "dropout")]["gap"] - results[("momentum", "base")]["gap"], ddof=1))
     assert und["seeds_needed_interest"] == seeds_needed(sd, 0.001, 0.05 / len(fam), 0.8) > 64

@@ -244,8 +244,10 @@ def test_formatting():
     assert format_percent(0.95) == "95%" and format_percent(0.975) == "97.5%" and format_percent(0.9) == "90%"
     assert format_fixed(0.012345) == "0.0123" and format_fixed(0.5, 2) == "0.50"
     assert format_fixed(None) == format_fixed(math.nan) == format_fixed(math.inf) == "n/a"
-    assert format_evidence(0.004, 0.02, 0.95) == "(95% CI 0.00400 to 0.0200)"
-    assert format_evidence(-1, 2, 0.9, lead="diff 0.5", tail="q = 0.01", fmt=str) == "(diff 0.5, 90% CI -1 to 2, q = 0.01)"
+    assert format_evidence(0.004, 0.02, 0.95) == "(unadjusted 95% CI 0.00400 to 0.0200)"
+    assert format_evidence(-1, 2, 0.9, lead="diff 0.5", tail="q = 0.01", fmt=str) == \
+        "(diff 0.5, unadjusted 90% CI -1 to 2; q = 0.01)"
+    assert format_evidence(-1, 2, 0.9, fmt=str, interval="bootstrap CI") == "(unadjusted 90% bootstrap CI -1 to 2)"
 
 
 # ------------------------------------------------------------------ seeds needed

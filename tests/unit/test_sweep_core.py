@@ -16,11 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from statsmodels.stats.multitest import multipletests
 
+from neural_trader.artifacts import COLUMN_PX, inline_figures, table_widths
 from neural_trader.config import ConfigError
+from neural_trader.inference import format_fixed
 from neural_trader.params import parse_config
 from neural_trader.sweep.points import SweepConfig, expand, model_name, parse_sweep, validate_sweep
 from neural_trader.sweep.plots import heatmaps_png, oracle_fraction_png, sweep_figures
-from neural_trader.sweep.report import point_summary, sweep_contrasts, sweep_markdown, sweep_summary, verdicts
+from neural_trader.sweep.report import (point_summary, sweep_artifact, sweep_contrasts, sweep_markdown, sweep_summary,
+                                        verdicts)
+from neural_trader.sweep.verdicts import _value_text
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -272,11 +276,11 @@ def test_verdicts_say_what_the_data_say():
                     effect_of_interest=0.001)]
     assert verdicts(recs, 0.05) == [
         ("dropout 0.5 raises test return at 128 hidden units with 100 training series and rho 0.1 "
-         "(+0.0120 per step, 95% CI 0.00400 to 0.0200, q = 0.003)"),
+         "(+0.0120 per step, unadjusted 95% CI 0.00400 to 0.0200; q = 0.003)"),
         ("on test return, 1 of 2 contrasts significant at q < 0.05; not significant anywhere else: 1 undecided "
          "(up to about 900 seeds would detect the effect of interest)"),
         ("dropout 0.5 narrows the overfitting gap at 128 hidden units with 100 training series and rho 0.1 "
-         "(-0.0200 per step, 95% CI -0.0300 to -0.0100, q = 0.01)"),
+         "(-0.0200 per step, unadjusted 95% CI -0.0300 to -0.0100; q = 0.01)"),
         "on the overfitting gap, 1 of 2 contrasts significant at q < 0.05; not significant anywhere else: "
         "1 equivalent within +-0.00100",
     ]
@@ -316,6 +320,13 @@ def test_summary_report_and_figures_render_for_any_grid(axes):
     md = sweep_markdown(summary)
     assert md.startswith("# Dropout sweep") and all(v in md for v in summary["verdicts"])
     assert f"- {lost.name}: RuntimeError" in md and "![oracle_fraction](../plots/sweep/oracle_fraction.png)" in md
+    # the Prefect UI's: the same words, tables split to fit its column, figures inlined
+    artifact = sweep_artifact(summary, inline_figures(figures))
+    assert artifact.startswith(md.split("## Points")[0]) and "../plots" not in artifact
+    assert max(table_widths(artifact.splitlines())) <= COLUMN_PX < max(table_widths(md.splitlines()))
+    assert artifact.count("](data:image/png;base64,") == len(figures)
+    for r in summary["contrasts"]:
+        assert f"| {r['point']} | {_value_text(r['dropout'])} | {format_fixed(r['diff'])} (" in artifact
 
 
 def test_figures_of_an_empty_grid_still_render():
