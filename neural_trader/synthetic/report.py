@@ -72,7 +72,7 @@ def comparison_markdown(cfg: Any, comparison: dict[str, Any], figures_dir: str) 
         "",
         "## Contrasts",
         "",
-        "| contrast | diff | CI | p | adjusted p | detectable at "
+        "| contrast | diff | 95% CI (unadjusted) | p | Holm-adjusted p | detectable at "
         f"{cfg.compare.power:.0%} power | effect of interest | seeds needed: observed / of interest | verdict |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
