@@ -218,15 +218,15 @@ def report(results: dict, trees: list[Tree], load: tuple[float, float]) -> None:
     print(f"# {os.cpu_count()} cores, load average {load[0]:.2f} before, {load[1]:.2f} after; wall seconds, "
           f"each figure a fresh process; cached rerun: median of {len(results[next(iter(results))][names[0]]['cached reruns'])}")
     rows = [*PHASES, "fixed seconds", "training", "cold wall", "cached rerun"]
-    head = f"{'':<32}"
+    head = f"{'seconds':<32}"
     for route in results:
-        head += "".join(f"{f'{route}: {n}':>24}" for n in names) + (f"{'ratio':>8}" if len(names) > 1 else "")
+        head += "".join(f"{f'{route}: {n}':>26}" for n in names) + (f"{'ratio':>8}" if len(names) > 1 else "")
     print(head)
     for row in rows:
         line = f"{row:<32}"
         for route, by in results.items():
             values = [by[n][row] for n in names]
-            line += "".join(f"{v:>24.2f}" for v in values)
+            line += "".join(f"{v:>26.2f}" for v in values)
             if len(names) > 1:
                 line += f"{values[0] / values[1]:>8.2f}" if values[1] > 0.005 else f"{'-':>8}"
         print(line)

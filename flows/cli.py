@@ -141,7 +141,8 @@ def _with_server(args: argparse.Namespace, run: Callable[[RunServer], int]) -> i
 
     server = RunServer(args.workspace).start()  # before Prefect is imported: it boots while the flow imports
     try:
-        code = run(server)
+        with server.settings():
+            code = run(server)
     except BaseException:  # Ctrl-C included: stop it without waiting for task runs that will never finish
         server.stop(settled=False)
         raise
@@ -156,8 +157,10 @@ def _run(args: argparse.Namespace, cfg, server: RunServer) -> int:
         server.wait()
         print(format_reports(run_warmups(args.flow, args.params, args.overrides, args.workspace, cfg=cfg)))
         return 0
-    from flows.study import run_study
+    from flows.study import DVC_STAGES, run_study
+    from stages.run import preload_bodies
 
+    preload_bodies(cfg, args.workspace, DVC_STAGES)  # while a temporary server boots
     server.wait()
     summary = run_study(args.params, args.overrides, args.workspace, rerun=args.rerun, slot=args.slot,
                              dvc_record=args.dvc_record, dvc_push=args.dvc_push, cfg=cfg)
