@@ -98,7 +98,8 @@ def child(argv: list[str], spawned: float, out: Path) -> None:
 
     events["tree"] = str(Path(flows.server.__file__).resolve().parents[1])
     events["spawned"] = spawned
-    code = main(argv)
+    sys.argv = ["neural-trader", *argv]
+    code = main()  # as the `neural-trader` script calls it
     events["returned"] = time.time()
     out.write_text(json.dumps(events))
     sys.exit(code)

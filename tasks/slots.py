@@ -1,4 +1,4 @@
-"""Compute slots: at most `runtime.max_workers` stage bodies compute at once in one process.
+"""Compute slots: at most `runtime.max_workers` stage bodies compute at once in one process; trainings first.
 
 Prefect's thread runner hands a task its thread when it is submitted, and a task
 submitted with `wait_for` holds that thread while it waits for its upstream.
@@ -6,17 +6,53 @@ With as many threads as compute slots, a waiting task kept ready work from
 running (measured: an independent train task waited for an unrelated one). So
 the runner gets spare threads to wait in (`flows.runners`), and the slot is
 taken here, only once a task's inputs are ready and its body is about to run.
+
+A freed slot goes to a waiting training before any other stage, then in the
+order they came: trainings are the long tasks, and an evaluate or plot run
+ahead of one only moves the last training, and what waits on it, later.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
 import threading
+from collections.abc import Iterator
+
+TRAININGS = frozenset({"train", "train_shard", "market_train"})  # stages served first
 
 _LOCK = threading.Lock()
-_SLOTS: dict[int, threading.BoundedSemaphore] = {}
+_SLOTS: dict[int, ComputeSlots] = {}
 
 
-def compute_slot(count: int) -> threading.BoundedSemaphore:
-    """The process-wide semaphore of `count` slots (one per distinct count), used as a context manager."""
+class ComputeSlots:
+    """`count` slots; `hold(stage)` waits for one, trainings ahead of the rest, else first come first served."""
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self._cond = threading.Condition()
+        self._queue: list[tuple[int, int]] = []  # (0 for a training else 1, ticket): a heap, the next holder first
+        self._tickets = itertools.count()
+
+    @contextlib.contextmanager
+    def hold(self, stage: str = "") -> Iterator[None]:
+        with self._cond:
+            me = (0 if stage in TRAININGS else 1, next(self._tickets))
+            heapq.heappush(self._queue, me)
+            self._cond.wait_for(lambda: self.free > 0 and self._queue[0] == me)
+            heapq.heappop(self._queue)
+            self.free -= 1
+            self._cond.notify_all()  # the next in line may find a slot free too
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.free += 1
+                self._cond.notify_all()
+
+
+def compute_slot(count: int, stage: str = "") -> contextlib.AbstractContextManager[None]:
+    """A slot of the process-wide `count` slots (one set per distinct count) for a body of `stage`, as a context."""
     with _LOCK:
-        return _SLOTS.setdefault(count, threading.BoundedSemaphore(count))
+        return _SLOTS.setdefault(count, ComputeSlots(count)).hold(stage)
