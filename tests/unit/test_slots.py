@@ -1,4 +1,4 @@
-"""Compute slots (tasks/slots.py): never more holders than slots; a freed slot goes to a training first."""
+"""Compute slots (tasks/slots.py): never more holders than slots; a freed slot goes to a training first, a plot last."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def _queued(slots: ComputeSlots, n: int, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def test_a_freed_slot_goes_to_a_waiting_training_first_then_in_arrival_order():
+def test_a_freed_slot_goes_to_a_training_first_a_plot_last_else_in_arrival_order():
     slots, order = ComputeSlots(1), []
 
     def take(stage: str) -> None:
@@ -24,13 +24,13 @@ def test_a_freed_slot_goes_to_a_waiting_training_first_then_in_arrival_order():
 
     threads = []
     with slots.hold("window"):  # every slot busy: the others queue in this order
-        for n, stage in enumerate(("evaluate", "train", "plot", "market_train", "train_shard"), 1):
+        for n, stage in enumerate(("plot", "evaluate", "train", "compare", "market_train", "train_shard"), 1):
             threads.append(threading.Thread(target=take, args=(stage,)))
             threads[-1].start()
             _queued(slots, n)
     for t in threads:
         t.join(10)
-    assert order == ["train", "market_train", "train_shard", "evaluate", "plot"]
+    assert order == ["train", "market_train", "train_shard", "evaluate", "compare", "plot"]
     assert slots.free == 1
 
 
