@@ -20,8 +20,9 @@ tree of a git revision, on each of two server routes:
 Every measurement runs in a fresh process with the same venv and PYTHONPATH
 pointing at the tree measured (the baseline in a `git worktree` of REV, removed
 at the end), each route on a fresh PREFECT_HOME whose database is migrated
-first, untimed. The cold runs go baseline then this tree, the reruns
-alternate, so both meet the same load. The cold run is this script in
+first, untimed. The cold runs (`--cold-repeats`, each in a fresh workspace;
+the table gives medians) alternate between the trees, baseline first on the
+first route, and so do the reruns, so both meet the same load. The cold run is this script in
 `--child` mode: it calls `flows.cli.main` as the `neural-trader` script does,
 with timers around `RunServer.wait`, `RunServer.stop` and each stage body (the
 stage keys hash module sources, so the timers change no key and no output).
@@ -171,6 +172,13 @@ class Route:
         self.ws = Path(tempfile.mkdtemp(prefix=f"ws-{route}-", dir=scratch))
         self.pid: int | None = None
 
+    def fresh_workspace(self) -> None:
+        """An empty workspace for the next cold run; the running server, recorded in the old one, moves with it."""
+        old, self.ws = self.ws, Path(tempfile.mkdtemp(prefix=f"ws-{self.route}-", dir=self.ws.parent))
+        if self.pid:
+            shutil.copytree(old / ".nt" / "prefect-server", self.ws / ".nt" / "prefect-server")
+        shutil.rmtree(old, ignore_errors=True)
+
     def __enter__(self) -> Route:
         self.tree.python(["-m", "prefect", "server", "database", "upgrade", "-y"], self.home, capture_output=True)
         if self.route == "server":
@@ -191,15 +199,23 @@ class Route:
                 pass
 
 
-def measure(trees: list[Tree], routes: list[str], repeats: int, run_args: list[str], scratch: Path) -> dict:
-    """{route: {tree: {figure: seconds}}}: cold runs tree by tree, then the reruns alternating between trees."""
+def measure(trees: list[Tree], routes: list[str], repeats: int, cold_repeats: int, run_args: list[str],
+            scratch: Path) -> dict:
+    """{route: {tree: {figure: seconds}}}: cold runs alternating between trees, then the reruns; medians."""
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for route in routes:
         envs = [Route(tree, route, scratch) for tree in trees]
         try:
             for r in envs:
                 r.__enter__()
-            results[route] = {r.tree.name: cold(r.tree, r.home, r.ws, run_args) for r in envs}
+            colds: dict[str, list[dict[str, float]]] = {r.tree.name: [] for r in envs}
+            for k in range(cold_repeats):  # each later cold run in a fresh workspace, the trees' order alternating
+                for r in (envs if (k + len(results)) % 2 == 0 else envs[::-1]):
+                    if k:
+                        r.fresh_workspace()
+                    colds[r.tree.name].append(cold(r.tree, r.home, r.ws, run_args))
+            results[route] = {name: {key: statistics.median(c[key] for c in runs) for key in runs[0]}
+                              for name, runs in colds.items()}
             reruns: dict[str, list[float]] = {r.tree.name: [] for r in envs}
             for _ in range(repeats):
                 for r in envs:
@@ -214,10 +230,10 @@ def measure(trees: list[Tree], routes: list[str], repeats: int, run_args: list[s
     return results
 
 
-def report(results: dict, trees: list[Tree], load: tuple[float, float]) -> None:
+def report(results: dict, trees: list[Tree], load: tuple[float, float], cold_repeats: int, repeats: int) -> None:
     names = [t.name for t in trees]
     print(f"# {os.cpu_count()} cores, load average {load[0]:.2f} before, {load[1]:.2f} after; wall seconds, "
-          f"each figure a fresh process; cached rerun: median of {len(results[next(iter(results))][names[0]]['cached reruns'])}")
+          f"each figure a fresh process; medians of {cold_repeats} cold runs, {repeats} cached reruns")
     rows = [*PHASES, "fixed seconds", "training", "cold wall", "cached rerun"]
     head = f"{'seconds':<32}"
     for route in results:
@@ -250,11 +266,13 @@ def main() -> None:
     parser.add_argument("--baseline-rev", help="also measure this git revision (a worktree of it), side by side")
     parser.add_argument("--routes", default=",".join(ROUTES), help=f"comma-separated, of {', '.join(ROUTES)}")
     parser.add_argument("--repeats", type=int, default=3, help="all-cached reruns per tree and route (default 3)")
+    parser.add_argument("--cold-repeats", type=int, default=1,
+                        help="cold runs per tree and route, each in a fresh workspace; the table gives medians")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override one parameter of every run, as `neural-trader run --set` (repeatable)")
     args = parser.parse_args()
     routes = args.routes.split(",")
-    if args.repeats < 1 or not routes or set(routes) - set(ROUTES):
+    if args.repeats < 1 or args.cold_repeats < 1 or not routes or set(routes) - set(ROUTES):
         parser.error(f"--repeats must be >= 1 and --routes some of {', '.join(ROUTES)}")
     run_args = [a for o in args.overrides for a in ("--set", o)]
     scratch = Path(tempfile.mkdtemp(prefix="nt-study-speed-"))
@@ -267,8 +285,8 @@ def main() -> None:
                            check=True, capture_output=True)
             trees.insert(0, Tree(f"baseline {rev}", scratch / "baseline"))
         load = os.getloadavg()[0]
-        results = measure(trees, routes, args.repeats, run_args, scratch)
-        report(results, trees, (load, os.getloadavg()[0]))
+        results = measure(trees, routes, args.repeats, args.cold_repeats, run_args, scratch)
+        report(results, trees, (load, os.getloadavg()[0]), args.cold_repeats, args.repeats)
     finally:
         if args.baseline_rev:
             subprocess.run(["git", "worktree", "remove", "--force", str(scratch / "baseline")], cwd=ROOT,
