@@ -7,11 +7,11 @@ running (measured: an independent train task waited for an unrelated one). So
 the runner gets spare threads to wait in (`flows.runners`), and the slot is
 taken here, only once a task's inputs are ready and its body is about to run.
 
-A freed slot goes to a waiting training first, then to the other stages, and
-to plots last, each rank in the order they came: trainings are the long tasks,
-and an evaluate or plot run ahead of one only moves the last training, and what
-waits on it, later; a plot is a leaf that nothing waits on, while the
-comparisons wait on every evaluation.
+A freed slot goes first to the short stages that others wait on (generate,
+window, evaluate, the comparisons), then to a training, and to plots last, each
+rank in the order they came. So an evaluation and its comparison run as soon as
+their inputs are ready, between trainings, instead of queueing behind every
+training into the tail after the last one; a plot is a leaf that nothing waits on.
 """
 
 from __future__ import annotations
@@ -22,19 +22,19 @@ import itertools
 import threading
 from collections.abc import Iterator
 
-TRAININGS = frozenset({"train", "train_shard", "market_train"})  # stages served first
+TRAININGS = frozenset({"train", "train_shard", "market_train"})
 
 
 def _rank(stage: str) -> int:
-    """0 for a training, 2 for a plot (nothing waits on one), 1 for the rest."""
-    return 0 if stage in TRAININGS else 2 if stage.endswith("plot") else 1
+    """1 for a training, 2 for a plot (nothing waits on one), 0 for the rest: short stages that others wait on."""
+    return 1 if stage in TRAININGS else 2 if stage.endswith("plot") else 0
 
 _LOCK = threading.Lock()
 _SLOTS: dict[int, ComputeSlots] = {}
 
 
 class ComputeSlots:
-    """`count` slots; `hold(stage)` waits for one: trainings first, plots last, else first come first served."""
+    """`count` slots; `hold(stage)` waits for one: short stages first, then trainings, plots last; each rank in turn."""
 
     def __init__(self, count: int) -> None:
         self.free = count

@@ -1,4 +1,4 @@
-"""Compute slots (tasks/slots.py): never more holders than slots; a freed slot goes to a training first, a plot last."""
+"""Compute slots (tasks/slots.py): never more holders than slots; a freed slot goes to the stages others wait on, then trainings, plots last."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def _queued(slots: ComputeSlots, n: int, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def test_a_freed_slot_goes_to_a_training_first_a_plot_last_else_in_arrival_order():
+def test_a_freed_slot_goes_to_what_others_wait_on_then_to_a_training_a_plot_last():
     slots, order = ComputeSlots(1), []
 
     def take(stage: str) -> None:
@@ -30,7 +30,7 @@ def test_a_freed_slot_goes_to_a_training_first_a_plot_last_else_in_arrival_order
             _queued(slots, n)
     for t in threads:
         t.join(10)
-    assert order == ["train", "market_train", "train_shard", "evaluate", "compare", "plot"]
+    assert order == ["evaluate", "compare", "train", "market_train", "train_shard", "plot"]
     assert slots.free == 1
 
 
