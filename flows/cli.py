@@ -172,7 +172,8 @@ def _run(args: argparse.Namespace, cfg, server: RunServer) -> int:
     from flows.study import DVC_STAGES, run_study
     from stages.run import preload_bodies
 
-    preload_bodies(cfg, args.workspace, DVC_STAGES)  # while a temporary server boots
+    if server.tied:  # a temporary server boots: import the bodies meanwhile (with one running, they load as needed)
+        preload_bodies(cfg, args.workspace, DVC_STAGES)
     server.wait()
     summary = run_study(args.params, args.overrides, args.workspace, rerun=args.rerun, slot=args.slot,
                              dvc_record=args.dvc_record, dvc_push=args.dvc_push, cfg=cfg)
