@@ -13,6 +13,7 @@ import time
 START = time.perf_counter()  # the closing line's seconds count from here: imports included
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -118,6 +119,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `neural-trader` command on `argv` (default: this program's arguments); its exit status."""
+    code = _main(argv)
+    if argv is None:  # the program itself, about to exit
+        # The interpreter's last collections walk every object torch and Prefect made
+        # (measured: seconds after a cold study); frozen objects they skip, at no cost
+        # to a process that is ending.
+        gc.freeze()
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     run = args.command == "run"
     # `run`: a line per finished stage, Prefect's own lines with --verbose (or the user's PREFECT_LOGGING_*)
@@ -180,7 +192,8 @@ def _with_server(args: argparse.Namespace, run: Callable[[RunServer], int]) -> i
 
     server = RunServer(args.workspace).start()  # before Prefect is imported: it boots while the flow imports
     try:
-        code = run(server)
+        with server.settings():
+            code = run(server)
     except BaseException:  # Ctrl-C included: stop it without waiting for task runs that will never finish
         server.stop(settled=False)
         raise
@@ -206,8 +219,11 @@ def _run(args: argparse.Namespace, cfg, server: RunServer) -> int:
         server.wait()
         print(format_reports(run_warmups(args.flow, args.params, args.overrides, args.workspace, cfg=cfg)))
         return 0
-    from flows.study import run_study
+    from flows.study import DVC_STAGES, run_study
+    from stages.run import preload_bodies
 
+    if server.tied:  # a temporary server boots: import the bodies meanwhile (with one running, they load as needed)
+        preload_bodies(cfg, args.workspace, DVC_STAGES)
     server.wait()
     summary = run_study(args.params, args.overrides, args.workspace, rerun=args.rerun, slot=args.slot,
                              dvc_record=args.dvc_record, dvc_push=args.dvc_push, cfg=cfg)

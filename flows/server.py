@@ -18,6 +18,7 @@ settings then. `python -m flows.server PGID` is the watchdog.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -184,6 +185,20 @@ class RunServer:
     def wait(self, wait_s: float = 120.0) -> None:
         if self.tied:
             wait_healthy(self.api_url, self.tied.proc, self.home / "temporary.log", wait_s)
+
+    def settings(self) -> contextlib.AbstractContextManager:
+        """Prefect settings for the run's flow: on a temporary server, no flow heartbeats.
+
+        A heartbeat tells a long-lived server that a flow run is alive (else it
+        marks it crashed); a temporary server lives exactly as long as the run.
+        And the flow's end joins the heartbeat thread, which sleeps in 1 s steps:
+        up to a second more per flow run.
+        """
+        if not self.tied:
+            return contextlib.nullcontext()
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
 
     def stop(self, settled: bool = True) -> None:
         """Stop a temporary server; with `settled`, once it has recorded this process's task runs."""

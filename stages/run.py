@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from neural_trader.params import StudyConfig
 from .catalog import Workspace, file_digest, write_json
 from .registry import ALL_STAGES, item_id, stage_key, up_to_date, whole_up_to_date
 
-__all__ = ["body_of", "run_stage"]
+__all__ = ["body_of", "preload_bodies", "run_stage"]
 
 log = logging.getLogger("neural_trader")
 
@@ -28,6 +28,24 @@ def body_of(name: str) -> Callable[..., dict[str, Any]]:
     """The function a registry entry names as "module:function" (looked up at each call: tests may replace it)."""
     module, _, function = name.partition(":")
     return getattr(importlib.import_module(module), function)
+
+
+def preload_bodies(cfg: StudyConfig, ws: Workspace | str | Path, stages: Iterable[str]) -> list[str]:
+    """Import the modules of the bodies of `stages` now if some item of them has no stamp; the modules imported.
+
+    Called while the run's server boots: the bodies' imports (torch, scipy,
+    statsmodels, matplotlib: seconds) then fill time the run would spend
+    waiting, instead of delaying the first stage. With every stamp in place the
+    run will most likely only check keys, which needs none of them.
+    """
+    ws = ws if isinstance(ws, Workspace) else Workspace(Path(ws))
+    specs = [ALL_STAGES[s] for s in stages]
+    if all(ws.stamp(s.name, item_id(i)).is_file() for s in specs for i in s.grid(cfg)):
+        return []
+    modules = sorted({n.partition(":")[0] for s in specs for n in (s.body, s.join) if n})
+    for module in modules:
+        importlib.import_module(module)
+    return modules
 
 
 def run_stage(stage: str, cfg: StudyConfig, ws: Workspace | str | Path, *, key: str | None = None,

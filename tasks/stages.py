@@ -72,7 +72,7 @@ def run(stage: str, cfg: StudyConfig, workspace: str, from_shards: bool = False,
     else:
         from stages.run import run_stage  # the bodies, and torch, load only when a stage runs
 
-        with compute_slot(cfg.runtime.max_workers):  # taken once the inputs are ready: see tasks.slots
+        with compute_slot(cfg.runtime.max_workers, stage):  # taken once the inputs are ready: see tasks.slots
             start = time.perf_counter()
             summary = run_stage(stage, cfg, workspace, key=stage_digest(stage), from_shards=from_shards, **item)
     verb = "reused" if summary.get("reused") else "ran"

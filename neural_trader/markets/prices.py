@@ -20,7 +20,7 @@ Conventions:
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,9 +157,16 @@ def _check_dataset(name: str) -> None:
 
 
 def dataset_path(name: str) -> Path:
-    """The `*.csv.gz` file shipped in the `arch.data.<name>` package (hash its bytes to pin the data)."""
+    """The `*.csv.gz` file shipped in the `arch.data.<name>` package (hash its bytes to pin the data).
+
+    Found without importing `arch`: its `__init__` imports scipy and statsmodels
+    (about 1 s), and a rerun reads only this file's bytes.
+    """
     _check_dataset(name)
-    folder = Path(importlib.import_module(f"arch.data.{name}").__file__).parent
+    spec = importlib.util.find_spec("arch")  # finds the package, runs none of it
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the arch package is not installed: its data sets ship with it")
+    folder = Path(spec.submodule_search_locations[0]) / "data" / name
     files = sorted(folder.glob("*.csv.gz"))
     if len(files) != 1:
         raise FileNotFoundError(f"expected one *.csv.gz in {folder}, found {[f.name for f in files]}")

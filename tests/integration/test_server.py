@@ -15,7 +15,7 @@ import urllib.request
 import psutil
 import pytest
 
-from flows.server import Tied, free_port, guard
+from flows.server import RunServer, Tied, free_port, guard
 from tests.conftest import ROOT, SHRUNK_WARMUPS, listening_sockets
 
 #: a parent that starts `sleep` (which starts another `sleep`) tied to it, prints their pids, then waits
@@ -26,6 +26,23 @@ tied = Tied(["sh", "-c", "sleep 600 & sleep 600"])
 print(tied.proc.pid, tied.guard.pid, flush=True)
 time.sleep(600)
 """
+
+
+def test_flow_heartbeats_are_off_on_a_temporary_server_only(tmp_path, monkeypatch):
+    """A temporary server lives as long as the run: no heartbeats to it (each flow's end would wait for one)."""
+    from prefect.settings import get_current_settings
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)  # restored after the test; start() sets it
+    default = get_current_settings().flows.heartbeat_frequency
+    server = RunServer(tmp_path).start()  # nothing runs for tmp_path: a temporary server, tied to this process
+    try:
+        assert server.tied is not None
+        with server.settings():
+            assert get_current_settings().flows.heartbeat_frequency is None
+    finally:
+        server.stop(settled=False)
+    with RunServer(tmp_path).start().settings():  # PREFECT_API_URL names a server: a running one's settings
+        assert default is not None and get_current_settings().flows.heartbeat_frequency == default
 
 
 def test_a_tied_group_goes_when_its_parent_is_killed():

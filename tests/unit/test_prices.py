@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +153,12 @@ def test_log_returns_are_dated_by_their_end():
     dates, r = log_returns(s)
     np.testing.assert_array_equal(dates, s.dates[1:])
     np.testing.assert_allclose(r, [np.log(1.1), np.log(0.9)])
+
+
+def test_dataset_path_imports_no_arch_and_is_arch_s_own_file():
+    """A rerun reads the file's bytes only: finding it must not import arch (scipy, statsmodels: about 1 s)."""
+    code = ("import sys; from neural_trader.markets.prices import dataset_path; p = dataset_path('sp500'); "
+            "print('arch' in sys.modules); import arch.data.sp500 as d; print(p.parent == Path(d.__file__).parent)")
+    out = subprocess.run([sys.executable, "-c", f"from pathlib import Path; {code}"], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == ["False", "True"]
