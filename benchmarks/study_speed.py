@@ -51,14 +51,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from study_throughput import Interval, union  # this folder is on sys.path: the script's own
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_STAGES = ("train", "train_shard", "market_train")  # a seed shard trains part of a cell
 ROUTES = ("temporary", "server")
 PHASES = ("imports", "server start", "flow before the first training", "gaps between trainings",
           "flow after the last training", "drain and server stop", "exit")
 MAIN = "import sys; from flows.cli import main; sys.exit(main())"  # what the `neural-trader` script runs
-
-Interval = tuple[float, float]
 
 
 # ------------------------------------------------------------------ the cold run, in its own process
@@ -107,16 +107,6 @@ def child(argv: list[str], spawned: float, out: Path) -> None:
 
 
 # ------------------------------------------------------------------ the parent
-def union(intervals: list[Interval]) -> list[Interval]:
-    out: list[list[float]] = []
-    for a, b in sorted(intervals):
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
