@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -16,6 +18,20 @@ import numpy as np  # noqa: E402
 
 __all__ = ["history_png", "figure_png", "mean_band", "Interval", "ForestRow", "forest_figure", "forest_png",
            "intervals_png", "grid_curves_png", "HISTORY_LABELS"]
+
+
+#: matplotlib is not thread-safe (pyplot's list of figures, the mathtext parser of tick labels such as
+#: $\mathdefault{10^{-4}}$), and stage tasks draw in threads: every figure is drawn under this lock
+_DRAWING = threading.RLock()
+
+
+def drawing(draw: Callable) -> Callable:
+    """`draw`, run while holding the drawing lock: one figure at a time in a process."""
+    @functools.wraps(draw)
+    def locked(*args, **kwargs):
+        with _DRAWING:
+            return draw(*args, **kwargs)
+    return locked
 
 
 def figure_png(fig: "plt.Figure") -> bytes:
@@ -40,6 +56,7 @@ HISTORY_LABELS: dict[str, tuple[str, str]] = {
 }
 
 
+@drawing
 def history_png(values: np.ndarray, columns: Sequence[str], title: str,
                 labels: Mapping[str, tuple[str, str]] = HISTORY_LABELS) -> bytes:
     """The seed's 2x2 picture (position and return, train and validation, per epoch).
@@ -66,6 +83,7 @@ def history_png(values: np.ndarray, columns: Sequence[str], title: str,
     return figure_png(fig)
 
 
+@drawing
 def lines_png(
     curves: Mapping[str, np.ndarray], x: np.ndarray, *, title: str, xlabel: str, ylabel: str,
     reference: Mapping[str, np.ndarray] | None = None,
@@ -110,6 +128,7 @@ def _off_scale(name: str, values: Sequence[float]) -> str:
     return f"{name} {lo:.4f}, off scale" if lo == hi else f"{name} {lo:.4f} to {hi:.4f}, off scale"
 
 
+@drawing
 def intervals_png(
     panels: Mapping[str, Sequence[Interval]], *, title: str, ylabel: str,
     references: Mapping[str, Mapping[str, Sequence[float | None]]] | None = None, scale_with: Sequence[str] = (),
@@ -169,6 +188,7 @@ class ForestRow(NamedTuple):
 STATE_COLOURS = {"significant": "tab:red", "equivalent": "tab:green", "undecided": "tab:grey"}
 
 
+@drawing
 def forest_figure(
     panels: Mapping[str, Sequence[ForestRow]], *, title: str, xlabels: Mapping[str, str] | None = None,
     margins: Mapping[str, float | None] | None = None, ci_label: str = "CI",
@@ -211,11 +231,13 @@ def forest_figure(
     return fig
 
 
+@drawing
 def forest_png(panels: Mapping[str, Sequence[ForestRow]], **kwargs) -> bytes:
     """forest_figure as PNG bytes."""
     return figure_png(forest_figure(panels, **kwargs))
 
 
+@drawing
 def panels_png(
     panels: Mapping[str, Mapping[str, np.ndarray]], x: np.ndarray, refs: Mapping[str, np.ndarray], *,
     title: str, xlabel: str, ylabel: str, ref_label: str = "reference", sharey: bool = True,
@@ -244,6 +266,7 @@ def panels_png(
     return figure_png(fig)
 
 
+@drawing
 def grid_curves_png(
     curves: Mapping[str, Mapping[str, np.ndarray]], x: np.ndarray, refs: Mapping[str, np.ndarray], *,
     title: str, xlabel: str, ylabel: str, ref_label: str = "reference", titles: Mapping[str, str] | None = None,
@@ -277,6 +300,7 @@ def grid_curves_png(
     return figure_png(fig)
 
 
+@drawing
 def epochs_png(
     panels: Mapping[str, Mapping[str, np.ndarray]], refs: Mapping[str, tuple[str, float]], *, title: str,
 ) -> bytes:
@@ -306,6 +330,7 @@ def _multiple(v: float, _pos: object = None) -> str:
     return f"{v:g}x"
 
 
+@drawing
 def equity_png(dates: np.ndarray, log_wealth: Mapping[str, np.ndarray], *, title: str,
                fold_starts: Sequence[int] = ()) -> bytes:
     """Wealth of each strategy on a log scale (from cumulative log P&L), ticks as multiples, each fold's start."""
@@ -327,6 +352,7 @@ def equity_png(dates: np.ndarray, log_wealth: Mapping[str, np.ndarray], *, title
     return figure_png(fig)
 
 
+@drawing
 def drawdown_png(dates: np.ndarray, log_wealth: Mapping[str, np.ndarray], *, title: str) -> bytes:
     """Fall of each strategy's wealth from its running peak, as a fraction of the peak."""
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -340,6 +366,7 @@ def drawdown_png(dates: np.ndarray, log_wealth: Mapping[str, np.ndarray], *, tit
     return figure_png(fig)
 
 
+@drawing
 def fold_curves_png(grid: np.ndarray, curves: Mapping[str, np.ndarray], *, title: str,
                     folds: Sequence[str] = ()) -> bytes:
     """One panel per variant: its learned position against the last scaled return, one line per fold.

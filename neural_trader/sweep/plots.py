@@ -42,6 +42,7 @@ def _group_title(group: tuple[tuple[str, Any], ...]) -> str:
     return ", ".join(_phrase(k, v) for k, v in group)
 
 
+@plots.drawing
 def _empty_png(title: str, text: str) -> bytes:
     fig, ax = plt.subplots(figsize=(6, 3))
     ax.axis("off")
@@ -70,6 +71,7 @@ def _heatmap(ax: Any, rows: list[dict[str, Any]], hidden: list[Any], n_train: li
     return im
 
 
+@plots.drawing
 def heatmaps_png(records: Sequence[dict[str, Any]], metric: str) -> bytes:
     """The dropout effect on `metric` over (hidden x training series), a panel per (other axes, dropout).
 
@@ -105,6 +107,7 @@ def heatmaps_png(records: Sequence[dict[str, Any]], metric: str) -> bytes:
     return plots.figure_png(fig)
 
 
+@plots.drawing
 def oracle_fraction_png(points: Sequence[dict[str, Any]], dropout: float = REFERENCE) -> bytes:
     """Oracle fraction (mean, CI over seeds) against training series (log x), a line per hidden size.
 
