@@ -198,6 +198,7 @@ def _with_server(args: argparse.Namespace, run: Callable[[RunServer], int]) -> i
         server.stop(settled=False)
         raise
     server.stop()
+    sys.stdout.flush()  # what the run printed comes before the closing line, when both go to one file too
     progress.info(closing_line("rerun" if args.rerun else args.flow, time.perf_counter() - START, _report(args)))
     return code
 
