@@ -82,7 +82,7 @@ def _closing(metric: str, rows: list[dict[str, Any]], hits: int, alpha: float, m
     undecided = [r for r in rest if r.get("state", "undecided") == "undecided"]
     parts = []
     if equivalent:
-        parts.append(f"{len(equivalent)} equivalent within +-{format_number(equivalent[0]['effect_of_interest'])}")
+        parts.append(f"{len(equivalent)} equivalent within ±{format_number(equivalent[0]['effect_of_interest'])}")
     if undecided:
         needs = [r.get("seeds_needed_interest") or r.get("seeds_needed") for r in undecided]
         known = [n for n in needs if n]

@@ -71,4 +71,4 @@ class CompareConfig(Strict):
     effect_of_interest: dict[Literal["test_return", "gap"], Annotated[float, Field(gt=0)]] = Field(
         default_factory=lambda: {"test_return": 0.0001, "gap": 0.001},
         description="per metric, in its units: the smallest difference worth finding. A contrast whose CI lies "
-        "inside +-this is called equivalent; an undecided one states the seeds that would detect it")
+        "inside ±this is called equivalent; an undecided one states the seeds that would detect it")

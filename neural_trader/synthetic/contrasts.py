@@ -38,7 +38,7 @@ def _verdict(a: str, b: str, metric: str, rec: dict[str, Any], confidence: float
         return f"{a} vs {b} on {label} is not testable with n = {rec['n']} seed(s) (diff {format_number(diff)})"
     adjusted = f"Holm-adjusted p {format_p(rec['p_adj'])}"
     if rec["state"] == "equivalent":
-        return (f"{a} and {b} are equivalent on {label} within +-{format_number(rec['effect_of_interest'])} "
+        return (f"{a} and {b} are equivalent on {label} within ±{format_number(rec['effect_of_interest'])} "
                 + format_evidence(lo, hi, confidence, lead=f"diff {format_number(diff)}", tail="inside the margin"))
     if rec["state"] == "undecided":
         effect = rec["effect_of_interest"]

@@ -33,7 +33,7 @@ def _head(cfg: Any, comparison: dict[str, Any]) -> list[str]:
         f"so test noise is part of the spread across seeds. Intervals are {pct} t-intervals over seeds; "
         f"p-values are paired t-tests, Holm-adjusted across all {len(family)} contrasts "
         f"(family-wise alpha {cfg.compare.alpha}). A contrast is significant after that adjustment, equivalent "
-        f"when its {pct} CI lies inside +- the effect of interest (`compare.effect_of_interest`), or undecided, "
+        f"when its {pct} CI lies inside ± the effect of interest (`compare.effect_of_interest`), or undecided, "
         f"with the seeds that would detect that effect at {cfg.compare.power:.0%} power.",
         "",
         "## Verdicts",
@@ -136,7 +136,7 @@ def comparison_artifact(cfg: Any, comparison: dict[str, Any], figures: Mapping[s
                               format_fixed(x["mean_position"], 3), f"{x['best_epoch']:.0f}"]
                              for n, x in zip(name, cells)])
     lines += ["", "## Contrasts", "", *_contrast_table(family, cfg.compare.confidence)]
-    margins = ", ".join(f"{k} +-{format_fixed(v)}" for k, v in comparison.get("effect_of_interest", {}).items())
+    margins = ", ".join(f"{k} ±{format_fixed(v)}" for k, v in comparison.get("effect_of_interest", {}).items())
     lines += ["", f"### Power at {power}", "",
               f"p: unadjusted; detectable: the effect found at {power} power at the family's level alpha / m; "
               f"seeds needed to detect the observed difference / the effect of interest ({margins or 'none'}).", ""]

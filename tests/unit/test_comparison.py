@@ -240,7 +240,7 @@ def test_contrasts_in_three_states_with_an_effect_of_interest():
     assert by["momentum - random / base"]["state"] == "significant"
     eq = by["dropout - base / random / test_return"]
     assert eq["state"] == "equivalent" and -1e-4 < eq["ci_lo"] and eq["ci_hi"] < 1e-4
-    assert eq["verdict"] == (f"on random: dropout and base are equivalent on test return within +-{format_number(1e-4)} "
+    assert eq["verdict"] == (f"on random: dropout and base are equivalent on test return within ±{format_number(1e-4)} "
                              f"(diff {format_number(eq['diff'])}, unadjusted 95% CI {format_number(eq['ci_lo'])} to "
                              f"{format_number(eq['ci_hi'])}; inside the margin)")
     und = by["dropout - base / momentum / gap"]

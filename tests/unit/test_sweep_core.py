@@ -282,7 +282,7 @@ def test_verdicts_say_what_the_data_say():
         ("dropout 0.5 narrows the overfitting gap at 128 hidden units with 100 training series and rho 0.1 "
          "(-0.0200 per step, unadjusted 95% CI -0.0300 to -0.0100; q = 0.01)"),
         "on the overfitting gap, 1 of 2 contrasts significant at q < 0.05; not significant anywhere else: "
-        "1 equivalent within +-0.00100",
+        "1 equivalent within ±0.00100",
     ]
     quiet = [_record(significant=False, q=0.4, state="undecided", seeds_needed_interest=None, seeds_needed=None),
              _record(metric="gap", significant=False, q=0.4, p=math.nan)]
