@@ -83,25 +83,6 @@ def history_png(values: np.ndarray, columns: Sequence[str], title: str,
     return figure_png(fig)
 
 
-@drawing
-def lines_png(
-    curves: Mapping[str, np.ndarray], x: np.ndarray, *, title: str, xlabel: str, ylabel: str,
-    reference: Mapping[str, np.ndarray] | None = None,
-) -> bytes:
-    """Several (S, len(x)) curves on one axis, mean and band each, plus optional reference lines."""
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for name, values in curves.items():
-        mean, lo, hi = mean_band(values)
-        (line,) = ax.plot(x, mean, label=name, linewidth=1.5)
-        ax.fill_between(x, lo, hi, alpha=0.15, color=line.get_color(), linewidth=0)
-    for name, values in (reference or {}).items():
-        ax.plot(x, values, label=name, color="black", linewidth=1.2, linestyle="--")
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return figure_png(fig)
-
-
 class Interval(NamedTuple):
     """An estimate and its confidence interval, as a figure draws it."""
 

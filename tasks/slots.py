@@ -1,4 +1,4 @@
-"""Compute slots: at most `runtime.max_workers` stage bodies compute at once in one process; trainings first.
+"""Compute slots: at most `runtime.max_workers` stage bodies compute at once in one process; short stages first.
 
 Prefect's thread runner hands a task its thread when it is submitted, and a task
 submitted with `wait_for` holds that thread while it waits for its upstream.

@@ -88,8 +88,8 @@ def _run_name() -> str:
 
     item = item_id(task_run.parameters.get("item") or {})
     name = f"{task_run.task_name}[{item}]" if item else task_run.task_name
-    ws = Path(task_run.parameters.get("workspace") or ".")
-    return f"{name} @ {ws.name}" if ws.parent.name == "sweeps" else name
+    point = Workspace(task_run.parameters.get("workspace") or ".").point
+    return f"{name} @ {point}" if point else name
 
 
 def stage_task(stage: str, from_shards: bool = False) -> Task:
